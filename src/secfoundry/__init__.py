@@ -1,0 +1,3 @@
+"""secfoundry: build, train and measure security LLMs end to end."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from secfoundry.cli import app
+
+app()

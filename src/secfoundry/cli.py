@@ -1,0 +1,34 @@
+"""The ``secfoundry`` command: one sub-command group per stage.
+
+Stage modules keep heavy imports (torch, ray, transformers) inside their commands so that
+``secfoundry --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from secfoundry import __version__
+from secfoundry.corpus.cli import app as corpus_app
+from secfoundry.eval.cli import app as eval_app
+from secfoundry.kb.cli import app as kb_app
+from secfoundry.models.cli import app as models_app
+from secfoundry.train.cli import app as train_app
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Build, train and measure security LLMs end to end.")
+app.add_typer(eval_app, name="eval", help="Evaluate models on security benchmarks.")
+app.add_typer(kb_app, name="kb", help="Security knowledge base: sync sources, look up, search.")
+app.add_typer(corpus_app, name="corpus", help="Corpus pipeline: collect, process, prepare.")
+app.add_typer(train_app, name="train", help="Continued pretraining.")
+app.add_typer(models_app, name="models", help="Model backends: convert, inspect, generate.")
+
+
+@app.command()
+def version() -> None:
+    """Print the package version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()
