@@ -8,14 +8,18 @@ skipped; they never stop a sync.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import time
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator, Sequence
 
 from secfoundry.documents import Document
+from secfoundry.errors import InputError
 from secfoundry.kb.records import Record
 
 
@@ -109,3 +113,116 @@ def record_document(rec: Record) -> Document:
         version=rec.version,
         metadata={"record_type": rec.type, "record_id": rec.id},
     )
+
+
+# -- helpers shared by connectors -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One upstream file: its live URL, the name it gets in the cache, and its pinned sha256."""
+
+    url: str
+    filename: str = ""  # default: the last part of the URL path
+    sha256: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.filename or self.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+
+
+def source_cache(name: str) -> Path:
+    """``SECFOUNDRY_HOME/sources/<name>/``: where live downloads of a source go."""
+    from secfoundry.paths import cache_dir
+
+    return cache_dir("sources", name)
+
+
+def mirror_files(mirror: Path, folder: str, patterns: Sequence[str]) -> list[Path]:
+    """Files of ``mirror/<folder>/`` matching any glob in ``patterns`` (sorted, de-duplicated).
+
+    ``mirror`` may be the mirror root (``../shared/data/mirror``) or the source folder itself.
+    Raises ``InputError`` naming the directory when nothing matches.
+    """
+    mirror = Path(mirror)
+    base = mirror / folder if (mirror / folder).is_dir() else mirror
+    if not base.is_dir():
+        raise InputError(f"mirror directory for {folder!r} not found", file=str(mirror / folder))
+    found: dict[Path, None] = {}
+    for pat in patterns:
+        for p in sorted(base.glob(pat)):
+            if p.is_file() and not p.name.endswith(".meta.json"):
+                found[p] = None
+    if not found:
+        raise InputError(f"no files matching {list(patterns)} in the {folder!r} mirror", file=str(base))
+    return list(found)
+
+
+def download_remotes(name: str, remotes: Sequence[Remote], fetcher: Any = None) -> list[Path]:
+    """Download ``remotes`` into ``source_cache(name)`` (conditional, pinned); returns the paths."""
+    from secfoundry.corpus.sources.http import Fetcher
+
+    own = fetcher is None
+    fetcher = fetcher or Fetcher()
+    try:
+        dest = source_cache(name)
+        return [fetcher.download(r.url, dest / r.name, sha256=r.sha256) for r in remotes]
+    finally:
+        if own:
+            fetcher.close()
+
+
+def resolve_files(name: str, mirror: Path | None, *, folder: str | None = None,
+                  patterns: Sequence[str] = ("*",), remotes: Sequence[Remote] = (),
+                  fetcher: Any = None) -> tuple[list[Path], str]:
+    """Mirror-or-download: ``(files, origin)`` where origin is ``"mirror:<dir>"`` or the URLs.
+
+    With a mirror, only the mirror is read (never a silent fall-back to the network).
+    """
+    if mirror is not None:
+        files = mirror_files(Path(mirror), folder or name, patterns)
+        return files, f"mirror:{files[0].parent}"
+    if not remotes:
+        raise InputError(f"source {name!r} has no live URL; pass a mirror directory")
+    return download_remotes(name, remotes, fetcher), " ".join(r.url for r in remotes)
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open a file for reading, transparently gunzipping when it starts with the gzip magic."""
+    f = Path(path).open("rb")
+    if f.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    return f
+
+
+def read_bytes(path: Path) -> bytes:
+    """The (gunzipped) content of ``path``; a truncated or corrupt gzip raises ``InputError``."""
+    try:
+        with open_binary(path) as f:
+            return f.read()
+    except (EOFError, OSError, zlib.error) as e:
+        raise InputError(f"cannot read ({type(e).__name__}: {e})", file=str(path)) from e
+
+
+def decode_text(data: bytes, file: str, entry: str | int | None = None) -> str:
+    """UTF-8 (BOM tolerated); other encodings are an ``InputError`` naming file/entry/offset."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"not valid UTF-8 at byte {e.start} ({e.reason})", file=file, row=entry) from e
+
+
+def load_json(path: Path, data: bytes | None = None, entry: str | int | None = None) -> Any:
+    """Parse a (possibly gzipped) JSON file; errors name the file, entry, line and column."""
+    raw = read_bytes(path) if data is None else data
+    text = decode_text(raw, str(path), entry)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}",
+                         file=str(path), row=entry) from e
+
+
+def text_stream(path: Path) -> io.TextIOWrapper:
+    """A UTF-8 text stream over a (possibly gzipped) file, for CSV readers and line parsers."""
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", newline="")
