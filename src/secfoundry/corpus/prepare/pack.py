@@ -1,0 +1,177 @@
+"""Tokenize documents and pack them into fixed-length rows (see ``shards.py`` for the format).
+
+Packing runs per input partition so it parallelises (one Ray task per partition) and resumes:
+a partition whose ``_parts/<part>.json`` exists is complete and is skipped; its ``.bin`` files
+are written under temporary names and renamed only once complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from secfoundry.corpus.prepare.shards import Manifest, SourceShards, dtype_for_vocab
+
+PARTS_DIR = "_parts"
+
+
+@dataclass
+class PackConfig:
+    tokenizer: str = "smollm2-135m-instruct"  # alias, local dir or hub id
+    seq_len: int = 4096
+    test_fraction: float = 0.01  # 99/1 train/test split by document-id hash
+    batch_size: int = 256  # documents per tokenizer call
+    add_bos: bool = False  # Llama-3 style tokenizers want BOS at document start; SmolLM2 has none
+
+
+def split_of(doc_id: str, test_fraction: float) -> str:
+    """Deterministic split from the document id's hash (stable across runs and machines)."""
+    h = int.from_bytes(hashlib.sha1(doc_id.encode("utf-8")).digest()[:8], "big")
+    return "test" if (h % 1_000_000) < test_fraction * 1_000_000 else "train"
+
+
+def load_tokenizer(spec: str):
+    """A fast HF tokenizer from an alias (the embedded default), a local dir, or a hub id."""
+    from transformers import AutoTokenizer
+
+    if spec in {"smollm2-135m-instruct", "smollm2"}:
+        from secfoundry.models.embedded import ensure_converted
+
+        spec = str(ensure_converted())
+    return AutoTokenizer.from_pretrained(spec, use_fast=True)
+
+
+class _RowWriter:
+    """Accumulates one (split, source) token stream and writes full rows to a .bin file."""
+
+    def __init__(self, path: Path, seq_len: int, dtype: str):
+        self.path, self.seq_len, self.dtype = path, seq_len, np.dtype(dtype).newbyteorder("<")
+        self.tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = self.tmp.open("wb")
+        self.buf: list[np.ndarray] = []
+        self.buffered = 0
+        self.rows = 0
+        self.docs = 0
+        self.licenses: set[str] = set()
+        self.versions: set[str] = set()
+
+    def add(self, ids: list[int]) -> None:
+        self.buf.append(np.asarray(ids, dtype=self.dtype))
+        self.buffered += len(ids)
+        self.docs += 1
+        if self.buffered >= 64 * self.seq_len:
+            self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        if not self.buf:
+            return
+        stream = np.concatenate(self.buf)
+        n_rows = len(stream) // self.seq_len
+        cut = n_rows * self.seq_len
+        if n_rows:
+            stream[:cut].tofile(self.fh)
+            self.rows += n_rows
+        rest = stream[cut:]
+        self.buf, self.buffered = ([rest] if len(rest) else []), len(rest)
+
+    def close(self) -> int:
+        """Write the last full rows, rename into place; returns the dropped tail length."""
+        self._flush_rows()
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+        return self.buffered
+
+
+def pack_partition(rows: Iterable[Mapping[str, Any]], out_dir: Path, part: str, cfg: PackConfig,
+                   tokenizer=None) -> dict[str, Any]:
+    """Pack one partition of documents (dicts with id, text, source, license, version).
+
+    Returns (and records in ``_parts/<part>.json``) per split/source counts. Idempotent.
+    """
+    out_dir = Path(out_dir)
+    done = out_dir / PARTS_DIR / f"{part}.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    tok = tokenizer or load_tokenizer(cfg.tokenizer)
+    dtype = dtype_for_vocab(len(tok))
+    eos = tok.eos_token_id
+    if eos is None:
+        raise ValueError(f"tokenizer {cfg.tokenizer!r} has no EOS token; packing needs one between documents")
+    writers: dict[tuple[str, str], _RowWriter] = {}
+
+    def flush(batch: list[Mapping[str, Any]]) -> None:
+        enc = tok([r["text"] for r in batch], add_special_tokens=False)["input_ids"]
+        for r, ids in zip(batch, enc):
+            split = split_of(str(r["id"]), cfg.test_fraction)
+            src = str(r.get("source") or "unknown").replace("/", "_")
+            key = (split, src)
+            if key not in writers:
+                writers[key] = _RowWriter(out_dir / split / src / f"shard-{part}.bin", cfg.seq_len, dtype)
+            w = writers[key]
+            if cfg.add_bos and tok.bos_token_id is not None:
+                ids = [tok.bos_token_id, *ids]
+            w.add([*ids, eos])
+            if r.get("license"):
+                w.licenses.add(str(r["license"]))
+            if r.get("version"):
+                w.versions.add(str(r["version"]))
+
+    batch: list[Mapping[str, Any]] = []
+    for r in rows:
+        if not r.get("text"):
+            continue
+        batch.append(r)
+        if len(batch) >= cfg.batch_size:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+
+    stats: dict[str, Any] = {"part": part, "dtype": dtype, "eos_id": eos, "vocab_size": len(tok), "splits": defaultdict(dict)}
+    for (split, src), w in sorted(writers.items()):
+        tail = w.close()
+        rel = str(w.path.relative_to(out_dir))
+        s = SourceShards(files=[rel] if w.rows else [], n_seqs=w.rows, n_tokens=w.rows * cfg.seq_len,
+                         n_docs=w.docs, dropped_tail_tokens=tail, licenses=sorted(w.licenses), versions=sorted(w.versions))
+        if not w.rows:
+            w.path.unlink()
+        stats["splits"][split][src] = asdict(s)
+    stats["splits"] = dict(stats["splits"])
+    done.parent.mkdir(parents=True, exist_ok=True)
+    tmp = done.with_name(done.name + ".tmp")
+    tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
+    os.replace(tmp, done)
+    return stats
+
+
+def write_manifest(out_dir: Path, cfg: PackConfig, extra: dict | None = None) -> Manifest:
+    """Merge every completed partition's stats into ``manifest.json``."""
+    out_dir = Path(out_dir)
+    parts = sorted((out_dir / PARTS_DIR).glob("*.json"))
+    if not parts:
+        raise FileNotFoundError(f"{out_dir}: no packed partitions found")
+    first = json.loads(parts[0].read_text())
+    man = Manifest(tokenizer=cfg.tokenizer, seq_len=cfg.seq_len, dtype=first["dtype"], eos_id=first["eos_id"],
+                   vocab_size=first["vocab_size"], extra=extra or {})
+    for p in parts:
+        st = json.loads(p.read_text())
+        for split, srcs in st["splits"].items():
+            for src, v in srcs.items():
+                agg = man.splits.setdefault(split, {}).setdefault(src, SourceShards())
+                agg.files += v["files"]
+                agg.n_seqs += v["n_seqs"]
+                agg.n_tokens += v["n_tokens"]
+                agg.n_docs += v["n_docs"]
+                agg.dropped_tail_tokens += v["dropped_tail_tokens"]
+                agg.licenses = sorted(set(agg.licenses) | set(v["licenses"]))
+                agg.versions = sorted(set(agg.versions) | set(v["versions"]))
+    man.save(out_dir)
+    return man

@@ -1,0 +1,94 @@
+"""Checkpoints without pickle: model and optimizer tensors in safetensors, the rest in JSON.
+
+A checkpoint directory holds ``model.safetensors``, ``optimizer.safetensors`` (AdamW moments
+and steps, flattened), ``rng.safetensors`` (torch RNG state) and ``trainer_state.json`` (step,
+data position, numpy/python RNG, optimizer param groups, config). Under DeepSpeed/FSDP the
+sharded states are written by ``accelerator.save_state`` into ``accelerate/`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+STATE = "trainer_state.json"
+
+
+def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"{idx}.{k}"] = t.detach().contiguous().cpu()
+    groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict[str, Any]]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, t in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = t
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> Path:
+    """Write atomically: a temp dir renamed into place, so a kill never leaves half a checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / "model.safetensors"))  # handles tied embeddings
+    tensors, groups = optimizer_to_tensors(opt)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+    py_state = random.getstate()
+    full = dict(state, optimizer_param_groups=groups, python_rng=[py_state[0], list(py_state[1]), py_state[2]])
+    (tmp / STATE).write_text(json.dumps(full, indent=1, default=_json_default))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    path = Path(path)
+    state = json.loads((path / STATE).read_text())
+    missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+    if unexpected:
+        raise ValueError(f"{path}: checkpoint has tensors the model lacks: {unexpected[:5]}")
+    optimizer_from_tensors(opt, load_file(str(path / "optimizer.safetensors")), state["optimizer_param_groups"])
+    torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch_rng"])
+    v, internal, gauss = state["python_rng"]
+    random.setstate((v, tuple(internal), gauss))
+    return state
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    ckdir = Path(out_dir) / "checkpoints"
+    done = sorted(p for p in ckdir.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE).exists())
+    return done[-1] if done else None
+
+
+def prune_checkpoints(out_dir: Path, keep: int) -> None:
+    ckdir = Path(out_dir) / "checkpoints"
+    done = sorted(p for p in ckdir.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+    for p in done[:-keep] if keep > 0 else []:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _json_default(o: Any):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,148 @@
+"""Typed training configuration, loadable from YAML and overridable from the CLI (litgpt style).
+
+``TrainConfig.from_yaml(path, overrides=["optim.lr=1e-4", "max_steps=100"])``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    # Alias of the embedded default, a local HF directory, or a hub id.
+    name_or_path: str = "smollm2-135m-instruct"
+    # Build a randomly initialised model from this LlamaConfig dict instead (unit tests, scratch runs).
+    init_config: dict[str, Any] | None = None
+    tokenizer: str | None = None  # defaults to name_or_path
+    gradient_checkpointing: bool = False
+    attn_implementation: str = "sdpa"
+
+
+@dataclass
+class DataConfig:
+    shards: str = ""  # packed shard directory (corpus pipeline output)
+    # Per-source sampling weights; unspecified sources get weight proportional to their tokens.
+    weights: dict[str, float] = field(default_factory=dict)
+    replay_shards: str | None = None  # general-domain packed shards mixed in at `replay_ratio`
+    replay_ratio: float = 0.0  # fraction of training sequences drawn from replay_shards
+    seq_len: int | None = None  # crop rows to this length (must be <= the shards' seq_len)
+    eval_split: str = "test"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4  # peak learning rate
+    min_lr_ratio: float = 0.1  # final LR = lr * min_lr_ratio
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    fused: bool = True  # fused AdamW kernel (CPU and CUDA in torch >= 2.4)
+
+
+@dataclass
+class ScheduleConfig:
+    kind: str = "cosine"  # cosine | wsd | constant
+    warmup_steps: int = 100  # re-warming from 0 is what continued pretraining needs (LR re-warming)
+    warmup_start_ratio: float = 0.0  # LR at step 0 as a fraction of peak
+    decay_fraction: float = 0.2  # wsd: final fraction of steps spent decaying
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    out_dir: str = "runs/train"
+    seed: int = 1234
+    micro_batch_size: int = 4
+    grad_accum: int = 1
+    max_steps: int = 1000  # optimizer steps
+    mixed_precision: str = "bf16"  # bf16 | fp16 | no  (autocast; master weights stay fp32)
+    log_every: int = 10
+    eval_every: int = 0  # 0: only at the end
+    eval_batches: int = 8  # micro-batches per held-out set
+    general_eval_shards: str | None = None  # held-out general text (packed) for forgetting checks
+    save_every: int = 0  # 0: only at the end
+    keep_checkpoints: int = 2
+    peak_flops: float = 0.0  # per-device peak FLOP/s for MFU (0: not reported)
+    threads: int | None = None  # torch intra-op threads on CPU
+    compile: bool = False  # torch.compile the model
+    tensorboard: bool = False
+
+    # ---- loading -----------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        return _build(cls, d, "config")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "TrainConfig":
+        d = yaml.safe_load(Path(path).read_text()) or {}
+        for ov in overrides or []:
+            apply_override(d, ov)
+        return cls.from_dict(d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.micro_batch_size * self.grad_accum * (self.data.seq_len or 0)
+
+
+def apply_override(d: dict[str, Any], override: str) -> None:
+    """Apply ``a.b=value`` (value parsed as YAML) to a nested dict in place."""
+    if "=" not in override:
+        raise ValueError(f"override {override!r} must look like key.sub=value")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    cur = d
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = yaml.safe_load(raw)
+
+
+def _build(cls, d: dict[str, Any], where: str):
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, val in d.items():
+        f = fields[name]
+        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        if sub is not None and dataclasses.is_dataclass(sub) and isinstance(val, dict):
+            kwargs[name] = _build(sub, val, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(val, hints.get(name), f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(val: Any, hint: Any, where: str) -> Any:
+    """YAML 1.1 reads ``2e-5`` as a string; coerce scalars to the field's declared type."""
+    if isinstance(val, str) and hint in (float, int, float | None, int | None):
+        base = float if hint in (float, float | None) else int
+        try:
+            return base(float(val)) if base is int else base(val)
+        except ValueError:
+            raise ValueError(f"{where}: expected a number, got {val!r}") from None
+    if hint is float and isinstance(val, int) and not isinstance(val, bool):
+        return float(val)
+    return val
+
+
+def dumps(cfg: TrainConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)

@@ -1,0 +1,68 @@
+"""Load the starting model (HF weights) and its tokenizer for continued pretraining."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from secfoundry.train.config import ModelConfig
+
+EMBEDDED_ALIASES = {"smollm2-135m-instruct", "smollm2"}
+
+
+def resolve_path(name_or_path: str) -> str:
+    if name_or_path in EMBEDDED_ALIASES:
+        from secfoundry.models.embedded import ensure_converted
+
+        return str(ensure_converted())
+    return name_or_path
+
+
+def load_model(cfg: ModelConfig) -> torch.nn.Module:
+    """fp32 master weights; autocast supplies bf16 compute. Safetensors only (no pickle)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
+
+    if cfg.init_config is not None:
+        conf = LlamaConfig(**cfg.init_config)
+        conf._attn_implementation = cfg.attn_implementation
+        model = AutoModelForCausalLM.from_config(conf, torch_dtype=torch.float32)
+    else:
+        path = resolve_path(cfg.name_or_path)
+        AutoConfig.from_pretrained(path)  # fail early with a clear message on a bad path
+        model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32, use_safetensors=True,
+                                                     attn_implementation=cfg.attn_implementation)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model
+
+
+def load_tokenizer(cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_path(cfg.tokenizer or cfg.name_or_path))
+
+
+def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
+    """Training FLOPs per token: 6·N for the matmuls (embedding lookup excluded, output layer
+    included) plus 12·layers·hidden·seq for attention scores (PaLM appendix B)."""
+    c = model.config
+    n = sum(p.numel() for p in model.parameters())
+    emb = model.get_input_embeddings().weight
+    n_matmul = n - emb.numel()
+    out = model.get_output_embeddings()
+    if out is not None and out.weight.data_ptr() == emb.data_ptr():
+        n_matmul += emb.numel()  # tied: the output projection still costs a matmul
+    return 6.0 * n_matmul + 12.0 * c.num_hidden_layers * c.hidden_size * seq_len
+
+
+def export_hf(model: torch.nn.Module, tokenizer, out: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """An HF model directory (safetensors + tokenizer) that transformers and the eval harness load."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.save_pretrained(out, state_dict=state, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    return out

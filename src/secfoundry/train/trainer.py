@@ -1,0 +1,274 @@
+"""Continued pretraining loop (single process, or distributed under ``accelerate launch``).
+
+Speed choices (measured in bench/train_throughput.py): packed rows with no padding, fused AdamW,
+fp32 master weights with bf16 autocast, loss accumulated on device and read back only when
+logging (no per-step host syncs), optional torch.compile.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from secfoundry.train import checkpoint as ckpt
+from secfoundry.train.config import TrainConfig, dumps
+from secfoundry.train.data import MixedBatches, eval_batches
+from secfoundry.train.model import export_hf, flops_per_token, load_model, load_tokenizer
+from secfoundry.train.schedule import lr_at
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps: int
+    tokens: int
+    final_loss: float
+    evals: dict[str, float] = field(default_factory=dict)
+    export_dir: Path | None = None
+    wall_s: float = 0.0
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # No decay on norms, biases and embeddings: decaying them only hurts a pretrained model.
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "embed" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, *, on_log: Callable[[dict[str, Any]], None] | None = None,
+                 stop_after: int | None = None):
+        self.cfg = cfg
+        self.on_log = on_log
+        self.stop_after = stop_after  # stop (as if killed) after this many steps: resume tests
+        self.out = Path(cfg.out_dir)
+
+    # ------------------------------------------------------------------------------------------
+    def run(self, resume: bool = False, progress: bool = True) -> TrainResult:
+        from accelerate import Accelerator
+
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        acc = Accelerator(mixed_precision=cfg.mixed_precision if cfg.mixed_precision != "no" else "no",
+                          cpu=not torch.cuda.is_available())
+        self.acc = acc
+        rank = acc.process_index
+        torch.manual_seed(cfg.seed + rank)
+        random.seed(cfg.seed + rank)
+        np.random.seed((cfg.seed + rank) % 2**32)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if acc.is_main_process:
+            (self.out / "config.json").write_text(dumps(cfg))
+
+        model = load_model(cfg.model)
+        tokenizer = None
+        if cfg.model.init_config is None or cfg.model.tokenizer:
+            try:
+                tokenizer = load_tokenizer(cfg.model)
+            except Exception:  # a scratch model may have no tokenizer; export then skips it
+                tokenizer = None
+        data = MixedBatches(cfg.data.shards, weights=cfg.data.weights or None, replay_shards=cfg.data.replay_shards,
+                            replay_ratio=cfg.data.replay_ratio, seq_len=cfg.data.seq_len,
+                            micro_batch_size=cfg.micro_batch_size, seed=cfg.seed * 1000 + rank)
+        seq_len = data.seq_len
+        fused = cfg.optim.fused
+        opt = torch.optim.AdamW(_param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
+                                betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps, fused=fused)
+        model, opt = acc.prepare(model, opt)
+        if cfg.compile:
+            model = torch.compile(model)
+
+        step, tokens_seen, history = 0, 0, []
+        if resume:
+            last = ckpt.latest_checkpoint(self.out)
+            if last is not None:
+                state = ckpt.load_checkpoint(last, acc.unwrap_model(model), opt)
+                data.load_state_dict(state["data"])
+                np.random.set_state(_np_state_from_json(state["numpy_rng"]))
+                step, tokens_seen = state["step"], state["tokens"]
+                acc.print(f"resumed from {last} at step {step}")
+        metrics_path = self.out / "metrics.jsonl"
+        if not resume and metrics_path.exists() and acc.is_main_process:
+            metrics_path.unlink()
+
+        tb = None
+        if cfg.tensorboard and acc.is_main_process:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                tb = SummaryWriter(str(self.out / "tb"))
+            except ImportError:
+                acc.print("tensorboard not installed; logging JSONL only")
+
+        fpt = flops_per_token(acc.unwrap_model(model), seq_len)
+        model.train()
+        t_start = time.time()
+        t_log, tok_log = time.time(), tokens_seen
+        loss_acc = torch.zeros((), device=acc.device)
+        n_acc = 0
+        final_loss = float("nan")
+        prog = _progress(progress and acc.is_main_process, cfg.max_steps, step)
+        steps_this_run = 0
+        while step < cfg.max_steps:
+            lr = lr_at(step, cfg.max_steps, cfg.optim, cfg.schedule)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            for micro in range(cfg.grad_accum):
+                batch = data.next_batch().to(acc.device)
+                ctx = acc.no_sync(model) if micro < cfg.grad_accum - 1 else _null()
+                with ctx, acc.autocast():
+                    out = model(input_ids=batch, labels=batch, use_cache=False)
+                    loss = out.loss / cfg.grad_accum
+                acc.backward(loss)
+                loss_acc += loss.detach()
+            n_acc += 1
+            if cfg.optim.grad_clip and cfg.optim.grad_clip > 0:
+                gnorm = acc.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            else:
+                gnorm = torch.zeros(())
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            steps_this_run += 1
+            tokens_seen += cfg.micro_batch_size * cfg.grad_accum * seq_len * acc.num_processes
+            if prog:
+                prog.update(step)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                now = time.time()
+                mean_loss = (acc.reduce(loss_acc, "mean") / max(1, n_acc)).item()  # the only host sync
+                tps = (tokens_seen - tok_log) / max(1e-9, now - t_log)
+                rec = {"step": step, "loss": mean_loss, "lr": lr, "grad_norm": float(gnorm), "tokens": tokens_seen,
+                       "tokens_per_s": tps, "elapsed_s": now - t_start}
+                if cfg.peak_flops:
+                    rec["mfu"] = fpt * tps / (cfg.peak_flops * acc.num_processes)
+                final_loss = mean_loss
+                history.append(rec)
+                self._log(rec, metrics_path, tb)
+                loss_acc.zero_()
+                n_acc, t_log, tok_log = 0, now, tokens_seen
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
+                self._log({"step": step, **self.evaluate(model, seq_len)}, metrics_path, tb)
+            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
+                self._save(model, opt, data, step, tokens_seen)
+            if self.stop_after is not None and steps_this_run >= self.stop_after:
+                self._save(model, opt, data, step, tokens_seen)
+                if prog:
+                    prog.stop()
+                return TrainResult(self.out, step, tokens_seen, final_loss, wall_s=time.time() - t_start)
+        if prog:
+            prog.stop()
+        evals = self.evaluate(model, seq_len)
+        self._log({"step": step, **evals}, metrics_path, tb)
+        self._save(model, opt, data, step, tokens_seen)
+        export_dir = None
+        if acc.is_main_process:
+            export_dir = export_hf(acc.unwrap_model(model), tokenizer, self.out / "final")
+        acc.wait_for_everyone()
+        return TrainResult(self.out, step, tokens_seen, final_loss, evals, export_dir, time.time() - t_start)
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model, seq_len: int) -> dict[str, float]:
+        """Held-out perplexity on the corpus test split (and on general text when configured)."""
+        cfg, acc = self.cfg, self.acc
+        sets = {"security": cfg.data.shards}
+        if cfg.general_eval_shards:
+            sets["general"] = cfg.general_eval_shards
+        was_training = model.training
+        model.eval()
+        res = {}
+        for name, shards in sets.items():
+            total, count = 0.0, 0
+            for batch in eval_batches(shards, cfg.data.eval_split, seq_len, cfg.micro_batch_size, cfg.eval_batches):
+                batch = batch.to(acc.device)
+                with acc.autocast():
+                    loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+                n = batch.numel() - batch.shape[0]
+                total += float(loss) * n
+                count += n
+            if count:
+                res[f"eval_{name}_loss"] = total / count
+                res[f"eval_{name}_ppl"] = math.exp(total / count)
+        if was_training:
+            model.train()
+        return res
+
+    def _save(self, model, opt, data: MixedBatches, step: int, tokens: int) -> None:
+        acc = self.acc
+        path = self.out / "checkpoints" / f"step-{step:07d}"
+        state = {"step": step, "tokens": tokens, "data": data.state_dict(),
+                 "numpy_rng": _np_state_to_json(np.random.get_state()), "config": self.cfg.to_dict()}
+        if acc.distributed_type.value in {"DEEPSPEED", "FSDP"}:
+            acc.save_state(str(path / "accelerate"))  # sharded states, the engine's own format
+            if acc.is_main_process:
+                (path / ckpt.STATE).write_text(json.dumps(state, default=ckpt._json_default))
+        elif acc.is_main_process:
+            ckpt.save_checkpoint(path, acc.unwrap_model(model), opt, state)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            ckpt.prune_checkpoints(self.out, self.cfg.keep_checkpoints)
+
+    def _log(self, rec: dict[str, Any], path: Path, tb) -> None:
+        if not self.acc.is_main_process:
+            return
+        with path.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if tb is not None:
+            for k, v in rec.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    tb.add_scalar(k, v, rec["step"])
+        if self.on_log:
+            self.on_log(rec)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _progress(enabled: bool, total: int, start: int):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    p = Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                 TimeElapsedColumn(), TimeRemainingColumn())
+    p.start()
+    task = p.add_task("train", total=total, completed=start)
+
+    class _P:
+        def update(self, step):
+            p.update(task, completed=step)
+
+        def stop(self):
+            p.stop()
+
+    return _P()
+
+
+def _np_state_to_json(st) -> list:
+    return [st[0], st[1].tolist(), int(st[2]), int(st[3]), float(st[4])]
+
+
+def _np_state_from_json(st) -> tuple:
+    return (st[0], np.array(st[1], dtype=np.uint32), st[2], st[3], st[4])
+
+
+def train(cfg: TrainConfig, resume: bool = False, **kw) -> TrainResult:
+    return Trainer(cfg, **kw).run(resume=resume)
