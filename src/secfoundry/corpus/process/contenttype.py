@@ -1,0 +1,166 @@
+"""Content-type routing: prose / code / log / rule / record, decided before language and quality.
+
+Generic pipelines run language ID and Gopher-style quality rules on every document; a Sigma
+rule, a CVE JSON record or a PowerShell listing then looks like "non-English, symbol-heavy
+junk". Here every document first gets a content type and its *prose part* (the text with
+code blocks, tables, identifiers, hashes, URLs and paths masked out); the later steps decide on
+that.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from secfoundry.corpus.process.base import Decision, ProcessStep
+from secfoundry.documents import Document
+
+CONTENT_TYPES = ("prose", "code", "log", "rule", "record")
+
+FENCE_RE = re.compile(r"^(`{3,}|~{3,})[^\n]*\n.*?^\1[ \t]*$", re.M | re.S)
+INLINE_CODE_RE = re.compile(r"`[^`\n]+`")
+TABLE_LINE_RE = re.compile(r"^\s*\|.*\|\s*$", re.M)
+URL_RE = re.compile(r"\b(?:h[tx]{2}ps?|ftp|s3|file)(?:\[?:\]?)//\S+|\bwww\.\S+", re.I)
+# identifiers that confuse character-n-gram language ID: ids, versions, hashes, paths, vectors
+NOISE_RE = re.compile(
+    r"\b(?:CVE|GHSA|CWE|CAPEC|RUSTSEC|PYSEC|OSV|GO|TA?|DS|M|S|G|C)[-_]?\d[\w.-]*"  # ids
+    r"|\b[0-9a-f]{16,}\b"  # hashes/hex
+    r"|\bv?\d+(?:\.\d+)+[\w.+-]*"  # versions, IPs
+    r"|(?:[A-Za-z]:)?(?:[\\/][\w.$%{}-]+){2,}[\\/]?"  # paths
+    r"|\bCVSS:\d\.\d/\S+|\bAV:[NALP]/\S+"  # CVSS vectors
+    r"|\b\w+(?:[._]\w+){2,}\b"  # dotted/underscored identifiers (java.lang.Foo, a_b_c)
+    r"|\b[a-z]+[A-Z]\w*\b"  # camelCase
+)
+
+SIGMA_KEYS = ("title:", "logsource:", "detection:", "condition:")
+YARA_RE = re.compile(r"^\s*(?:(?:private|global)\s+)*rule\s+\w+(?:\s*:\s*[\w ]+)?\s*\{.*?\bcondition\s*:", re.M | re.S)
+SNORT_RE = re.compile(r"^\s*(?:alert|drop|reject|pass|log)\s+(?:tcp|udp|icmp|ip|http|dns|tls|smb)\s+\S+\s+\S+\s+(?:->|<>)\s+\S+\s+\S+\s*\(.*\bsid\s*:\s*\d+", re.M)
+KQL_SPL_RE = re.compile(r"^\s*(?:index=\w+|\|\s*where\s|\|\s*stats\s|DeviceProcessEvents|SecurityEvent\s*\|)", re.M)
+LOG_LINE_RE = re.compile(
+    r"^\s*(?:"
+    r"\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"  # ISO timestamps
+    r"|[A-Z][a-z]{2}\s+\d{1,2}\s+\d{2}:\d{2}:\d{2}"  # syslog
+    r"|\d{1,3}(?:\.\d{1,3}){3}\s+\S+\s+\S+\s+\[\d{2}/\w{3}/\d{4}"  # access log
+    r"|\d{2}/\d{2}/\d{4}\s+\d{2}:\d{2}"
+    r"|<\d{1,3}>\d?\s*\w"  # RFC 5424 priority
+    r"|\{\s*\"(?:timestamp|time|@timestamp|EventID|event_id|ts)\""  # JSON logs
+    r"|(?:\w+=\S+\s+){3,}"  # key=value logs
+    r"|type=\w+\s+msg=audit\("  # auditd
+    r")"
+)
+CODE_LINE_RE = re.compile(
+    r"(?:[;{}]\s*$|^\s*(?:def|class|import|from|return|if|elif|else|for|while|try|except|function|"
+    r"var|let|const|public|private|static|void|int|char|#include|#define|using|namespace|package|"
+    r"func|fn|struct|impl|echo|sudo|cd|curl|wget|chmod|\$\w+\s*=|\w+\s*=\s*[\w\"'\[{(]|<\?php|"
+    r"SELECT|INSERT|UPDATE|DELETE|CREATE)\b|^\s*(?:\$|PS [A-Z]:\\.*>|>>>|#!)\s?)"
+)
+RECORD_START_RE = re.compile(r"^\s*[{\[]\s*\"|^---\s*\n\w[\w-]*:|^\w[\w-]*:\s*\S.*\n\w[\w-]*:", re.S)
+ID_RE = re.compile(r"\b(?:CVE-\d{4}-\d{4,}|GHSA(?:-[23456789cfghjmpqrvwx]{4}){3}|CWE-\d+|CAPEC-\d+|"
+                   r"T\d{4}(?:\.\d{3})?|TA\d{4}|RUSTSEC-\d{4}-\d{4}|PYSEC-\d{4}-\d+|GO-\d{4}-\d+|"
+                   r"D3-[A-Z]+|[A-Z]{2}-\d{1,2}(?:\(\d+\))?)\b")
+
+# sources whose documents are rendered structured records / rules by construction
+RULE_SOURCES = {"sigma", "atomic-red-team", "atomic", "complianceascode"}
+RECORD_SOURCES = {"cve", "nvd", "kev", "osv", "advisories", "advisory", "ghsa", "rustsec", "pypa", "cwe",
+                  "capec", "attack", "mitre-attack", "d3fend", "nist-800-53", "nist", "epss",
+                  "ctid-mappings", "ctid"}
+
+
+@dataclass
+class Routing:
+    content_type: str  # one of CONTENT_TYPES
+    prose: str  # the prose part, masked, for language ID
+    prose_fraction: float  # share of the text's characters that are prose
+    code_fraction: float
+    has_security_ids: bool
+
+
+def strip_non_prose(text: str) -> tuple[str, int]:
+    """Remove fenced code and tables; returns (remaining text, chars of fenced code)."""
+    code_chars = sum(len(m.group(0)) for m in FENCE_RE.finditer(text))
+    rest = FENCE_RE.sub("\n", text)
+    rest = TABLE_LINE_RE.sub("", rest)
+    return rest, code_chars
+
+
+def prose_part(text: str) -> str:
+    """Text for language ID: no code, tables, URLs, ids, versions, hashes or paths."""
+    rest, _ = strip_non_prose(text)
+    rest = INLINE_CODE_RE.sub(" ", rest)
+    rest = URL_RE.sub(" ", rest)
+    rest = NOISE_RE.sub(" ", rest)
+    rest = re.sub(r"[#*_>|`\[\]()]+", " ", rest)  # Markdown markup
+    lines = []
+    for ln in rest.split("\n"):
+        s = ln.strip()
+        # keep lines that read as natural language: enough letters, several words
+        letters = sum(c.isalpha() for c in s)
+        if len(s.split()) >= 3 and letters >= 0.6 * len(s):
+            lines.append(s)
+    return re.sub(r"\s+", " ", " ".join(lines)).strip()
+
+
+def _line_share(lines: list[str], pattern: re.Pattern) -> float:
+    if not lines:
+        return 0.0
+    return sum(1 for ln in lines if pattern.search(ln)) / len(lines)
+
+
+def detect_rule(text: str) -> str:
+    """'sigma', 'yara', 'snort', 'query' or ''."""
+    low = text.lower()
+    if sum(k in low for k in SIGMA_KEYS) >= 3 and "detection:" in low:
+        return "sigma"
+    if YARA_RE.search(text):
+        return "yara"
+    if SNORT_RE.search(text):
+        return "snort"
+    if len(KQL_SPL_RE.findall(text)) >= 2:
+        return "query"
+    return ""
+
+
+def route(text: str, source: str = "", metadata: dict | None = None) -> Routing:
+    metadata = metadata or {}
+    base = source.split(":", 1)[0].lower()
+    prose = prose_part(text)
+    total = max(len(text), 1)
+    _, code_chars = strip_non_prose(text)
+    code_fraction = code_chars / total
+    prose_fraction = min(len(prose) / total, 1.0)
+    has_ids = bool(ID_RE.search(text[:20000]))
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    sample = lines[:400]
+
+    if base in RULE_SOURCES or detect_rule(text[:50000]):
+        ctype = "rule"
+    elif base in RECORD_SOURCES or metadata.get("record_type") or RECORD_START_RE.match(text[:2000]):
+        ctype = "record"
+    elif len(sample) >= 3 and _line_share(sample, LOG_LINE_RE) >= 0.5:
+        ctype = "log"
+    elif code_fraction >= 0.5 or (len(sample) >= 3 and _line_share(sample, CODE_LINE_RE) >= 0.5
+                                  and prose_fraction < 0.5):
+        ctype = "code"
+    else:
+        ctype = "prose"
+    return Routing(ctype, prose, round(prose_fraction, 3), round(code_fraction, 3), has_ids)
+
+
+@dataclass
+class ContentTypeConfig:
+    pass_through: bool = True  # routing never drops; it annotates doc.metadata
+
+
+class ContentTypeStep(ProcessStep):
+    """Annotates ``metadata['content_type']``, ``prose_fraction``, ``code_fraction``, ``has_ids``."""
+
+    name = "contenttype"
+
+    def __init__(self, config: ContentTypeConfig | None = None):
+        self.config = config or ContentTypeConfig()
+
+    def apply(self, doc: Document) -> Decision:
+        r = route(doc.text, doc.source, doc.metadata)
+        doc.metadata.update(content_type=r.content_type, prose_fraction=r.prose_fraction,
+                            code_fraction=r.code_fraction, has_ids=r.has_security_ids)
+        return Decision(doc)

@@ -1,0 +1,173 @@
+"""Security keyword prefilter: the cheap, high-recall first stage of the relevance filter.
+
+Terms come from ``secfoundry/data/security_keywords.txt`` (format documented at its top):
+word-boundary matching on tokens (so "rat" never matches "pirate" and "XSS" never matches
+"xss.js" only by accident of case), acronyms case-sensitive, multi-word phrases with hyphen or
+space, weights per term, regexes for identifiers (CVE, CWE, ATT&CK, GHSA ...).
+
+Score: weighted hits per 100 words, with a floor of 100 words so that one keyword in a
+one-line snippet is not a 100% density. A document passes when it has ``min_score`` weighted
+hits *and* a density of at least ``min_density`` (long general pages mention "password" once;
+security pages keep mentioning their subject), or when it contains an identifier regex hit of
+weight ≥ 3 (CVE, CWE, GHSA ...). Thresholds were chosen on whole documents (OWASP cheat sheets
+vs Python docs, Wikipedia, speeches; see BENCHMARKS.md) for recall first.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from secfoundry.corpus.process.base import Decision, ProcessStep, is_high_value
+from secfoundry.documents import Document
+from secfoundry.errors import InputError
+
+TOKEN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9&+#]*")
+
+
+def _tokens(term: str) -> tuple[str, ...]:
+    return tuple(TOKEN_RE.findall(term))
+
+
+@dataclass
+class KeywordList:
+    # first token -> list of (token tuple, weight, term) ; two tables: case-sensitive / folded
+    exact: dict[str, list[tuple[tuple[str, ...], float, str]]]
+    folded: dict[str, list[tuple[tuple[str, ...], float, str]]]
+    patterns: list[tuple[re.Pattern, float, str]]
+
+    @property
+    def size(self) -> int:
+        return sum(len(v) for v in self.exact.values()) + sum(len(v) for v in self.folded.values()) \
+            + len(self.patterns)
+
+    @classmethod
+    def parse(cls, text: str, origin: str = "<keywords>") -> "KeywordList":
+        exact: dict[str, list] = {}
+        folded: dict[str, list] = {}
+        patterns: list = []
+        seen: set[str] = set()
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.rstrip("\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            term, _, w = line.partition("\t")
+            term = term.strip()
+            try:
+                weight = float(w) if w.strip() else 1.0
+            except ValueError as e:
+                raise InputError(f"bad weight {w!r}", file=origin, row=n, field="weight") from e
+            if term in seen:
+                continue
+            seen.add(term)
+            if term.startswith("re:"):
+                try:
+                    patterns.append((re.compile(term[3:]), weight, term[3:]))
+                except re.error as e:
+                    raise InputError(f"bad regex: {e}", file=origin, row=n, field="term") from e
+                continue
+            toks = _tokens(term)
+            if not toks:
+                continue
+            if any(c.isupper() for c in term):
+                exact.setdefault(toks[0], []).append((toks, weight, term))
+            else:
+                low = tuple(t.lower() for t in toks)
+                folded.setdefault(low[0], []).append((low, weight, term))
+        for table in (exact, folded):  # longest phrase first, so it wins over its prefix
+            for v in table.values():
+                v.sort(key=lambda x: -len(x[0]))
+        return cls(exact, folded, patterns)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "KeywordList":
+        if path is None:
+            return default_keywords()
+        p = Path(path)
+        return cls.parse(p.read_text(encoding="utf-8"), str(p))
+
+
+@functools.lru_cache(maxsize=1)
+def default_keywords() -> KeywordList:
+    text = resources.files("secfoundry.data").joinpath("security_keywords.txt").read_text(encoding="utf-8")
+    return KeywordList.parse(text, "secfoundry/data/security_keywords.txt")
+
+
+@dataclass
+class KeywordScore:
+    words: int
+    hits: dict[str, int]  # term -> count
+    weighted: float
+    density: float  # weighted hits per 100 words (floor 100 words)
+    id_hit: bool  # a strong identifier (weight >= 3) matched
+
+    @property
+    def distinct(self) -> int:
+        return len(self.hits)
+
+
+def score_text(text: str, kw: KeywordList | None = None, max_chars: int = 200_000) -> KeywordScore:
+    kw = kw or default_keywords()
+    text = text[:max_chars]
+    toks = TOKEN_RE.findall(text)
+    low = [t.lower() for t in toks]
+    hits: dict[str, int] = {}
+    weighted = 0.0
+    i, n = 0, len(toks)
+    while i < n:
+        matched = 0
+        for table, seq in ((kw.exact, toks), (kw.folded, low)):
+            for phrase, w, term in table.get(seq[i], ()):
+                k = len(phrase)
+                if tuple(seq[i:i + k]) == phrase:
+                    hits[term] = hits.get(term, 0) + 1
+                    weighted += w
+                    matched = max(matched, k)
+                    break
+        i += max(matched, 1)
+    id_hit = False
+    for pat, w, term in kw.patterns:
+        c = len(pat.findall(text))
+        if c:
+            hits[term] = c
+            weighted += w * min(c, 5)  # a list of 500 hashes is not 500x more relevant
+            id_hit = id_hit or w >= 3
+    density = 100.0 * weighted / max(n, 100)
+    return KeywordScore(n, hits, round(weighted, 3), round(density, 3), id_hit)
+
+
+@dataclass
+class KeywordConfig:
+    keywords_file: str | None = None  # default: the shipped list
+    min_score: float = 1.0
+    min_density: float = 1.0
+    trust_high_value: bool = True  # high-value connector documents always pass
+    extra_high_value: list[str] = field(default_factory=list)
+
+
+class KeywordStep(ProcessStep):
+    """Drops documents with (almost) no security vocabulary; annotates ``metadata['keywords']``."""
+
+    name = "keywords"
+
+    def __init__(self, config: KeywordConfig | None = None):
+        self.config = config or KeywordConfig()
+        self.kw = KeywordList.load(self.config.keywords_file)
+
+    def passes(self, s: KeywordScore) -> bool:
+        c = self.config
+        return s.id_hit or (s.weighted >= c.min_score and s.density >= c.min_density)
+
+    def apply(self, doc: Document) -> Decision:
+        s = score_text(doc.text, self.kw)
+        top = sorted(s.hits.items(), key=lambda kv: -kv[1])[:10]
+        doc.metadata["keywords"] = {"score": s.weighted, "density": s.density, "distinct": s.distinct,
+                                    "top": [t for t, _ in top]}
+        if self.config.trust_high_value and is_high_value(doc.source, self.config.extra_high_value):
+            return Decision(doc)
+        if not self.passes(s):
+            return Decision(None, f"keywords:{s.weighted:.1f}")
+        return Decision(doc)
