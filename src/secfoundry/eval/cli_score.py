@@ -1,5 +1,116 @@
-"""Commands registered on ``secfoundry.eval.cli.app``."""
+"""`secfoundry eval score`: score answers someone else produced (registered on ``eval.cli.app``).
+
+The predictions file has one answer per row, in benchmark order, in a named column (TSV, CSV
+or JSONL). By default the cells are *extracted* answers (a letter, a CWE id, a CVSS vector, an
+actor name), scored with the benchmark's rules for such answers (CTIBench: its authors'
+evaluation notebook); ``--raw`` treats them as full model outputs and applies the protocol's
+answer extraction first. Empty or unparseable cells count as invalid answers.
+"""
 
 from __future__ import annotations
 
-from secfoundry.eval.cli import app  # noqa: F401
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from secfoundry.eval.cli import app
+
+
+def read_predictions(path: Path, column: str) -> list[str]:
+    """The ``column`` of a TSV/CSV (header row) or JSONL file, as strings ("" for empty/missing)."""
+    from secfoundry.errors import InputError
+    from secfoundry.eval.benchmarks._io import read_jsonl, read_tsv
+
+    if not path.is_file():
+        raise InputError("no such file", file=str(path))
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        rows = read_jsonl(path)
+        for i, r in enumerate(rows, start=1):
+            if column not in r:
+                raise InputError("missing field", file=str(path), row=i, field=column)
+        return ["" if r[column] is None else str(r[column]) for r in rows]
+    if suffix == ".csv":
+        import csv
+        import io
+
+        text = path.read_text(encoding="utf-8")
+        reader = csv.DictReader(io.StringIO(text))
+        if column not in (reader.fieldnames or []):
+            raise InputError(f"missing column (header has {reader.fieldnames})", file=str(path), row="header",
+                             field=column)
+        return [r.get(column) or "" for r in reader]
+    return [r[column] for r in read_tsv(path, [column])]
+
+
+def score_predictions(benchmark: str, cells: list[str], *, protocol: str = "official",
+                      data_dir: Path | str | None = None, raw: bool = False, instruct: bool = True,
+                      source: str = "predictions") -> dict[str, Any]:
+    """Score one answer per benchmark item (in benchmark order). Returns the task's score dict."""
+    from secfoundry.errors import InputError
+    from secfoundry.eval.benchmarks import get_task
+    from secfoundry.eval.task import Protocol, Request, Response
+
+    task = get_task(benchmark)
+    proto = Protocol(name=protocol, instruct=instruct)  # type: ignore[arg-type]
+    items = task.load(Path(data_dir) if data_dir else None)
+    if len(cells) != len(items):
+        raise InputError(f"has {len(cells)} answers but {benchmark} has {len(items)} items (one row per item, "
+                         "in benchmark order)", file=source)
+    keep = {it.id for it in task.eligible(items, proto)}
+    pairs = [(it, c) for it, c in zip(items, cells) if it.id in keep]
+    parsed = []
+    for it, cell in pairs:
+        if raw:
+            req = Request(item_id=it.id, kind="generate", prompt="")
+            parsed.append(task.parse(it, req, Response(item_id=it.id, text=cell), proto))
+        else:
+            parsed.append(task.parse_prediction(it, cell, proto))
+    out = task.score([it for it, _ in pairs], parsed, proto)
+    return {"benchmark": task.name, "protocol": protocol, "headline": task.headline, **out}
+
+
+@app.command("score")
+def score_cmd(
+    benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name, e.g. ctibench-mcq."),
+    predictions: Path = typer.Option(..., "--predictions", "-p",
+                                     help="TSV/CSV (header row) or JSONL: one answer per item, benchmark order."),
+    column: str = typer.Option(..., "--column", "-c", help="Column (or JSONL field) holding the answers."),
+    protocol: str = typer.Option("official", "--protocol", help="official | faith"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir",
+                                            help="Local benchmark copy (default SECFOUNDRY_DATA or ../shared/data/benchmarks)."),
+    raw: bool = typer.Option(False, "--raw", help="Cells are full model outputs: extract the answer first."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Score answers produced elsewhere (e.g. the CTIBench authors' published responses)."""
+    from rich.console import Console
+
+    from secfoundry.errors import InputError
+    from secfoundry.eval.data import DataUnavailable
+
+    if protocol not in ("official", "faith"):
+        raise typer.BadParameter("must be official or faith", param_hint="--protocol")
+    console = Console(stderr=True)
+    try:
+        cells = read_predictions(predictions, column)
+        result = score_predictions(benchmark, cells, protocol=protocol, data_dir=data_dir, raw=raw,
+                                   source=str(predictions))
+    except (InputError, DataUnavailable, KeyError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    result = {"predictions": str(predictions), "column": column, **result}
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{result['benchmark']} · {column} · {protocol}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in result.items():
+        if k in ("predictions", "column", "benchmark", "protocol"):
+            continue
+        t.add_row(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v))
+    Console().print(t)

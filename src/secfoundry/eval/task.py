@@ -70,6 +70,7 @@ class Parsed:
     answer: Any = None  # proper extraction (None when unparseable)
     lenient: Any = None  # lenient extraction (faith protocol), None when unparseable
     valid: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)  # extraction details (e.g. per-choice scores)
 
 
 class Task(ABC):
@@ -100,3 +101,39 @@ class Task(ABC):
     def files(self) -> list[tuple[str, str, str]]:
         """(relative path under the data dir, pinned upstream URL, sha256) for every data file."""
         return []
+
+    # --- optional hooks (defaults keep the simple contract above) -----------------------------
+
+    def eligible(self, items: list[Item], protocol: Protocol) -> list[Item]:
+        """Items scored under ``protocol`` (default: all). E.g. FAITH RCM drops duplicate
+        descriptions. The runner draws shots from and scores only these."""
+        return items
+
+    def draw_shots(self, pool: list[Item], protocol: Protocol, trial: int) -> list[Item]:
+        """The few-shot examples of one trial (deterministic in ``protocol.seed + trial``).
+        ``requests`` uses exactly these and returns no request for them; the runner excludes
+        them from scoring. Default: no shots."""
+        return []
+
+    def parse_prediction(self, item: Item, answer: str | None, protocol: Protocol) -> Parsed:
+        """An answer someone else already extracted (``eval score``: one cell per item)."""
+        req = Request(item_id=item.id, kind="generate", prompt="")
+        return self.parse(item, req, Response(item_id=item.id, text=answer), protocol)
+
+    def score_variants(self, items: list[Item], parsed: dict[str, list[Parsed]], protocol: Protocol) -> dict[str, Any]:
+        """Scores when every item was asked in several variants (``protocol.permute``): ``parsed``
+        maps variant ("" = original, "rot1"...) to parsed answers aligned with ``items``
+        (answers already mapped back to the original letters). Default: the original's score
+        plus per-variant scores, their mean, and consistency (share of items whose answer is
+        the same valid answer in every variant)."""
+        out = dict(self.score(items, parsed.get("", next(iter(parsed.values()))), protocol))
+        per = {v or "original": self.score(items, ps, protocol)["score"] for v, ps in parsed.items()}
+        out["variant_scores"] = per
+        out["variant_mean"] = round(sum(per.values()) / len(per), 2) if per else 0.0
+        same = 0
+        for i in range(len(items)):
+            answers = [ps[i].answer for ps in parsed.values()]
+            if all(ps[i].valid for ps in parsed.values()) and len(set(map(str, answers))) == 1:
+                same += 1
+        out["consistency"] = round(100.0 * same / len(items), 2) if items else 0.0
+        return out
