@@ -41,7 +41,8 @@ def test_files_schema_and_fewshot_exclusion(tmp_path):
 
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == {"spec": "rule:test", "backend": "RuleModel", "revision": "rule-v1"}
-    assert cfg["protocol"]["shots"] == 5 and cfg["protocol"]["name"] == "faith" and cfg["instruct"] is False
+    assert cfg["protocol"]["shots"] is None  # the protocol default: resolved per task
+    assert cfg["protocol"]["name"] == "faith" and cfg["instruct"] is False
     assert cfg["instruct_source"] == "flag"
     assert cfg["seeds"]["trial_seeds"] == [1234]
     assert cfg["versions"]["secfoundry"] and cfg["command"] == ["secfoundry", "eval", "run"]
@@ -136,7 +137,8 @@ def test_permute_reports_rotations_and_consistency(tmp_path):
     # Even questions: always the marked option (consistent); odd: always "A" whatever it shows.
     samples = _samples(tmp_path / "run")
     ids = sorted({s["item_id"] for s in samples}, key=int)
-    assert p["consistency"] == pytest.approx(sum(int(i) % 2 == 0 for i in ids) / 8)
+    assert p["consistency"] == pytest.approx(100 * sum(int(i) % 2 == 0 for i in ids) / 8)
+    assert p["variant_scores"]["original"] == res["score"] and len(p["variant_scores"]) == 4
     assert res["score"] == _expected_acc(ids)  # the headline is the unrotated variant
     assert len(samples) == 32
 
@@ -164,7 +166,8 @@ def test_instruct_detected_from_chat_template(tmp_path):
     out = tmp_path / "run"
     run_eval(_cfg(out, instruct=None, limit=3), model=RuleModel(chat=True), tasks={"toy-mcq": ToyMCQ()})
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["instruct"] is True and cfg["instruct_source"] == "detected" and cfg["protocol"]["shots"] == 0
+    assert cfg["instruct"] is True and cfg["instruct_source"] == "detected"
+    assert json.loads((out / "results.json").read_text())["toy-mcq"]["shots"] == 0  # FAITH: instruct is 0-shot
 
 
 def test_sample_store_rejects_corrupt_middle_line(tmp_path):

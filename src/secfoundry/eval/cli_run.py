@@ -37,7 +37,8 @@ def run_cmd(
                                             help="Treat the model as instruct/base (default: detected from its chat template)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     fresh: bool = typer.Option(False, "--fresh", help="Discard samples already in --out instead of resuming."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for local backends."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="hf backend dtype (bf16 default on CPU)."),
 ) -> None:
     """Evaluate a model; resumes from DIR/samples.jsonl when interrupted."""
     from rich.console import Console
@@ -50,14 +51,11 @@ def run_cmd(
         raise typer.BadParameter("must be official or faith", param_hint="--protocol")
     if mode not in ("generate", "logprob"):
         raise typer.BadParameter("must be generate or logprob", param_hint="--mode")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     cfg = RunConfig(model=model, benchmarks=[b for b in benchmark.split(",") if b.strip()], out=out,
                     protocol=protocol, mode=mode, shots=shots, trials=trials, temperature=temperature,
                     limit=limit, seed=seed, permute=permute, score_options=score_options, data_dir=data_dir,
-                    batch_size=batch_size, instruct=instruct, max_new_tokens=max_new_tokens, fresh=fresh)
+                    batch_size=batch_size, instruct=instruct, max_new_tokens=max_new_tokens, fresh=fresh,
+                    model_options={k: v for k, v in (("threads", threads), ("dtype", dtype)) if v is not None})
     progress = RichProgress(console)
     try:
         with progress:

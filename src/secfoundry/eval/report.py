@@ -61,16 +61,25 @@ def load_run(path: Path) -> Run:
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
         except ValueError as e:
             raise InputError(f"invalid JSON: {e}", file=str(cfg_path)) from e
-    return Run(path=path, label=_label(path, config), config=config, results=results)
+    return Run(path=path, label=_label(path, config, results), config=config, results=results)
 
 
-def _label(path: Path, config: dict[str, Any]) -> str:
+def shots_text(config: dict[str, Any], results: dict[str, Any]) -> str:
+    """"5-shot", or e.g. "0/5-shot" when benchmarks used different task defaults."""
+    explicit = (config.get("protocol") or {}).get("shots")
+    if explicit is not None:
+        return f"{explicit}-shot"
+    seen = sorted({r.get("shots") for r in results.values() if isinstance(r, dict) and r.get("shots") is not None})
+    return ("/".join(str(x) for x in seen) + "-shot") if seen else "default-shot"
+
+
+def _label(path: Path, config: dict[str, Any], results: dict[str, Any]) -> str:
     run = config.get("run", {})
     proto = config.get("protocol", {})
     model = (config.get("model") or {}).get("spec") or run.get("model") or path.name
     bits = [str(model)]
     if proto:
-        bits.append(f"{proto.get('name')}/{proto.get('mode')}/{proto.get('shots')}-shot")
+        bits.append(f"{proto.get('name')}/{proto.get('mode')}/{shots_text(config, results)}")
         if (proto.get("trials") or 1) > 1:
             bits.append(f"{proto['trials']}×T={proto.get('temperature')}")
     return " ".join(bits)
@@ -177,7 +186,7 @@ def render_markdown(runs: list[Run], benchmarks: list[str], png_name: str | None
     for i, r in enumerate(runs, 1):
         p, run = r.config.get("protocol", {}), r.config.get("run", {})
         lines.append(f"| {i} | `{r.path}` | {(r.config.get('model') or {}).get('spec', '–')} | "
-                     f"{p.get('name', '–')}, {p.get('mode', '–')}, {p.get('shots', '–')}-shot, T={p.get('temperature', '–')}, "
+                     f"{p.get('name', '–')}, {p.get('mode', '–')}, {shots_text(r.config, r.results)}, T={p.get('temperature', '–')}, "
                      f"{p.get('trials', 1)} trial(s){', permuted' if p.get('permute') else ''} | {r.config.get('instruct', '–')} | "
                      f"{run.get('limit') or 'all'} | {r.config.get('started', '–')} |")
     lines += ["", "## Scores", "",
@@ -233,7 +242,7 @@ def render_html(runs: list[Run], benchmarks: list[str], png: bytes | None) -> st
         p, run = r.config.get("protocol", {}), r.config.get("run", {})
         model = r.config.get("model") or {}
         out.append(f"<tr><td>{i}</td><td><code>{e(str(r.path))}</code></td><td>{e(str(model.get('spec', '–')))}</td>"
-                   f"<td>{e(str(p.get('name', '–')))}, {e(str(p.get('mode', '–')))}, {p.get('shots', '–')}-shot, "
+                   f"<td>{e(str(p.get('name', '–')))}, {e(str(p.get('mode', '–')))}, {e(shots_text(r.config, r.results))}, "
                    f"T={p.get('temperature', '–')}, {p.get('trials', 1)} trial(s){', permuted' if p.get('permute') else ''}</td>"
                    f"<td>{e(str(r.config.get('instruct', '–')))}</td><td>{e(str(run.get('limit') or 'all'))}</td>"
                    f"<td>{e(str(r.config.get('started', '–')))}</td></tr>")

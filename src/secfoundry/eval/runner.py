@@ -58,13 +58,15 @@ class RunConfig:
     instruct: bool | None = None  # None: detected from the model (chat template present)
     max_new_tokens: int | None = None
     fresh: bool = False  # discard samples of an earlier run in the same directory
+    gen_token_cap: int | None = None  # upper bound on max_new_tokens (quickstart keeps generation short)
     bootstrap: int = 1000  # bootstrap resamples for the 95% CI of each benchmark's score
+    model_options: dict[str, Any] = field(default_factory=dict)  # passed to load_model (threads, dtype...)
 
     def identity(self) -> dict[str, Any]:
         """The fields that must agree for a directory to be resumed."""
         return {k: getattr(self, k) for k in ("model", "protocol", "mode", "shots", "trials", "temperature",
                                               "limit", "seed", "permute", "score_options", "instruct",
-                                              "max_new_tokens")}
+                                              "max_new_tokens", "gen_token_cap")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,12 +124,16 @@ def resolve_benchmarks(names: Sequence[str], data_dir: Path | None) -> tuple[lis
 
 
 def resolve_protocol(cfg: RunConfig, instruct: bool) -> Protocol:
-    shots = cfg.shots
-    if shots is None:
-        shots = FAITH_BASE_SHOTS if (cfg.protocol == "faith" and not instruct) else 0
-    return Protocol(name=cfg.protocol, mode=cfg.mode, shots=shots, instruct=instruct,  # type: ignore[arg-type]
+    return Protocol(name=cfg.protocol, mode=cfg.mode, shots=cfg.shots, instruct=instruct,  # type: ignore[arg-type]
                     temperature=cfg.temperature, trials=cfg.trials, seed=cfg.seed,
                     max_new_tokens=cfg.max_new_tokens, permute=cfg.permute, score_options=cfg.score_options)
+
+
+def resolve_shots(protocol: Protocol) -> int:
+    """Shots for tasks without their own default: FAITH gives base models 5, others 0."""
+    if protocol.shots is not None:
+        return protocol.shots
+    return FAITH_BASE_SHOTS if (protocol.name == "faith" and not protocol.instruct) else 0
 
 
 def draw_shots(items: list[Item], k: int, seed: int, trial: int) -> list[Item]:
@@ -393,7 +399,8 @@ def aggregate_trials(per_trial: list[dict[str, Any]]) -> dict[str, Any]:
         nums = [v for v in vals if v is not None]
         if nums and len(nums) == len(vals):
             mean = _mean(nums)
-            out[k] = int(mean) if k in ("n", "n_valid", "parse_failures") and mean.is_integer() else mean
+            ints = all(isinstance(m.get(k), int) and not isinstance(m.get(k), bool) for m in per_trial)
+            out[k] = int(mean) if ints and mean.is_integer() else mean
             if len(per_trial) > 1:
                 std[k] = _std(nums)
         elif k not in out:
@@ -444,6 +451,16 @@ def dataset_hashes(task: Task, data_dir: Path | None) -> list[dict[str, Any]]:
             rec["matches_pin"] = (not pinned) or rec["sha256"] == pinned
         out.append(rec)
     return out
+
+
+def _describe_data(task: Task, data_dir: Path | None) -> Any:
+    hook = getattr(task, "data_description", None)
+    if callable(hook):
+        try:
+            return hook(data_dir)
+        except Exception:  # noqa: BLE001 - e.g. files not downloaded yet: hash what is local
+            pass
+    return dataset_hashes(task, data_dir)
 
 
 def detect_instruct(model: LanguageModel) -> bool:
@@ -522,8 +539,8 @@ def run_eval(cfg: RunConfig, model: LanguageModel | None = None, tasks: dict[str
     if quick:
         if cfg.limit is None:
             cfg.limit = QUICKSTART_LIMIT
-        if cfg.max_new_tokens is None:
-            cfg.max_new_tokens = QUICKSTART_MAX_NEW_TOKENS
+        if cfg.gen_token_cap is None:
+            cfg.gen_token_cap = QUICKSTART_MAX_NEW_TOKENS
 
     if cfg.fresh:
         for f in ("samples.jsonl", "results.json", "prefixes.jsonl"):
@@ -531,7 +548,7 @@ def run_eval(cfg: RunConfig, model: LanguageModel | None = None, tasks: dict[str
     if model is None:
         from secfoundry.models import load_model
 
-        model = load_model(cfg.model)
+        model = load_model(cfg.model, **cfg.model_options)
     instruct_source = "detected" if cfg.instruct is None else "flag"
     instruct = detect_instruct(model) if cfg.instruct is None else cfg.instruct
     cfg.instruct = instruct
@@ -551,7 +568,7 @@ def run_eval(cfg: RunConfig, model: LanguageModel | None = None, tasks: dict[str
         "protocol": dataclasses.asdict(protocol),
         "seeds": {"seed": protocol.seed, "trial_seeds": [protocol.seed + t for t in range(protocol.trials)],
                   "bootstrap_seed": protocol.seed},
-        "datasets": {n: dataset_hashes(tasks[n], data_dir) for n in names},
+        "datasets": {n: _describe_data(tasks[n], data_dir) for n in names},
         "versions": _package_versions(),
         "command": argv if argv is not None else sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -575,6 +592,22 @@ def run_eval(cfg: RunConfig, model: LanguageModel | None = None, tasks: dict[str
     return outcome
 
 
+@dataclass
+class TrialPlan:
+    trial: int
+    protocol: Protocol  # the protocol as the task sees it in this trial
+    shots: list[Item]
+    scored: list[Item]
+    requests: list[Request]
+
+
+def _task_draws_shots(task: Task) -> bool:
+    """Tasks overriding the ``Task.draw_shots`` hook choose their own shots (and defaults)."""
+    hook = getattr(Task, "draw_shots", None)
+    own = getattr(type(task), "draw_shots", None)
+    return own is not None and own is not hook
+
+
 def _run_benchmark(name: str, task: Task, model: LanguageModel, protocol: Protocol, cfg: RunConfig,
                    data_dir: Path | None, store: SampleStore, out: Path, progress: Progress) -> BenchmarkOutcome:
     t0 = time.perf_counter()
@@ -584,37 +617,46 @@ def _run_benchmark(name: str, task: Task, model: LanguageModel, protocol: Protoc
         raise InputError(f"{name}: item ids are not unique", field="Item.id")
 
     # Plan every trial first so the progress bar knows the total.
-    plan: list[tuple[int, list[Item], list[Item], list[Request]]] = []
+    pool = task.eligible(items, protocol) if hasattr(task, "eligible") else items
+    plan: list[TrialPlan] = []
     for trial in range(protocol.trials):
-        shots = draw_shots(items, protocol.shots or 0, protocol.seed, trial)
-        scored = scored_items(items, shots, cfg.limit)
-        reqs = task.requests(scored, protocol, trial, shots)
-        if protocol.max_new_tokens is not None:
-            for r in reqs:
-                if r.kind == "generate":
-                    r.gen = dataclasses.replace(r.gen or GenerationConfig(),
-                                                max_new_tokens=min((r.gen or GenerationConfig()).max_new_tokens,
-                                                                   protocol.max_new_tokens))
+        if _task_draws_shots(task):
+            tp = protocol  # the task applies its own shot defaults and draws from the pool
+            shots = task.draw_shots(pool, tp, trial)  # type: ignore[attr-defined]
+        else:
+            tp = dataclasses.replace(protocol, shots=resolve_shots(protocol))
+            shots = draw_shots(pool, tp.shots or 0, tp.seed, trial)
+        scored = scored_items(pool, shots, cfg.limit)
+        shot_ids = {s.id for s in shots}
+        reqs = [r for r in task.requests(scored, tp, trial, pool if _task_draws_shots(task) else shots)
+                if r.item_id not in shot_ids]
         for r in reqs:
-            if r.kind == "generate" and r.gen is not None and r.gen.seed is None and r.gen.temperature > 0:
-                r.gen = dataclasses.replace(r.gen, seed=protocol.seed + trial)
-        plan.append((trial, shots, scored, reqs))
+            if r.kind != "generate":
+                continue
+            g = r.gen or GenerationConfig()
+            if cfg.gen_token_cap is not None and g.max_new_tokens > cfg.gen_token_cap:
+                g = dataclasses.replace(g, max_new_tokens=cfg.gen_token_cap)
+            if g.seed is None and g.temperature > 0:
+                g = dataclasses.replace(g, seed=tp.seed + trial)
+            r.gen = g
+        plan.append(TrialPlan(trial, tp, shots, scored, reqs))
     _record_prefixes(out, name, plan)
 
-    total = sum(len(p[3]) for p in plan)
+    total = sum(len(p.requests) for p in plan)
     # Backend failures recorded earlier are retried (a server may be back); answers are kept.
-    todo_by_trial = [[r for r in reqs if "error" in store.done.get((name, trial, r.item_id, r.variant), {"error": 1})]
-                     for trial, _s, _i, reqs in plan]
+    todo_by_trial = [[r for r in p.requests
+                      if "error" in store.done.get((name, p.trial, r.item_id, r.variant), {"error": 1})]
+                     for p in plan]
     todo = sum(len(t) for t in todo_by_trial)
     progress.start(name, total, total - todo)
 
-    for (trial, _shots, _scored, _reqs), todo_reqs in zip(plan, todo_by_trial):
-        def on_batch(batch: list[Request], responses: list[Response], trial: int = trial) -> None:
+    for p, todo_reqs in zip(plan, todo_by_trial):
+        def on_batch(batch: list[Request], responses: list[Response], p: TrialPlan = p) -> None:
             recs = []
             for req, resp in zip(batch, responses):
                 item = by_id[req.item_id]
-                parsed = _parse(task, item, req, resp, protocol)
-                recs.append(_sample_record(name, trial, item, req, resp, parsed))
+                parsed = _parse(task, item, req, resp, p.protocol)
+                recs.append(_sample_record(task, name, p.trial, item, req, resp, parsed))
             store.append(recs)
             progress.advance(name, len(batch))
 
@@ -622,7 +664,7 @@ def _run_benchmark(name: str, task: Task, model: LanguageModel, protocol: Protoc
             execute(model, todo_reqs, cfg.batch_size, on_batch)
     progress.finish(name)
 
-    result = _score_benchmark(name, task, protocol, cfg, plan, by_id, store)
+    result = _score_benchmark(name, task, cfg, plan, by_id, store)
     elapsed = time.perf_counter() - t0
     result["elapsed_s"] = round(elapsed, 3)
     result["answered_now"] = todo
@@ -642,13 +684,13 @@ def _record_prefixes(out: Path, name: str, plan: list) -> None:
             except (ValueError, KeyError):
                 continue
     new = []
-    for trial, shots, _scored, reqs in plan:
-        for p in {r.prefix for r in reqs if r.prefix}:
+    for tp in plan:
+        for p in sorted({r.prefix for r in tp.requests if r.prefix}):
             h = hashlib.sha256(p.encode()).hexdigest()
             if h not in seen:
                 seen.add(h)
-                new.append({"sha256": h, "benchmark": name, "trial": trial,
-                            "shot_ids": [s.id for s in shots], "prefix": p})
+                new.append({"sha256": h, "benchmark": name, "trial": tp.trial,
+                            "shot_ids": [s.id for s in tp.shots], "prefix": p})
     if new:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
@@ -663,7 +705,8 @@ def _parse(task: Task, item: Item, req: Request, resp: Response, protocol: Proto
         return Parsed()
 
 
-def _sample_record(name: str, trial: int, item: Item, req: Request, resp: Response, parsed: Parsed) -> dict[str, Any]:
+def _sample_record(task: Task, name: str, trial: int, item: Item, req: Request, resp: Response,
+                   parsed: Parsed) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "benchmark": name, "trial": trial, "item_id": item.id, "variant": req.variant,
         "kind": req.kind, "prompt": req.prompt,
@@ -680,7 +723,7 @@ def _sample_record(name: str, trial: int, item: Item, req: Request, resp: Respon
     if req.meta:
         rec["request_meta"] = req.meta
     rec.update({"answer": parsed.answer, "lenient": parsed.lenient, "valid": parsed.valid, "gold": item.gold,
-                "correct": _is_correct(item, parsed)})
+                "correct": is_correct(task, item, parsed)})
     return rec
 
 
@@ -692,43 +735,51 @@ def _norm(x: Any) -> Any:
     return x
 
 
-def _is_correct(item: Item, parsed: Parsed) -> bool | None:
-    """Exact agreement of the proper answer with gold (per-item; the task's score is the truth
-    for aggregate metrics such as MAD or plausible actors)."""
+def is_correct(task: Task, item: Item, parsed: Parsed) -> bool:
+    """Per-item agreement of the proper answer with gold (the task's ``is_correct`` when it has
+    one). Aggregate metrics (MAD, plausible actors, F1) come from ``Task.score`` only."""
     if not parsed.valid or parsed.answer is None:
         return False
+    own = getattr(task, "is_correct", None)
+    if callable(own):
+        try:
+            return bool(own(item, parsed.answer))
+        except Exception:  # noqa: BLE001 - fall back to plain equality
+            pass
     return _norm(parsed.answer) == _norm(item.gold)
 
 
-def _score_benchmark(name: str, task: Task, protocol: Protocol, cfg: RunConfig, plan: list,
+def _score_benchmark(name: str, task: Task, cfg: RunConfig, plan: list[TrialPlan],
                      by_id: dict[str, Item], store: SampleStore) -> dict[str, Any]:
     per_trial: list[dict[str, Any]] = []
     permute_trials: list[dict[str, Any]] = []
     ci: dict[str, Any] = {}
-    for trial, shots, scored, reqs in plan:
+    for tp in plan:
         parsed_by_variant: dict[str, dict[str, Parsed]] = defaultdict(dict)
-        for r in reqs:
-            rec = store.done.get((name, trial, r.item_id, r.variant))
+        for r in tp.requests:
+            rec = store.done.get((name, tp.trial, r.item_id, r.variant))
             if rec is None:
                 continue
             parsed_by_variant[r.variant][r.item_id] = _parse(task, by_id[r.item_id], r, response_from_sample(rec),
-                                                             protocol)
+                                                             tp.protocol)
         base = parsed_by_variant.get("", {})
-        items = [it for it in scored if it.id in base]
+        items = [it for it in tp.scored if it.id in base]
         parsed = [base[it.id] for it in items]
-        metrics = dict(task.score(items, parsed, protocol)) if items else {"score": None, "n": 0, "n_valid": 0,
-                                                                         "parse_failures": 0}
-        metrics["shots"] = len(shots)
+        if items:
+            metrics = dict(task.score(items, parsed, tp.protocol))
+        else:
+            metrics = {"score": None, "n": 0, "n_valid": 0, "parse_failures": 0}
+        metrics["shots"] = len(tp.shots)
         per_trial.append(metrics)
-        if trial == 0:
+        if tp.trial == 0 and items:
             if metrics.get("ci95") is not None:  # the task's own interval wins
                 ci = {k: metrics[k] for k in ("stderr", "ci95") if k in metrics} | {"ci_method": "task"}
             else:
-                per_item = item_scores(task, items, parsed, protocol)
-                ci = confidence(task, items, parsed, protocol, _num(metrics.get("score")), per_item,
-                                cfg.bootstrap, protocol.seed)
+                per_item = item_scores(task, items, parsed, tp.protocol)
+                ci = confidence(task, items, parsed, tp.protocol, _num(metrics.get("score")), per_item,
+                                cfg.bootstrap, tp.protocol.seed)
         if len(parsed_by_variant) > 1:
-            permute_trials.append(_permutation_metrics(task, protocol, scored, parsed_by_variant))
+            permute_trials.append(_permutation_metrics(task, tp.protocol, tp.scored, parsed_by_variant))
 
     result: dict[str, Any] = {"benchmark": name, "headline": task.headline, "higher_is_better": task.higher_is_better,
                               "kind": task.kind}
@@ -739,41 +790,47 @@ def _score_benchmark(name: str, task: Task, protocol: Protocol, cfg: RunConfig, 
         result["per_trial"] = per_trial
         # Across trials, the spread of the headline is the uncertainty the protocol reports.
         result["score_std"] = agg.get("std", {}).get("score")
-    result.update({k: v for k, v in ci.items() if k in ("stderr", "ci95", "ci_method", "n_boot")})
+    result.update(ci)
     if len(per_trial) > 1 and "ci95" in result:
         result["ci95_trial0"] = result.pop("ci95")
         result["stderr_trial0"] = result.pop("stderr", None)
     if permute_trials:
         result["permute"] = aggregate_trials(permute_trials)
-    result["mode"], result["protocol"], result["instruct"] = protocol.mode, protocol.name, protocol.instruct
+    p0 = plan[0].protocol if plan else None
+    if p0 is not None:
+        result["mode"], result["protocol"], result["instruct"] = p0.mode, p0.name, p0.instruct
     return result
 
 
 def _permutation_metrics(task: Task, protocol: Protocol, scored: list[Item],
                          parsed_by_variant: dict[str, dict[str, Parsed]]) -> dict[str, Any]:
-    """Accuracy under each rotation of the options, and consistency: the share of items whose
-    (original-label) answer is the same valid answer under every rotation."""
+    """Score under each rotation of the options, their mean, and consistency: the share (%) of
+    items whose answer (in original labels) is the same valid answer under every rotation.
+    Uses the task's ``score_variants`` hook when it has one."""
     variants = sorted(parsed_by_variant)
-    out: dict[str, Any] = {"variants": len(variants)}
-    accs = []
-    for v in variants:
-        items = [it for it in scored if it.id in parsed_by_variant[v]]
-        m = _safe_score(task, items, [parsed_by_variant[v][it.id] for it in items], protocol) if items else None
-        s = _num(m.get("score")) if m else None
-        out[f"score[{v or 'orig'}]"] = s
-        if s is not None:
-            accs.append(s)
-    out["score_mean"] = _mean(accs) if accs else None
-    out["score_min"] = min(accs) if accs else None
     common = [it for it in scored if all(it.id in parsed_by_variant[v] for v in variants)]
-    same = correct_all = 0
-    for it in common:
-        answers = [parsed_by_variant[v][it.id] for v in variants]
-        if all(p.valid for p in answers) and len({json.dumps(_jsonable(_norm(p.answer))) for p in answers}) == 1:
-            same += 1
-            if _is_correct(it, answers[0]):
-                correct_all += 1
-    out["consistency"] = same / len(common) if common else None
-    out["consistent_correct"] = correct_all / len(common) if common else None
+    by_variant = {v: [parsed_by_variant[v][it.id] for it in common] for v in variants}
+    hook = getattr(task, "score_variants", None)
+    out: dict[str, Any] = {}
+    if callable(hook) and common:
+        try:
+            full = hook(common, by_variant, protocol)
+            out = {k: full[k] for k in ("variant_scores", "variant_mean", "consistency") if k in full}
+        except Exception:  # noqa: BLE001 - fall back to the generic computation below
+            out = {}
+    if not out:
+        per = {}
+        for v in variants:
+            m = _safe_score(task, common, by_variant[v], protocol) if common else None
+            per[v or "original"] = _num(m.get("score")) if m else None
+        nums = [x for x in per.values() if x is not None]
+        same = sum(1 for i in range(len(common))
+                   if all(by_variant[v][i].valid for v in variants)
+                   and len({json.dumps(_jsonable(_norm(by_variant[v][i].answer))) for v in variants}) == 1)
+        out = {"variant_scores": per, "variant_mean": _mean(nums) if nums else None,
+               "consistency": 100.0 * same / len(common) if common else None}
+    correct_all = sum(1 for i, it in enumerate(common) if all(is_correct(task, it, by_variant[v][i]) for v in variants))
+    out["correct_in_every_variant"] = 100.0 * correct_all / len(common) if common else None
+    out["variants"] = len(variants)
     out["n"] = len(common)
     return out
