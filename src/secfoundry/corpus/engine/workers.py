@@ -1,0 +1,190 @@
+"""Partition workers: what each Ray Data actor runs for one partition (plain Python, no Ray).
+
+``CollectWorker`` turns one collect task into a partition; ``PhaseWorker`` reads one input
+partition, runs the phase's steps over it in batches and commits the result. Both are used as
+``map_batches`` callable classes (one actor keeps its steps and models loaded across
+partitions) and return one stats row per partition.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from secfoundry.corpus.engine.steps import Dropped, build_step, step_kind
+from secfoundry.corpus.engine.storage import PhaseStore, read_documents
+from secfoundry.corpus.sources.base import Quarantine
+from secfoundry.documents import Document
+
+_NUM_SUFFIX = re.compile(r"(:-?[0-9][0-9.eE+-]*)+$")
+
+
+def reason_key(step: str, reason: str) -> str:
+    """Summary bucket of a drop reason: ``relevance:0.12`` -> ``relevance``, ``lang:de`` stays,
+    a bare ``short`` from step ``quality`` -> ``quality:short``. The exclusion Parquet keeps the
+    full reason; only counts are grouped."""
+    r = _NUM_SUFFIX.sub("", (reason or "").split("\n", 1)[0]).strip() or step or "dropped"
+    if r.startswith("error:"):
+        r = "error:" + r[6:].split(":", 1)[0].strip()  # group errors by exception type
+        return f"{step}:{r}" if step else r
+    return r if ":" in r or not step else f"{step}:{r}"
+
+
+def _result(key: str, **kw: Any) -> dict[str, list[Any]]:
+    row = {"key": key, "docs_in": 0, "docs_out": 0, "dropped": 0, "error": "", "seconds": 0.0,
+           "stats": "{}"}
+    row.update(kw)
+    return {k: [v] for k, v in row.items()}
+
+
+class CollectWorker:
+    def __init__(self, phase_dir: str, partition_rows: int, compression: str, keep_excluded: bool):
+        self.store = PhaseStore(Path(phase_dir))
+        self.partition_rows = partition_rows
+        self.compression = compression
+        self.keep_excluded = keep_excluded
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for task_json in batch["task"]:
+            row = self.collect(json.loads(task_json))
+            for k, v in row.items():
+                out.setdefault(k, []).extend(v)
+        return out
+
+    def collect(self, task: dict[str, Any]) -> dict[str, list[Any]]:
+        from secfoundry.corpus.collect.plan import CollectTask, iter_task_documents
+
+        t0 = time.time()
+        key = task["key"]
+        q = Quarantine()
+        files: list[str] = []
+        buf: list[Document] = []
+        dup: list[Dropped] = []
+        seen: set[str] = set()
+        n_out = 0
+        chars = 0
+        by_source: Counter[str] = Counter()
+        error = ""
+        work = self.store.root / "work"
+        work.mkdir(parents=True, exist_ok=True)
+
+        def flush() -> None:
+            nonlocal buf
+            files.append(self.store.write_data(f"{key}-{len(files):05d}.parquet", buf, self.compression))
+            buf = []
+
+        try:
+            for doc in iter_task_documents(CollectTask(**task), q, work):
+                if doc.id in seen:  # the same id twice in one input: keep the first, audit the rest
+                    dup.append(Dropped(doc, "collect", "collect:duplicate-id"))
+                    continue
+                seen.add(doc.id)
+                doc.metadata.setdefault("collect_task", key)
+                buf.append(doc)
+                n_out += 1
+                chars += len(doc.text)
+                by_source[doc.source] += 1
+                if len(buf) >= self.partition_rows:
+                    flush()
+        except Exception as e:  # a failing input is recorded in its marker; other inputs go on
+            error = f"{type(e).__name__}: {e}"
+            q.add(task.get("kind", ""), task["params"].get("path") or task["params"].get("name", ""), None,
+                  traceback.format_exc(limit=5))
+        if buf or not files:
+            flush()
+        excluded = [self.store.write_excluded(f"{key}.parquet", dup, self.compression)] \
+            if dup and self.keep_excluded else []
+        dropped = {"collect:duplicate-id": len(dup)} if dup else {}
+        stats = {"docs_in": n_out + len(dup), "docs_out": n_out, "chars_out": chars, "dropped": dropped,
+                 "by_source": dict(by_source), "quarantined": len(q), "error": error,
+                 "seconds": round(time.time() - t0, 3)}
+        self.store.write_marker(key, files, excluded, stats, quarantine=q.items)
+        return _result(key, docs_in=stats["docs_in"], docs_out=n_out, dropped=len(dup), error=error,
+                       seconds=stats["seconds"], stats=json.dumps({"dropped": dropped, "quarantined": len(q)}))
+
+
+class PhaseWorker:
+    def __init__(self, phase_dir: str, steps: list[dict[str, Any]], batch_size: int, compression: str,
+                 keep_excluded: bool):
+        self.store = PhaseStore(Path(phase_dir))
+        self.batch_size = batch_size
+        self.compression = compression
+        self.keep_excluded = keep_excluded
+        self.steps = []
+        for spec in steps:
+            step = build_step(spec["step"], spec.get("options"))
+            if callable(getattr(step, "setup", None)):
+                step.setup()
+            if step_kind(step) == "global":
+                step.load(self.store.state_dir)
+            self.steps.append(step)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for key, path in zip(batch["key"], batch["input"]):
+            try:
+                row = self.process(str(key), Path(str(path)))
+            except Exception as e:  # not committed: the phase reports it and a rerun retries it
+                row = _result(str(key), error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
+            for k, v in row.items():
+                out.setdefault(k, []).extend(v)
+        return out
+
+    def _run_step(self, step: Any, docs: list[Document]) -> tuple[list[Document], list[Any]]:
+        try:
+            return step.run_batch(docs)
+        except Exception:
+            pass
+        # The batch failed as a whole: isolate the bad document(s), one at a time.
+        kept: list[Document] = []
+        dropped: list[Any] = []
+        for doc in docs:
+            try:
+                k, d = step.run_batch([doc])
+                kept += k
+                dropped += d
+            except Exception as e:
+                dropped.append(Dropped(doc, getattr(step, "name", "step"),
+                                       f"error:{type(e).__name__}: {str(e)[:200]}"))
+        return kept, dropped
+
+    def process(self, key: str, path: Path) -> dict[str, list[Any]]:
+        t0 = time.time()
+        docs = read_documents(path)
+        n_in = len(docs)
+        chars_in = sum(len(d.text) for d in docs)
+        kept_all: list[Document] = []
+        dropped_all: list[Any] = []
+        per_step = {getattr(s, "name", str(i)): {"in": 0, "out": 0} for i, s in enumerate(self.steps)}
+        for i in range(0, len(docs), self.batch_size):
+            cur = docs[i:i + self.batch_size]
+            for step in self.steps:
+                if not cur:
+                    break
+                name = getattr(step, "name", "step")
+                per_step[name]["in"] += len(cur)
+                cur, dropped = self._run_step(step, cur)
+                per_step[name]["out"] += len(cur)
+                for d in dropped:
+                    if not getattr(d, "step", ""):
+                        d = Dropped(d.doc, name, getattr(d, "reason", "") or name)
+                    dropped_all.append(d)
+            kept_all += cur
+        dropped_counts: Counter[str] = Counter(reason_key(d.step, d.reason) for d in dropped_all)
+        files = [self.store.write_data(f"{key}.parquet", kept_all, self.compression)]
+        excluded = [self.store.write_excluded(f"{key}.parquet", dropped_all, self.compression)] \
+            if dropped_all and self.keep_excluded else []
+        by_source = Counter(d.source for d in kept_all)
+        stats = {"docs_in": n_in, "docs_out": len(kept_all), "chars_in": chars_in,
+                 "chars_out": sum(len(d.text) for d in kept_all), "dropped": dict(dropped_counts),
+                 "steps": per_step, "by_source": dict(by_source), "input": path.name,
+                 "seconds": round(time.time() - t0, 3)}
+        self.store.write_marker(key, files, excluded, stats)
+        return _result(key, docs_in=n_in, docs_out=len(kept_all), dropped=len(dropped_all),
+                       seconds=stats["seconds"], stats=json.dumps({"dropped": dict(dropped_counts)}))
