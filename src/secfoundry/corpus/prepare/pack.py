@@ -110,7 +110,7 @@ def pack_partition(rows: Iterable[Mapping[str, Any]], out_dir: Path, part: str, 
     def flush(batch: list[Mapping[str, Any]]) -> None:
         enc = tok([r["text"] for r in batch], add_special_tokens=False)["input_ids"]
         for r, ids in zip(batch, enc):
-            split = split_of(str(r["id"]), cfg.test_fraction)
+            split = split_of(str(r["id"]).split("#r", 1)[0], cfg.test_fraction)  # copies follow their original
             src = str(r.get("source") or "unknown").replace("/", "_")
             key = (split, src)
             if key not in writers:
@@ -175,3 +175,58 @@ def write_manifest(out_dir: Path, cfg: PackConfig, extra: dict | None = None) ->
                 agg.versions = sorted(set(agg.versions) | set(v["versions"]))
     man.save(out_dir)
     return man
+
+
+# ---- the pipeline step -------------------------------------------------------------------------
+
+from secfoundry.corpus.engine.steps import GlobalContext, GlobalStep  # noqa: E402
+
+
+@dataclass
+class PackShardsConfig:
+    tokenizer: str = "smollm2-135m-instruct"
+    seq_len: int = 4096
+    test_fraction: float = 0.01
+    batch_size: int = 256
+    add_bos: bool = False
+    out: str | None = None  # default: <run dir>/shards
+
+
+class PackShards(GlobalStep):
+    """Tokenize and pack the stage input into trainer shards (documents pass through unchanged).
+
+    One packing task per input partition (parallel on Ray when more than one CPU), each resumable;
+    then the manifest is merged on the driver.
+    """
+
+    name = "pack"
+
+    def __init__(self, config: PackShardsConfig | None = None):
+        self.config = config or PackShardsConfig()
+
+    def fit(self, ctx: GlobalContext) -> None:
+        c = self.config
+        out = Path(c.out) if c.out else ctx.phase_dir.parent / "shards"
+        out.mkdir(parents=True, exist_ok=True)
+        pcfg = PackConfig(tokenizer=c.tokenizer, seq_len=c.seq_len, test_fraction=c.test_fraction,
+                          batch_size=c.batch_size, add_bos=c.add_bos)
+        import ray
+
+        todo = [p for p in ctx.partitions if not (out / PARTS_DIR / f"{Path(p).stem}.json").exists()]
+        if todo and ctx.num_cpus > 1 and ray.is_initialized() and len(todo) > 1:
+            # One Ray task per partition: tokenization dominates and parallelises perfectly.
+            remote = ray.remote(_pack_file)
+            ray.get([remote.remote(str(p), str(out), pcfg) for p in todo])
+        else:
+            tok = load_tokenizer(c.tokenizer) if todo else None
+            for p in todo:
+                _pack_file(str(p), str(out), pcfg, tok)
+        man = write_manifest(out, pcfg, extra={"phase": ctx.phase_dir.name})
+        (ctx.state_dir / "pack.json").write_text(json.dumps({"out": str(out), "tokens": man.tokens("train")}))
+
+
+def _pack_file(path: str, out: str, cfg: PackConfig, tokenizer=None) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["id", "text", "source", "license", "version"])
+    return pack_partition(table.to_pylist(), Path(out), Path(path).stem, cfg, tokenizer=tokenizer)

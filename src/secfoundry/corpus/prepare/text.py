@@ -1,0 +1,61 @@
+"""Text normalisation, n-gram hashing and security-entity extraction shared by the prepare steps."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+import xxhash
+
+# Identifiers that make two otherwise identical template pages *different* documents.
+ENTITY_RE = re.compile(
+    r"\b(?:(?i:CVE-\d{4}-\d{4,}|CWE-\d+|CAPEC-\d+|GHSA(?:-[23456789cfghjmpqrvwx]{4}){3}|"
+    r"(?:PYSEC|RUSTSEC|GO|OSV)-\d{4}-\d+)|T\d{4}(?:\.\d{3})?|TA\d{4}|[GSMC]\d{4}|D3-[A-Z]+|"
+    r"[A-Z]{2}-\d+(?:\(\d+\))?)\b"
+)
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+_WS_RE = re.compile(r"\s+")
+_PARA_SPLIT = re.compile(r"\n\s*\n")
+
+
+def normalize(text: str) -> str:
+    """Case-, width- and whitespace-insensitive form used for exact duplicates."""
+    t = unicodedata.normalize("NFKC", text).lower()
+    return _WS_RE.sub(" ", t).strip()
+
+
+def entities(text: str) -> frozenset[str]:
+    return frozenset(m.upper() for m in ENTITY_RE.findall(text))
+
+
+def words(text: str) -> list[str]:
+    return _WORD_RE.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+def ngram_hashes(tokens: list[str], n: int, salt: int = 0) -> np.ndarray:
+    """64-bit hashes of every word n-gram (one hash of the whole text when it is shorter)."""
+    if not tokens:
+        return np.zeros(0, dtype=np.uint64)
+    if len(tokens) < n:
+        return np.array([xxhash.xxh64_intdigest(" ".join(tokens).encode("utf-8", "surrogatepass"), seed=salt & 0xFFFFFFFFFFFFFFFF)], dtype=np.uint64)
+    # Hash each token once, then combine windows arithmetically: much faster than hashing strings.
+    th = np.array([xxhash.xxh64_intdigest(t.encode("utf-8", "surrogatepass")) for t in tokens], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        acc = np.zeros(len(tokens) - n + 1, dtype=np.uint64)
+        mult = np.uint64(0x9E3779B97F4A7C15)
+        for k in range(n):
+            acc = acc * mult + th[k:len(tokens) - n + 1 + k]
+        acc ^= np.uint64(salt)
+        acc ^= acc >> np.uint64(31)
+        acc *= np.uint64(0xBF58476D1CE4E5B9)
+        acc ^= acc >> np.uint64(29)
+    return acc
+
+
+def paragraphs(text: str) -> list[str]:
+    return _PARA_SPLIT.split(text)
+
+
+def entity_salt(ents: frozenset[str]) -> int:
+    return xxhash.xxh64_intdigest("|".join(sorted(ents)).encode()) if ents else 0
