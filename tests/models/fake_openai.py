@@ -62,6 +62,8 @@ class FakeOpenAI:
 
             def _send(self, code: int, obj: dict, headers: dict | None = None):
                 body = json.dumps(obj).encode()
+                with fake.lock:  # the request is done once its answer is ready
+                    fake.active -= 1
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -80,11 +82,7 @@ class FakeOpenAI:
                     fake.requests.append({"path": self.path, **req})
                     fake.active += 1
                     fake.peak = max(fake.peak, fake.active)
-                try:
-                    self._dispatch(req)
-                finally:
-                    with fake.lock:
-                        fake.active -= 1
+                self._dispatch(req)
 
             def _dispatch(self, req: dict):
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
