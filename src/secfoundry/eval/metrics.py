@@ -172,10 +172,6 @@ def set_scores(preds: Sequence[set[str]], golds: Sequence[set[str]]) -> SetScore
 
 # --- threat actors (CTIBench TAA) --------------------------------------------------------------
 
-def _norm_actor(name: str) -> str:
-    return " ".join(str(name).strip().lower().split())
-
-
 class ActorGraph:
     """CTIBench's actor graphs: an answer is *correct* when it reaches the gold actor through
     alias links, *plausible* when it reaches it through alias and "related group" links.

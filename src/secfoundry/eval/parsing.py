@@ -131,10 +131,16 @@ def seceval_letters(text: str | None) -> str:
 def letter_set(text: str | None, letters: str = LETTERS) -> str | None:
     """Multi-answer FAITH extraction: the letters after the last "Answer:" ("A, C" -> "AC")."""
     text = _clean(text)
-    ms = list(re.finditer(r"(?i)\banswers?\s*\**\s*[:：]\s*\**\s*([A-Z](?:\s*(?:,|and|&|\s)\s*[A-Z])*)\b", text))
+    ms = list(re.finditer(r"\b(?i:answers?)\s*\**\s*[:：]\s*\**\s*([A-Z](?:\s*(?:,|and|&)?\s*[A-Z])*)\b", text))
     if not ms:
         return None
-    got = sorted({c for c in re.findall(r"[A-Z]", ms[-1].group(1).upper()) if c in letters})
+    return _letters_of(ms[-1].group(1), letters)
+
+
+def _letters_of(group: str, letters: str) -> str | None:
+    """"A, C" / "B and D" / "CA" -> sorted letters ("AC", "BD", "AC")."""
+    group = re.sub(r"(?i)\band\b", " ", group)
+    got = sorted({c.upper() for c in group if c.isalpha() and c.upper() in letters})
     return "".join(got) or None
 
 
@@ -148,8 +154,7 @@ def letter_set_lenient(text: str | None, letters: str = LETTERS) -> str | None:
     # A last line made only of letters and separators: "A, C", "**BD**", "A and D".
     last = re.sub(r"[*_`.()\[\]]", "", lines[-1])
     if re.fullmatch(r"\s*[A-Z](?:\s*(?:,|and|&|\s)?\s*[A-Z])*\s*", last):
-        got = sorted({c for c in re.findall(r"[A-Z]", last) if c in letters})
-        return "".join(got) or None
+        return _letters_of(last, letters)
     return None
 
 
@@ -213,6 +218,5 @@ def actor_name(text: str | None) -> str | None:
     if not lines:
         return None
     name = _ACTOR_PREFIX.sub("", lines[-1])
-    name = name.strip().strip("*_`\"'“”").strip()
-    name = re.sub(r"[.\s]+$", "", name)
+    name = name.strip().strip("*_`\"'“”.").strip()
     return name or None

@@ -45,8 +45,10 @@ _MCQ_OUTRO = ("**Important:** The last line of your answer should contain only t
 
 
 def mcq_prompt(question: str, options: dict[str, str]) -> str:
-    """The CTIBench MCQ prompt template (equal to the ``Prompt`` column; used for permutations)."""
-    opts = " ".join(f"{k}) {v}" for k, v in options.items())
+    """The CTIBench MCQ prompt template, used for permuted options. It equals the ``Prompt``
+    column up to whitespace (the column kept stray spaces of the source cells); an empty
+    option is written "nan", as the authors' pandas-built prompts show it."""
+    opts = " ".join(f"{k}) {v if str(v).strip() else 'nan'}" for k, v in options.items())
     return f"{_MCQ_INTRO}  **Question:** {question}  **Options:** {opts}  {_MCQ_OUTRO}"
 
 
@@ -74,7 +76,8 @@ class CTIBenchMCQ(MCQTask):
             for c in ("Question", "Prompt"):
                 if not row[c].strip():
                     raise InputError("empty value", file=str(path), row=i, field=c)
-            # One gold is a lower-case "b" (row 109 of the file); the authors' scorer upper-cased it.
+            # One gold is a lower-case "b" (row 109); the authors' scorer upper-cased it. Five
+            # questions have an empty option (their prompt shows "nan"); kept as published.
             gold = need_letter(row["GT"], "ABCD", path, i, "GT")
             options = {k: row[f"Option {k}"] for k in "ABCD"}
             items.append(Item(str(i - 1), row["Question"], gold, options, prompt=row["Prompt"],
