@@ -32,7 +32,7 @@ def reason_key(step: str, reason: str) -> str:
     if r.startswith("error:"):
         r = "error:" + r[6:].split(":", 1)[0].strip()  # group errors by exception type
         return f"{step}:{r}" if step else r
-    return r if ":" in r or not step else f"{step}:{r}"
+    return r if ":" in r or not step or r == step else f"{step}:{r}"
 
 
 def _result(key: str, **kw: Any) -> dict[str, list[Any]]:

@@ -1,0 +1,21 @@
+"""Corpus test fixtures: one small local Ray instance shared by the whole session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> str:
+    """Start (once) a 2-CPU local Ray with a small object store; yields its address so that
+    subprocess drivers can join it instead of paying Ray's start-up again."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    from secfoundry.corpus.engine.ray_runtime import init_ray
+
+    init_ray(None, num_cpus=2, object_store_mb=128)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
