@@ -202,7 +202,7 @@ def attack_catalog(mirror: Path | None) -> AttackCatalog | None:
 def _load_catalog(files: tuple[Path, ...]) -> AttackCatalog | None:
     ids: set[str] = set()
     tactics: set[str] = set()
-    revoked: set[str] = set()
+    active: set[str] = set()
     versions: set[str] = set()
     for f in files:
         try:
@@ -220,8 +220,9 @@ def _load_catalog(files: tuple[Path, ...]) -> AttackCatalog | None:
                 if ref.get("source_name") in ("mitre-attack", "mitre-mobile-attack", "mitre-ics-attack") \
                         and ref.get("external_id"):
                     ids.add(ref["external_id"])
-                    if obj.get("revoked") or obj.get("x_mitre_deprecated"):
-                        revoked.add(ref["external_id"])
+                    if not (obj.get("revoked") or obj.get("x_mitre_deprecated")):
+                        active.add(ref["external_id"])
     if not ids:
         return None
+    revoked = ids - active  # an id is retired only when no domain has a live object for it
     return AttackCatalog(", ".join(sorted(versions)), frozenset(ids), frozenset(tactics), frozenset(revoked))
