@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from secfoundry.corpus.sources.attack import clean_text, load_bundle
-from secfoundry.corpus.sources.base import Quarantine, Remote, Snapshot, Source, register, resolve_files
+from secfoundry.corpus.sources.base import (
+    Quarantine,
+    Remote,
+    Snapshot,
+    Source,
+    open_binary,
+    register,
+    resolve_files,
+)
 from secfoundry.documents import Document
 from secfoundry.errors import InputError
 from secfoundry.kb import records as rt
@@ -67,7 +75,7 @@ class CapecSource(Source):
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
         files, origin = resolve_files(self.name, mirror, folder="capec", patterns=["stix-capec.json*"],
                                       remotes=[Remote(self.url, "stix-capec.json")], fetcher=fetcher)
-        return Snapshot(self.name, files[:1], origin=origin)
+        return Snapshot(self.name, files[:1], version=_peek_version(files[0]), origin=origin)
 
     def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
         q = quarantine if quarantine is not None else Quarantine()
@@ -226,6 +234,17 @@ class CapecSource(Source):
                 source=self.name, url=r.url, license=self.license, title=f"{r.id}: {r.name}", version=r.version,
                 metadata={"record_type": r.type, "record_id": r.id},
             )
+
+
+def _peek_version(path: Path) -> str:
+    """The CAPEC version from the first ``x_capec_version`` in the file (cheap, before parsing)."""
+    try:
+        with open_binary(path) as f:
+            head = f.read(1 << 20).decode("utf-8", "replace")
+    except (OSError, EOFError):
+        return ""
+    m = re.search(r'"x_capec_version"\s*:\s*"([^"]+)"', head)
+    return m.group(1) if m else ""
 
 
 def _capec_id(o: dict[str, Any]) -> str:

@@ -255,7 +255,8 @@ class CveSource(Source):
                     raise InputError("no CVE JSON 5 records (records/, cves/, *.zip or CVE-*.json)",
                                      file=str(base)) from None
                 files = []
-            return Snapshot(self.name, [*dirs, *files], origin=f"mirror:{base}")
+            return Snapshot(self.name, [*dirs, *files], version=_peek_version([*dirs, *files]),
+                            origin=f"mirror:{base}")
         from secfoundry.corpus.sources.http import Fetcher
 
         own = fetcher is None
@@ -355,6 +356,32 @@ class CveSource(Source):
             if r.revoked:
                 continue
             yield vulnerability_document(r, self.name, self.license)
+
+
+def _peek_version(paths: list[Path], limit: int = 20000) -> str:
+    """A version for a local CVE collection before parsing: cvelistV5's ``delta.json`` fetchTime,
+    else the newest ``dateUpdated`` of a small tree, else the release zip's name."""
+    for p in paths:
+        delta = p / "delta.json" if p.is_dir() else None
+        if delta is not None and delta.is_file():
+            try:
+                return str(json.loads(delta.read_text()).get("fetchTime") or "")[:19]
+            except (OSError, ValueError):
+                pass
+    newest = ""
+    for p in paths:
+        if p.is_dir():
+            files = []
+            for i, f in enumerate(p.rglob("CVE-*.json")):
+                if i >= limit:
+                    return ""  # too many to scan up front; records() sets the version
+                files.append(f)
+            for f in files:
+                for m in re.findall(rb'"dateUpdated"\s*:\s*"([^"]+)"', f.read_bytes()):
+                    newest = max(newest, m.decode()[:10])
+        elif p.suffix == ".zip":
+            return p.stem
+    return f"records-updated-{newest}" if newest else ""
 
 
 def vulnerability_document(r: Record, source: str, license: str) -> Document:

@@ -156,8 +156,8 @@ class CweSource(Source):
         remote = Remote(versioned_url(self.version) if self.version != "latest" else LIVE_LATEST)
         files, origin = resolve_files(self.name, mirror, folder="cwe", remotes=[remote], fetcher=fetcher,
                                       patterns=["cwec_*.xml.gz", "cwec_*.xml", "cwec_*.xml.zip"])
-        snap = Snapshot(self.name, files[:1], version=self.version, origin=origin)
-        return snap
+        version = _peek_version(files[0]) or (self.version if self.version != "latest" else "")
+        return Snapshot(self.name, files[:1], version=version, origin=origin)
 
     # -- parsing -------------------------------------------------------------------------------
     def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
@@ -410,6 +410,17 @@ class CweSource(Source):
             source=self.name, url=r.url, license=self.license, title=f"{r.id}: {r.name}", version=r.version,
             metadata={"record_type": r.type, "record_id": r.id},
         )
+
+
+def _peek_version(path: Path) -> str:
+    """Version attribute of the Weakness_Catalog root, read from the first bytes only."""
+    try:
+        with _open_catalog(path) as f:
+            head = f.read(4096).decode("utf-8", "replace")
+    except (OSError, EOFError, zipfile.BadZipFile, InputError):
+        return ""
+    m = re.search(r"<Weakness_Catalog\b[^>]*\bVersion=\"([^\"]+)\"", head)
+    return m.group(1) if m else ""
 
 
 def _kebab(nature: str) -> str:

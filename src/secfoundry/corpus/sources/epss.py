@@ -53,7 +53,15 @@ class EpssSource(Source):
         files, origin = resolve_files(self.name, mirror, folder="epss",
                                       patterns=[name, "epss_scores-*.csv.gz", "epss_scores-*.csv", "*.csv*"],
                                       remotes=[Remote(f"{self.base_url}/{name}")], fetcher=fetcher)
-        return Snapshot(self.name, files[:1], origin=origin)
+        version = ""
+        try:
+            with open_binary(files[0]) as f:
+                first = f.readline(4096).decode("utf-8", "replace")
+            meta = parse_comment(first) if first.startswith("#") else {}
+            version = f"{meta.get('model_version', '')} {meta.get('score_date', '')}".strip()
+        except (OSError, EOFError, zlib.error):
+            pass  # records() reports the unreadable file
+        return Snapshot(self.name, files[:1], version=version, origin=origin)
 
     def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
         q = quarantine if quarantine is not None else Quarantine()

@@ -66,7 +66,18 @@ class KevSource(Source):
             patterns=[f"known_exploited_vulnerabilities.{ext}*", f"known_exploited_vulnerabilities*.{ext}*"],
             remotes=[Remote(f"{self.feed}.{ext}")], fetcher=fetcher)
         files = [f for f in files if "schema" not in f.name][:1]
-        return Snapshot(self.name, files, origin=origin)
+        return Snapshot(self.name, files, version=self._peek_version(files), origin=origin)
+
+    def _peek_version(self, files: list[Path]) -> str:
+        """The catalog version before parsing (sync records it up front); "" when unreadable."""
+        try:
+            rows, version, _ = self._rows(files[0])
+        except (InputError, IndexError):
+            return ""
+        if version:
+            return version
+        dates = [str(r.get("dateAdded") or "") for r in rows if isinstance(r, dict)]
+        return max(dates) if dates else ""
 
     def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
         q = quarantine if quarantine is not None else Quarantine()

@@ -32,6 +32,7 @@ from secfoundry.corpus.sources.base import (
     Source,
     load_json,
     mirror_files,
+    read_bytes,
     register,
     source_cache,
 )
@@ -102,7 +103,7 @@ class NvdSource(Source):
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
         if mirror is not None:
             files = mirror_files(Path(mirror), "nvd", ["*.json", "*.json.gz"])
-            return Snapshot(self.name, files, origin=f"mirror:{files[0].parent}")
+            return Snapshot(self.name, files, version=_peek_version(files), origin=f"mirror:{files[0].parent}")
         from secfoundry.corpus.sources.http import Fetcher
 
         own = fetcher is None
@@ -237,6 +238,19 @@ class NvdSource(Source):
         for r in self.records(snapshot, quarantine):
             if not r.revoked:
                 yield vulnerability_document(r, self.name, self.license)
+
+
+def _peek_version(files: list[Path]) -> str:
+    """Newest response timestamp / lastModified in the files (a cheap scan, before parsing)."""
+    newest = ""
+    for f in files:
+        try:
+            text = read_bytes(f).decode("utf-8", "replace")
+        except InputError:
+            continue
+        for m in re.finditer(r'"(?:timestamp|lastModified)"\s*:\s*"([^"]+)"', text):
+            newest = max(newest, m.group(1))
+    return newest[:19]
 
 
 def parse_nvd_cve(cve: Any) -> Record:
