@@ -99,11 +99,18 @@ def content_version(files: Iterable[Path]) -> str:
     return "sha256:" + h.hexdigest()[:12]
 
 
-def load_yaml(data: bytes | str, file: str, entry: str | None = None) -> Any:
-    """Parse YAML (UTF-8 only); errors name the file, the member and the line."""
+_StringLoader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+
+
+def load_yaml(data: bytes | str, file: str, entry: str | None = None, *, strings: bool = False) -> Any:
+    """Parse YAML (UTF-8 only); errors name the file, the member and the line.
+
+    ``strings=True`` keeps every scalar a string (no implicit int/bool/date typing): right for
+    formats whose schema is all strings (OSV), and ~25% faster because nothing is resolved.
+    """
     text = decode_text(data, file, entry) if isinstance(data, bytes) else data
     try:
-        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a safe loader
+        return yaml.load(text, Loader=_StringLoader if strings else _YamlLoader)  # noqa: S506 - safe loaders
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

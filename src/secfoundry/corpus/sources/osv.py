@@ -116,7 +116,8 @@ def _affected_summary(affected: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "name": pkg.get("name", ""),
             "purl": pkg.get("purl", ""),
             "ranges": ranges,
-            "versions": len(as_list(a.get("versions"))),
+            "versions": int(a["versions_count"]) if str(a.get("versions_count", "")).isdigit()
+            else len(as_list(a.get("versions"))),
         })
     return out
 
@@ -378,7 +379,8 @@ class OSVSource(Source):
                     yield advisory_from_json(load_json(path, data, member), file=str(path), entry=member,
                                              version=version)
                 else:
-                    yield osv_record(load_yaml(data, str(path), member), file=str(path), entry=member,
+                    text = _count_versions(decode_text(data, str(path), member))
+                    yield osv_record(load_yaml(text, str(path), member, strings=True), file=str(path), entry=member,
                                      feed="pypa" if feed != "github" else feed, version=version)
             except InputError as e:
                 report(q, self.name, path, member, e)
@@ -402,6 +404,16 @@ class OSVSource(Source):
     def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
         for rec in self.records(snapshot, quarantine):
             yield advisory_document(rec)
+
+
+# PyPA files list every affected release under ``versions:`` (hundreds of lines for some
+# packages); building those YAML nodes is most of the parse time and records keep only the
+# count, so a block in the generator's canonical layout is counted and cut before parsing.
+_VERSIONS_BLOCK = re.compile(r"^( *)versions:\n((?:\1- .*\n)+)", re.M)
+
+
+def _count_versions(text: str) -> str:
+    return _VERSIONS_BLOCK.sub(lambda m: f"{m.group(1)}versions_count: '{m.group(2).count(chr(10))}'\n", text)
 
 
 def _feed_of(path: Path) -> str:
