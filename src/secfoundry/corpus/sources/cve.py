@@ -28,7 +28,6 @@ from secfoundry.corpus.sources.base import (
     Snapshot,
     Source,
     decode_text,
-    load_json,
     mirror_files,
     register,
     source_cache,
@@ -430,4 +429,4 @@ def vulnerability_document(r: Record, source: str, license: str) -> Document:
 register(CveSource)
 
 __all__ = ["CveSource", "parse_cve_json5", "cvss_entry", "normalize_metric", "best_cvss",
-           "vulnerability_document", "load_json"]
+           "vulnerability_document"]
