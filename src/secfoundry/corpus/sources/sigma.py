@@ -160,7 +160,8 @@ class SigmaSource(Source):
             for member, data in iter_tar(path, lambda n: bool(_RULE_MEMBER.search(n)),
                                          source=self.name, quarantine=q):
                 try:
-                    parsed = load_yaml(data, str(path), member)
+                    # All-string scalars: Sigma's metadata is strings (dates stay "2022-01-02").
+                    parsed = load_yaml(data, str(path), member, strings=True)
                     rec = rule_record(parsed, path=str(path), entry=member, version=snapshot.version,
                                       catalog=catalog)
                 except InputError as e:
