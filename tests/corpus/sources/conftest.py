@@ -9,6 +9,7 @@ can be scripted per path:
 - ``server.route(path, handler)``: ``handler(req) -> (status, headers, body)`` for dynamic
   answers such as paged APIs; ``req`` is a ``Req`` with ``path``, ``query`` (dict of first
   values), ``headers`` (lower-case keys);
+  (a handler that sets Content-Length larger than its body simulates an interrupted transfer);
 - ``server.paged_json(path, items, ...)``: a ready-made startIndex/resultsPerPage API;
 - ``server.requests``: every request seen (``Req``), for asserting on headers and paging.
 
@@ -156,7 +157,11 @@ class LoopbackServer:
                 self.send_response(status)
                 for k, v in hdrs.items():
                     self.send_header(k, v)
-                if status != 304:
+                if any(k.lower() == "content-length" for k in hdrs):
+                    # A handler that states its own length may be simulating a cut-off transfer:
+                    # close the connection after the body so the client sees the short read.
+                    self.close_connection = True
+                elif status != 304:
                     self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if status != 304 and body:

@@ -148,3 +148,18 @@ def test_parse_retry_after():
     assert _parse_retry_after(None) is None
     assert _parse_retry_after("garbage") is None
     assert _parse_retry_after("Wed, 01 Jan 2020 00:00:00 GMT") == 0.0
+
+
+def test_download_interrupted_transfer_is_retried(http_server, fast_fetcher, tmp_path):
+    calls = {"n": 0}
+
+    def cut(req):
+        calls["n"] += 1
+        if calls["n"] == 1:  # promise 1000 bytes, send 10, hang up
+            return 200, {"Content-Length": "1000"}, b"0123456789"
+        return 200, {}, b"full body"
+
+    http_server.route("cut", cut)
+    dest = fast_fetcher.download(http_server.url("cut"), tmp_path / "cut.bin")
+    assert dest.read_bytes() == b"full body" and calls["n"] == 2
+    assert not list(tmp_path.glob(".cut.bin*.part"))

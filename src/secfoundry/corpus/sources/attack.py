@@ -137,7 +137,7 @@ class AttackSource(Source):
         self.version = version
         self.base_url = base_url.rstrip("/")
         self.domains = tuple(domains)
-        self._cache: dict[tuple[str, ...], _Parsed] = {}
+        self._cache: dict[tuple[str, ...], _Parsed] = {}  # records() and documents() share one parse
 
     def remotes(self) -> list[Remote]:
         pins = PINS if self.version == VERSION else {}
@@ -159,7 +159,7 @@ class AttackSource(Source):
         yield from self._parse(snapshot, quarantine).records
 
     def _parse(self, snapshot: Snapshot, quarantine: Quarantine | None) -> _Parsed:
-        key = tuple(str(f) for f in snapshot.files)
+        key = tuple(f"{f}:{_stamp(f)}" for f in snapshot.files)  # a re-download invalidates it
         if key in self._cache:
             return self._cache[key]
         q = quarantine if quarantine is not None else Quarantine()
@@ -432,6 +432,14 @@ class AttackSource(Source):
             source=self.name, url=r.url, license=self.license, title=f"{r.id}: {r.name}", version=r.version,
             metadata={"record_type": r.type, "record_id": r.id, "domains": r.attributes.get("domains", [])},
         )
+
+
+def _stamp(path: Path) -> str:
+    try:
+        st = Path(path).stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return "missing"
 
 
 def _kill_chain_name(domain: str) -> str:
