@@ -1,0 +1,334 @@
+"""PII replacement that keeps indicators of compromise.
+
+Replaced with typed placeholders:
+
+=================  ==========================================================================
+``<PRIVATE_KEY>``  PEM/OpenSSH/PGP private key blocks (public keys and certificates are kept)
+``<SECRET>``       AWS access keys, GitHub/GitLab/Slack/Stripe/Google tokens, JWTs, and values of
+                   secret-named keys (``password=``, ``api_key:`` ...) that look generated
+                   (≥ 12 chars, ≥ 3.5 bits/char entropy). Short, human passwords such as a
+                   device's default ``admin/admin`` are security knowledge and are kept.
+``<EMAIL>``        personal email addresses
+``<PHONE>``        phone numbers (international ``+CC``, ``(NNN) NNN-NNNN``, ``NNN-NNN-NNNN``, or
+                   digit groups right after "phone/tel/call/mobile/fax")
+``<CREDIT_CARD>``  13–19 digit card numbers with a known issuer prefix that pass the Luhn check
+``<SSN>``          US social security numbers (``NNN-NN-NNNN`` valid ranges, or 9 digits after
+                   "SSN"), UK National Insurance numbers
+``<IBAN>``         IBANs that pass the ISO 13616 mod-97 check
+=================  ==========================================================================
+
+Kept (protected spans, found first; a PII candidate overlapping one is left alone): IPv4/IPv6
+addresses, URLs (also ``hxxp://`` and ``[.]``/``[:]`` defanged forms), domains, MD5/SHA-1/
+SHA-256/SHA-512 hashes, CVE/CWE/CAPEC/ATT&CK/GHSA ids, CVSS vectors, version numbers, dates and
+times, UUIDs, MAC addresses, Windows registry keys and file paths.
+
+Email rule: addresses are kept when they are (a) role mailboxes used for security contact or
+abuse handling (``security@``, ``abuse@``, ``psirt@``, ``cert@``, ``soc@``, ``noreply@`` ...),
+(b) defanged (``bad[@]evil[.]com``, ``x[at]y[.]z``: written as indicators), (c) at
+documentation domains (``example.com``, ``*.test``, ``*.invalid``, ``localhost``), or (d) inside
+an indicator context: the clause (text between ``;``/``.``/newlines) or the Markdown section
+(since the last heading) names IOCs, indicators, phishing senders, C2, malicious actors ... Every other address is replaced.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from secfoundry.corpus.process.base import Decision, ProcessStep
+from secfoundry.documents import Document
+
+# --- secrets -------------------------------------------------------------------------------
+PEM_PRIVATE_RE = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+    r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[A-Za-z0-9+/=\s:,-]*",  # truncated block
+    re.S)
+TOKEN_RES = [
+    re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA)[0-9A-Z]{16}\b"),  # AWS key ids
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b"),  # GitHub tokens
+    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,255}\b"),
+    re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}\b"),  # GitLab
+    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),  # Slack
+    re.compile(r"\b(?:sk|rk)_live_[A-Za-z0-9]{20,}\b"),  # Stripe
+    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),  # Google API
+    re.compile(r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b"),  # SendGrid
+    re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b"),  # JWT
+]
+SECRET_KV_RE = re.compile(
+    r"(?P<key>\b[\w.-]*(?:secret|passwd|password|pwd|passphrase|token|api[_-]?key|apikey|access[_-]?key|"
+    r"private[_-]?key|client[_-]?secret|auth[_-]?key|credentials?)[\w.-]*)"
+    r"(?P<sep>[\"']?\s*(?:=|:|=>|:=)\s*[\"']?)"
+    r"(?P<val>[^\s\"'`,;<>]{6,200})", re.I)
+
+# --- indicators (kept) -----------------------------------------------------------------------
+_IPV4 = r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.|\[\.\]|\(\.\))){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:/\d{1,2})?(?![\d.]\d)"
+_IPV6 = r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}(?::|[0-9a-fA-F]{1,4})(?:/\d{1,3})?(?![\w:])|(?<![\w:])::(?:[0-9a-fA-F]{1,4}:){0,6}[0-9a-fA-F]{1,4}(?![\w:])"
+_URL = r"\b(?:h[tx]{2}ps?|s?ftp|wss?|file|smb|ldap)(?:\[?:\]?|\[:\])//[^\s<>\"'`)\]]+|\bwww\.[^\s<>\"'`)]+"
+_DOMAIN = r"\b(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.|\[\.\]|\(\.\)|\[dot\]))+[a-zA-Z]{2,24}\b"
+_HASH = r"\b(?:[a-fA-F0-9]{32}|[a-fA-F0-9]{40}|[a-fA-F0-9]{64}|[a-fA-F0-9]{128})\b"
+_IDS = (r"\b(?:CVE-\d{4}-\d{4,}|CWE-\d+|CAPEC-\d+|T\d{4}(?:\.\d{3})?|TA\d{4}|[GSM]\d{4}|"
+        r"GHSA(?:-[a-z0-9]{4}){3}|RUSTSEC-\d{4}-\d{4}|PYSEC-\d{4}-\d+|MS\d{2}-\d{3}|KB\d{6,7})\b")
+_CVSS = r"\bCVSS:\d\.\d(?:/[A-Za-z]{1,3}:[A-Za-z]{1,2})+|\bAV:[NALP](?:/[A-Za-z]{1,3}:[A-Za-z]{1,2})+"
+_VERSION = r"(?<![\w.])v?\d+(?:\.\d+){1,4}(?:[-+~][\w.]+)?(?![\w])"
+_DATE = (r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"
+         r"|\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{2}/[A-Z][a-z]{2}/\d{4}(?::\d{2}:\d{2}:\d{2})?\b|\b\d{2}:\d{2}:\d{2}\b")
+_UUID = r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b|\{[0-9a-fA-F-]{36}\}"
+_MAC = r"\b(?:[0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}\b"
+_REGKEY = r"\b(?:HKEY_[A-Z_]+|HK(?:LM|CU|CR|U|CC))\\[^\s\"'`<>|]+"
+_WINPATH = r"(?:\b[A-Za-z]:|%\w+%|\\\\[\w.$-]+)\\[^\s\"'`<>|]*"
+_UNIXPATH = r"(?<![\w.])(?:/[\w.@%+-]+){2,}/?"
+_HEXNUM = r"\b0x[0-9a-fA-F]+\b"
+PROTECT_RE = re.compile("|".join(f"(?:{p})" for p in (
+    _URL, _IPV4, _IPV6, _HASH, _IDS, _CVSS, _UUID, _MAC, _REGKEY, _WINPATH, _UNIXPATH, _DATE,
+    _VERSION, _HEXNUM, _DOMAIN)))
+
+# --- personal data --------------------------------------------------------------------------
+EMAIL_RE = re.compile(
+    r"(?<![\w.+-])(?P<local>[A-Za-z0-9._%+-]{1,64})\s?(?P<at>@|\[@\]|\(@\)|\[at\]|\(at\)|\s\[at\]\s)\s?"
+    r"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.|\[\.\]|\(\.\)|\[dot\]))+[A-Za-z]{2,24})\b")
+ROLE_LOCALPARTS = {
+    "security", "secure", "abuse", "psirt", "cert", "csirt", "sirt", "soc", "noc", "incident", "incidents",
+    "ir", "vuln", "vulns", "vulnerability", "vulnerabilities", "disclosure", "infosec", "bugbounty",
+    "bounty", "hackerone", "security-alert", "security-alerts", "securityalert", "secalert",
+    "security-team", "securityteam", "security-report", "security-reports", "product-security",
+    "postmaster", "hostmaster", "webmaster", "noreply", "no-reply", "donotreply", "do-not-reply",
+    "privacy", "dpo", "phishing", "spam", "report", "reports", "cve", "cve-request", "oss-security",
+    "support", "info", "contact", "help", "helpdesk", "sales", "press", "media", "legal", "admin",
+    "root", "git", "announce", "distros", "linux-distros", "team", "office",
+}
+DOC_DOMAINS_RE = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net|edu)|example|test|invalid|localhost|"
+                            r"local|lan|internal|corp|domain\.tld|contoso\.com|fabrikam\.com)$", re.I)
+IOC_CONTEXT_RE = re.compile(r"\b(?:IOCs?|IoCs?|indicators?(?: of compromise)?|phishing|sender|senders|"
+                            r"C2|C&C|command[- ]and[- ]control|malicious|attacker|threat actor|spoofed|"
+                            r"lure|dropper|payload|exfiltrat\w*|observables?|blocklist|denylist)\b", re.I)
+PHONE_RE = re.compile(
+    r"(?<![\w+./-])(?:"
+    r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,8}){1,4}"  # international
+    r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}"  # (202) 555-0143
+    r"|\d{3}[-. ]\d{3}[-. ]\d{4}"  # 202-555-0143
+    r")(?![\w.-]?\d)")
+PHONE_CONTEXT_RE = re.compile(
+    r"\b(?:phone|tel|telephone|mobile|cell|fax|call(?: me| us)?|whatsapp|sms|contact number)\b\.?(?:\s*(?:no\.?|number|#))?"
+    r"\s*[:=]?\s*(?P<num>\+?\d[\d ().-]{6,18}\d)", re.I)
+CARD_RE = re.compile(r"(?<![0-9A-Za-z_.-])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z_-]|\.\w)")
+SSN_RE = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
+SSN_CONTEXT_RE = re.compile(r"\b(?:SSN|social security(?: number| no\.?)?)\s*[:#]?\s*(?P<num>\d{9}|\d{3} \d{2} \d{4})\b", re.I)
+NINO_RE = re.compile(r"\b(?![DFIQUV])[A-CEGHJ-PR-TW-Z](?![DFIOQUV])[A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
+IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def card_issuer_ok(d: str) -> bool:
+    n = len(d)
+    if d[0] == "4" and n in (13, 16, 19):
+        return True  # Visa
+    if 51 <= int(d[:2]) <= 55 or 2221 <= int(d[:4]) <= 2720:
+        return n == 16  # Mastercard
+    if d[:2] in ("34", "37"):
+        return n == 15  # Amex
+    if d.startswith(("6011", "65")) or 644 <= int(d[:3]) <= 649:
+        return n in (16, 19)  # Discover
+    if 3528 <= int(d[:4]) <= 3589:
+        return n in (16, 19)  # JCB
+    if d[:2] in ("36", "38", "39") or 300 <= int(d[:3]) <= 305:
+        return n in (14, 16, 19)  # Diners
+    if d[:2] == "62":
+        return 16 <= n <= 19  # UnionPay
+    return False
+
+
+def iban_ok(s: str) -> bool:
+    s = s.replace(" ", "")
+    if not 15 <= len(s) <= 34:
+        return False
+    moved = s[4:] + s[:4]
+    num = "".join(str(int(ch, 36)) for ch in moved)
+    return int(num) % 97 == 1
+
+
+def entropy(s: str) -> float:
+    if not s:
+        return 0.0
+    counts = Counter(s)
+    return -sum(c / len(s) * math.log2(c / len(s)) for c in counts.values())
+
+
+PLACEHOLDER_VALUES = re.compile(r"^(?:<[^>]*>|\$\{?[\w.]+\}?|%\(?\w+\)?s?|\{\{.*\}\}|x+|\*+|\.+|changeme|"
+                                r"password|secret|your[_-]?\w+|example\w*|redacted|none|null|true|false|"
+                                r"\w+_here|os\.environ.*|env\(.*|process\.env.*)$", re.I)
+
+
+@dataclass
+class PIIConfig:
+    kinds: list[str] = field(default_factory=lambda: ["PRIVATE_KEY", "SECRET", "EMAIL", "PHONE", "CREDIT_CARD",
+                                                      "SSN", "IBAN"])
+    keep_role_emails: bool = True
+    keep_ioc_emails: bool = True
+    secret_min_len: int = 12
+    secret_min_entropy: float = 3.5
+
+
+@dataclass
+class Replacement:
+    start: int
+    end: int
+    kind: str
+    text: str
+
+
+class PIIScrubber:
+    def __init__(self, config: PIIConfig | None = None):
+        self.config = config or PIIConfig()
+        self.kinds = set(self.config.kinds)
+
+    # -- detection -------------------------------------------------------------------------
+    def find(self, text: str) -> list[Replacement]:
+        found: list[Replacement] = []
+        taken: list[tuple[int, int]] = []
+
+        def free(s: int, e: int) -> bool:
+            return all(e <= a or s >= b for a, b in taken)
+
+        def add(s: int, e: int, kind: str) -> None:
+            if kind in self.kinds and free(s, e):
+                found.append(Replacement(s, e, kind, text[s:e]))
+                taken.append((s, e))
+
+        for m in PEM_PRIVATE_RE.finditer(text):
+            add(m.start(), m.end(), "PRIVATE_KEY")
+        for rx in TOKEN_RES:
+            for m in rx.finditer(text):
+                add(m.start(), m.end(), "SECRET")
+        for m in SECRET_KV_RE.finditer(text):
+            val = m.group("val")
+            if self._is_secret_value(val):
+                add(m.start("val"), m.end("val"), "SECRET")
+        for m in EMAIL_RE.finditer(text):
+            if not self._keep_email(text, m):
+                add(m.start(), m.end(), "EMAIL")
+
+        protected = [(m.start(), m.end()) for m in PROTECT_RE.finditer(text)]
+
+        def unprotected(s: int, e: int) -> bool:
+            return all(e <= a or s >= b for a, b in protected)
+
+        for m in CARD_RE.finditer(text):
+            digits = re.sub(r"\D", "", m.group(0))
+            if 13 <= len(digits) <= 19 and card_issuer_ok(digits) and luhn_ok(digits) \
+                    and self._card_groups_ok(m.group(0)):
+                add(m.start(), m.end(), "CREDIT_CARD")
+        for m in SSN_RE.finditer(text):
+            if unprotected(m.start(), m.end()):
+                add(m.start(), m.end(), "SSN")
+        for m in SSN_CONTEXT_RE.finditer(text):
+            add(m.start("num"), m.end("num"), "SSN")
+        for m in NINO_RE.finditer(text):
+            add(m.start(), m.end(), "SSN")
+        for m in IBAN_RE.finditer(text):
+            if iban_ok(m.group(0)):
+                add(m.start(), m.end(), "IBAN")
+        for m in PHONE_CONTEXT_RE.finditer(text):
+            num = m.group("num").rstrip(" .-(")
+            digits = re.sub(r"\D", "", num)
+            if 7 <= len(digits) <= 15:
+                add(m.start("num"), m.start("num") + len(num), "PHONE")
+        for m in PHONE_RE.finditer(text):
+            digits = re.sub(r"\D", "", m.group(0))
+            if 8 <= len(digits) <= 15 and unprotected(m.start(), m.end()) and self._phone_shape_ok(m.group(0)):
+                add(m.start(), m.end(), "PHONE")
+        found.sort(key=lambda r: r.start)
+        return found
+
+    def _is_secret_value(self, val: str) -> bool:
+        c = self.config
+        if PLACEHOLDER_VALUES.match(val) or len(val) < c.secret_min_len:
+            return False
+        if re.fullmatch(r"[\d.:/-]+", val):  # numbers, versions, dates, IPs
+            return False
+        if re.fullmatch(r"[a-z]+(?:[_-][a-z]+)*", val):  # plain words / identifiers
+            return False
+        return entropy(val) >= c.secret_min_entropy
+
+    def _keep_email(self, text: str, m: re.Match) -> bool:
+        c = self.config
+        local, at, domain = m.group("local"), m.group("at"), m.group("domain")
+        if at != "@" or "[" in domain or "(" in domain:  # defanged: written as an indicator
+            return True
+        if DOC_DOMAINS_RE.search(domain.lower()):
+            return True
+        if c.keep_role_emails and local.lower() in ROLE_LOCALPARTS:
+            return True
+        if c.keep_ioc_emails:
+            # the clause the address sits in (split at ; . ! ? followed by a space, and newlines)
+            start = max(text.rfind(sep, 0, m.start()) for sep in ("\n", "; ", ". ", "! ", "? "))
+            ends = [i for i in (text.find(sep, m.end()) for sep in ("\n", "; ", ". ", "! ", "? ")) if i != -1]
+            clause = text[start + 1: min(ends) if ends else len(text)]
+            if IOC_CONTEXT_RE.search(clause):
+                return True
+            # the Markdown section the address sits in (since the last heading, at most 2,000 chars)
+            head = text.rfind("\n#", max(0, m.start() - 2000), m.start())
+            section = text[head + 1 if head != -1 else max(0, m.start() - 300): m.start()]
+            first_line = section.split("\n", 1)[0]
+            if head != -1 and IOC_CONTEXT_RE.search(first_line):
+                return True
+        return False
+
+    @staticmethod
+    def _card_groups_ok(s: str) -> bool:
+        if not re.search(r"[ -]", s):
+            return True
+        groups = re.split(r"[ -]", s)
+        return all(len(g) in (4, 5, 6) for g in groups[:-1]) and 1 <= len(groups[-1]) <= 6
+
+    @staticmethod
+    def _phone_shape_ok(s: str) -> bool:
+        if s.startswith("+") or s.startswith("("):
+            return True
+        # 202-555-0143 / 202.555.0143 / 202 555 0143: the separators must agree
+        seps = re.findall(r"[-. ]", s)
+        return len(set(seps)) == 1
+
+    # -- replacement -----------------------------------------------------------------------
+    def scrub(self, text: str) -> tuple[str, Counter]:
+        reps = self.find(text)
+        if not reps:
+            return text, Counter()
+        out: list[str] = []
+        pos = 0
+        for r in reps:
+            out.append(text[pos:r.start])
+            out.append(f"<{r.kind}>")
+            pos = r.end
+        out.append(text[pos:])
+        return "".join(out), Counter(r.kind for r in reps)
+
+
+class PIIStep(ProcessStep):
+    """Rewrites documents with typed PII placeholders; annotates ``metadata['pii']`` counts."""
+
+    name = "pii"
+
+    def __init__(self, config: PIIConfig | None = None):
+        self.config = config or PIIConfig()
+        self.scrubber = PIIScrubber(self.config)
+
+    def apply(self, doc: Document) -> Decision:
+        text, counts = self.scrubber.scrub(doc.text)
+        if counts:
+            doc.text = text
+            doc.metadata["pii"] = dict(counts)
+        return Decision(doc)

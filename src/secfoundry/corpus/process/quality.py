@@ -1,0 +1,174 @@
+"""Security-aware quality filters: degenerate and boilerplate text out, security records in.
+
+Generic web filters (Gopher, C4, FineWeb) drop CVE records (short, full of ids and versions),
+Sigma rules (symbol-heavy YAML), IOC lists (90% bullet lines, repeated structure) and logs
+(repeated lines). Here each check runs on what it can judge:
+
+* every check reads the *prose part* of a document (code blocks and tables removed), so code,
+  rules and IOC tables never count as "symbols" or "repetition";
+* documents are **protected** — no check can drop them — when they come from a high-value
+  connector, are routed as ``record``/``rule``/``log``, or carry security identifiers (CVE,
+  CWE, ATT&CK, GHSA ...); only a document with no text at all is dropped then;
+* ``code`` documents get only the degenerate-repetition and emptiness checks.
+
+``QualityStep.audit(doc)`` runs every check regardless of protection, which is what
+``secfoundry corpus audit-filters`` reports.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from secfoundry.corpus.process.base import Decision, ProcessStep, is_high_value
+from secfoundry.corpus.process.contenttype import ID_RE, route, strip_non_prose
+from secfoundry.documents import Document
+
+WORD_RE = re.compile(r"\w+", re.U)
+LOREM_RE = re.compile(r"\blorem ipsum\b|\bdolor sit amet\b|\bconsectetur adipiscing\b", re.I)
+SPAM_RE = re.compile(
+    r"\b(?:buy now|order now|click here|limited time offer|best price|cheap (?:viagra|cialis|pills)|"
+    r"viagra|cialis|casino|online betting|payday loans?|weight loss pills|make money fast|work from home and earn|"
+    r"100% free|act now|call now|hot singles|xxx|porn|escort service|replica watches)\b", re.I)
+BOILERPLATE_LINE_RE = re.compile(
+    r"(?:all rights reserved|cookie(?:s| policy| settings)|privacy policy|terms of (?:use|service)|"
+    r"subscribe to (?:our|the) newsletter|sign up for|follow us on|share (?:on|this)|"
+    r"javascript (?:is )?(?:disabled|required)|enable javascript|log ?in to (?:reply|comment)|"
+    r"powered by \w+|skip to (?:main )?content|back to top|read more|leave a (?:reply|comment))", re.I)
+
+
+@dataclass
+class QualityConfig:
+    min_words: int = 30  # prose documents with fewer words are dropped
+    max_dup_line_frac: float = 0.35  # share of lines that repeat an earlier line
+    max_dup_line_char_frac: float = 0.35
+    max_top_ngram_frac: float = 0.25  # chars covered by the most frequent word 3-gram
+    max_symbol_ratio: float = 0.25  # non-alphanumeric, non-space chars in the prose part
+    min_alpha_word_frac: float = 0.6  # words containing a letter
+    min_mean_word_len: float = 2.5
+    max_mean_word_len: float = 12.0
+    max_boilerplate_line_frac: float = 0.4
+    max_spam_hits: int = 3
+    code_max_dup_line_frac: float = 0.6
+    protect_high_value: bool = True
+    protect_structured: bool = True  # record / rule / log content types
+    protect_ids: bool = True  # documents with CVE/CWE/ATT&CK/GHSA ids
+    extra_high_value: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QualityReport:
+    content_type: str
+    protected: str  # why no check may drop it ("" when unprotected)
+    failed: list[str]  # names of the checks that fire (before protection)
+
+    @property
+    def drop_reason(self) -> str | None:
+        if not self.failed:
+            return None
+        if "empty" in self.failed:
+            return "quality:empty"
+        if self.protected:
+            return None
+        return f"quality:{self.failed[0]}"
+
+
+def _dup_lines(lines: list[str]) -> tuple[float, float]:
+    if not lines:
+        return 0.0, 0.0
+    seen: set[str] = set()
+    dup_n = dup_chars = 0
+    total_chars = sum(len(x) for x in lines) or 1
+    for ln in lines:
+        if ln in seen:
+            dup_n += 1
+            dup_chars += len(ln)
+        seen.add(ln)
+    return dup_n / len(lines), dup_chars / total_chars
+
+
+def _top_ngram_frac(words: list[str], n: int = 3) -> float:
+    if len(words) < n + 10:
+        return 0.0
+    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    gram, count = grams.most_common(1)[0]
+    if count < 3:
+        return 0.0
+    total = sum(len(w) for w in words) or 1
+    return count * sum(len(w) for w in gram) / total
+
+
+class QualityStep(ProcessStep):
+    name = "quality"
+
+    CHECKS = ("empty", "too_short", "repetition_lines", "repetition_ngrams", "symbol_ratio",
+              "alpha_words", "word_length", "lorem_ipsum", "spam", "boilerplate")
+
+    def __init__(self, config: QualityConfig | None = None):
+        self.config = config or QualityConfig()
+
+    def protection(self, doc: Document, ctype: str) -> str:
+        c = self.config
+        if c.protect_high_value and is_high_value(doc.source, c.extra_high_value):
+            return "high-value-source"
+        if c.protect_structured and ctype in ("record", "rule", "log"):
+            return f"content-type:{ctype}"
+        if c.protect_ids and ID_RE.search(doc.text[:50000]):
+            return "security-ids"
+        return ""
+
+    def audit(self, doc: Document) -> QualityReport:
+        """Every check that fires on ``doc``, and whether the document is protected."""
+        c = self.config
+        ctype = doc.metadata.get("content_type") or route(doc.text, doc.source, doc.metadata).content_type
+        failed: list[str] = []
+        text = doc.text
+        if not text.strip():
+            return QualityReport(ctype, self.protection(doc, ctype), ["empty"])
+        prose, _ = strip_non_prose(text)
+        lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+        words = WORD_RE.findall(prose)
+        if ctype == "code":
+            if _dup_lines(lines)[0] > c.code_max_dup_line_frac and len(lines) >= 10:
+                failed.append("repetition_lines")
+            return QualityReport(ctype, self.protection(doc, ctype), failed)
+
+        if len(WORD_RE.findall(text)) < c.min_words:
+            failed.append("too_short")
+        plines = [ln.strip() for ln in prose.split("\n") if ln.strip()]
+        dl, dc = _dup_lines(plines)
+        if len(plines) >= 5 and (dl > c.max_dup_line_frac or dc > c.max_dup_line_char_frac):
+            failed.append("repetition_lines")
+        lw = [w.lower() for w in words]
+        if _top_ngram_frac(lw) > c.max_top_ngram_frac:
+            failed.append("repetition_ngrams")
+        stripped = re.sub(r"\s+", "", prose)
+        if len(stripped) >= 100:
+            sym = sum(1 for ch in stripped if not ch.isalnum()) / len(stripped)
+            # Markdown markup (#, *, |, -, >) is not degenerate text
+            sym -= sum(1 for ch in stripped if ch in "#*|->_`[]()") / len(stripped)
+            if sym > c.max_symbol_ratio:
+                failed.append("symbol_ratio")
+        if len(words) >= 20:
+            alpha = sum(1 for w in words if any(ch.isalpha() for ch in w)) / len(words)
+            if alpha < c.min_alpha_word_frac:
+                failed.append("alpha_words")
+            mean = sum(len(w) for w in words) / len(words)
+            if not (c.min_mean_word_len <= mean <= c.max_mean_word_len):
+                failed.append("word_length")
+        if LOREM_RE.search(text):
+            failed.append("lorem_ipsum")
+        if len(SPAM_RE.findall(prose)) >= c.max_spam_hits:
+            failed.append("spam")
+        if len(plines) >= 5:
+            bp = sum(1 for ln in plines if len(ln) < 200 and BOILERPLATE_LINE_RE.search(ln)) / len(plines)
+            if bp > c.max_boilerplate_line_frac:
+                failed.append("boilerplate")
+        return QualityReport(ctype, self.protection(doc, ctype), failed)
+
+    def apply(self, doc: Document) -> Decision:
+        rep = self.audit(doc)
+        doc.metadata["quality"] = {"failed": rep.failed, "protected": rep.protected}
+        reason = rep.drop_reason
+        return Decision(None, reason) if reason else Decision(doc)
