@@ -1,0 +1,218 @@
+"""``kb show``: everything the KB knows about one id, merged across sources, relations sorted
+into sections (parents, children, mitigations, detections, tests, related CWE/CAPEC/ATT&CK...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from secfoundry.kb import ids as idmod
+from secfoundry.kb.records import Record
+from secfoundry.kb.store import RelationRow, Store
+
+# Which source speaks first for an id's name/description when several have it.
+SOURCE_PREFERENCE = ("attack", "cwe", "capec", "cve", "nvd", "d3fend", "nist80053", "osv", "kev", "owasp", "sigma",
+                     "atomic", "complianceascode", "ctid", "epss")
+
+# (direction, relation type) -> section. "out": this id is the relation's source.
+SECTIONS: dict[tuple[str, str], str] = {
+    ("out", "subtechnique-of"): "parents", ("out", "child-of"): "parents", ("in", "parent-of"): "parents",
+    ("in", "subtechnique-of"): "children", ("in", "child-of"): "children", ("out", "parent-of"): "children",
+    ("out", "member-of"): "categories", ("in", "has-member"): "categories",
+    ("out", "has-member"): "members", ("in", "member-of"): "members",
+    ("out", "in-tactic"): "tactics", ("in", "in-tactic"): "techniques",
+    ("in", "mitigates"): "mitigations", ("out", "mitigates"): "mitigates",
+    ("in", "detects"): "detections", ("out", "detects"): "detects",
+    ("in", "tests"): "tests", ("out", "tests"): "tests_for",
+    ("in", "uses"): "used_by", ("out", "uses"): "uses",
+    ("in", "counters"): "countered_by", ("out", "counters"): "counters",
+    ("out", "revoked-by"): "replaced_by", ("in", "revoked-by"): "replaces",
+    ("out", "alias-of"): "aliases", ("in", "alias-of"): "advisories",
+    ("out", "observed-example"): "observed_examples", ("in", "observed-example"): "example_of",
+    ("out", "has-analytic"): "analytics", ("in", "has-analytic"): "detection_strategies",
+    ("out", "uses-data-component"): "data_components", ("out", "component-of"): "data_sources",
+    ("in", "component-of"): "data_components",
+    ("out", "attributed-to"): "attributed_to", ("in", "attributed-to"): "campaigns",
+    ("out", "targets"): "targets", ("in", "targets"): "targeted_by",
+    ("out", "incorporated-into"): "incorporated_into",
+    ("in", "references-control"): "compliance_rules", ("out", "implemented-by"): "compliance_rules",
+    ("out", "references-control"): "controls", ("out", "maps-to"): "mapped_techniques",
+    ("in", "maps-to"): "mapped_from",
+}
+# Everything else is "related", grouped by what the other end is.
+RELATED_BY_KIND = {
+    "attack-technique": "related_techniques", "cwe": "related_weaknesses", "capec": "related_attack_patterns",
+    "cve": "related_vulnerabilities", "ghsa": "related_advisories", "osv": "related_advisories",
+    "nist-control": "related_controls", "d3fend": "related_d3fend", "owasp": "related_cheatsheets",
+    "sigma": "related_rules", "attack-group": "related_groups", "attack-software": "related_software",
+}
+
+
+@dataclass
+class RelatedRef:
+    id: str
+    name: str
+    type: str
+    relation: str
+    direction: str  # "out": this -> id, "in": id -> this
+    source: str
+    note: str = ""  # e.g. the procedure example of a "uses" relation
+
+
+@dataclass
+class SourceView:
+    source: str
+    name: str
+    type: str
+    version: str
+    url: str
+    license: str
+    deprecated: bool
+    revoked: bool
+    attributes: dict[str, Any]
+
+
+@dataclass
+class Entry:
+    id: str
+    kind: str | None
+    type: str
+    name: str
+    description: str
+    url: str
+    aliases: list[str]
+    revoked: bool
+    deprecated: bool
+    replaced_by: str | None
+    sources: list[SourceView]
+    sections: dict[str, list[RelatedRef]] = field(default_factory=dict)
+    kev: dict[str, Any] | None = None
+    epss: dict[str, Any] | None = None
+    query: str = ""  # what was asked, when it differed (alias, spelling)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pick(records: list[Record]) -> Record:
+    def key(r: Record) -> tuple[int, int, int, int]:
+        pref = SOURCE_PREFERENCE.index(r.source) if r.source in SOURCE_PREFERENCE else len(SOURCE_PREFERENCE)
+        return (int(r.revoked or r.deprecated), pref, -len(r.description or ""), 0)
+
+    return min(records, key=key)
+
+
+def find_id(store: Store, query: str) -> str | None:
+    """The KB id for ``query``: canonical spelling, else an alias (APT28 -> G0007, GHSA -> PYSEC)."""
+    canon = idmod.normalize_or_keep(query)
+    if store.has_id(canon):
+        return canon
+    for cand in (canon, query.strip()):
+        hits = store.ids_for_alias(cand)
+        if hits:
+            return hits[0]
+    # A CVE/GHSA no record is keyed by, but relations point at (e.g. only an advisory aliases it).
+    if store.conn.execute("SELECT 1 FROM relations WHERE dst=? LIMIT 1", (canon,)).fetchone():
+        return canon
+    return None
+
+
+def build_entry(store: Store, query: str, note_chars: int = 400) -> Entry | None:
+    rid = find_id(store, query)
+    if rid is None:
+        return None
+    records = store.records_by_id(rid)
+    kind = idmod.kind_of(rid)
+    main = _pick(records) if records else None
+    state = store.id_state(rid) if records else None
+    aliases: list[str] = []
+    for r in records:
+        aliases += [a for a in r.aliases if a not in aliases and a != rid]
+    entry = Entry(
+        id=rid, kind=kind, type=main.type if main else "", name=main.name if main else "",
+        description=main.description if main else "", url=next((r.url for r in records if r.url), ""),
+        aliases=aliases, revoked=bool(state and state.revoked), deprecated=bool(state and state.deprecated),
+        replaced_by=None,
+        sources=[SourceView(r.source, r.name, r.type, r.version, r.url, r.license, r.deprecated, r.revoked,
+                            r.attributes) for r in sorted(records, key=lambda r: r.source)],
+        query=query if query != rid else "",
+    )
+    if state and (state.revoked or state.deprecated) and state.replaced_by:
+        entry.replaced_by = idmod.validate(rid, _StoreKB(store)).current
+    for r in records:
+        if r.source == "kev":
+            entry.kev = dict(r.attributes, source_version=r.version)
+        elif r.source == "epss":
+            entry.epss = dict(r.attributes, source_version=r.version)
+    if entry.kev is None and kind == "cve":
+        # KEV membership recorded by the CVE record itself (CISA ADP container), when KEV is absent.
+        for r in records:
+            added = r.attributes.get("kev_date_added") or r.attributes.get("kev")
+            if added:
+                entry.kev = {"dateAdded": added, "via": r.source}
+                break
+    _sections(store, entry, rid, note_chars)
+    return entry
+
+
+class _StoreKB:
+    """The slice of ``KnowledgeBase`` that ``ids.validate`` needs."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+
+def _sections(store: Store, entry: Entry, rid: str, note_chars: int) -> None:
+    edges: list[tuple[str, RelationRow]] = [("out", r) for r in store.relations_from(rid)]
+    edges += [("in", r) for r in store.relations_to(rid)]
+    others = [r.dst if d == "out" else r.src for d, r in edges]
+    names = store.summaries(others)
+    seen: set[tuple[str, str, str]] = set()
+    sections: dict[str, list[RelatedRef]] = {}
+    for (direction, rel), other in zip(edges, others):
+        if other == rid:
+            continue
+        section = SECTIONS.get((direction, rel.type))
+        if direction == "in" and idmod.kind_of(other) == "sigma" and rel.type.startswith("related-"):
+            section = "detections"  # a Sigma rule tagged with this CVE/software/group detects it
+        if section is None:
+            section = RELATED_BY_KIND.get(idmod.kind_of(other) or "", "related")
+        key = (section, other, rel.type)
+        note = str(rel.attributes.get("description") or "")
+        if key in seen:
+            if note:  # several sources state the same edge: keep the first that has a note
+                for ref in sections[section]:
+                    if ref.id == other and ref.relation == rel.type and not ref.note:
+                        ref.note = _clip(note, note_chars)
+            continue
+        seen.add(key)
+        name, rtype = names.get(other, ("", ""))
+        sections.setdefault(section, []).append(
+            RelatedRef(other, name, rtype, rel.type, direction, rel.source, _clip(note, note_chars)))
+    for refs in sections.values():
+        refs.sort(key=lambda r: _sort_key(r.id))
+    entry.sections = dict(sorted(sections.items(), key=lambda kv: _SECTION_ORDER.get(kv[0], 99)))
+
+
+_SECTION_ORDER = {s: i for i, s in enumerate((
+    "replaced_by", "replaces", "parents", "children", "tactics", "techniques", "categories", "members",
+    "mitigations", "detections", "tests", "countered_by", "mapped_techniques", "mapped_from", "controls",
+    "compliance_rules", "related_techniques", "related_weaknesses",
+    "related_attack_patterns", "related_vulnerabilities", "related_advisories", "advisories", "aliases",
+    "related_controls", "mitigates", "detects", "tests_for", "counters", "uses", "used_by",
+    "observed_examples", "example_of", "analytics", "detection_strategies", "data_components", "data_sources"))}
+
+
+def _sort_key(i: str) -> tuple[str, int, str]:
+    import re
+
+    m = re.match(r"([A-Za-z-]+?)-?(\d+)", i)
+    return (m.group(1), int(m.group(2)), i) if m else (i, 0, i)
+
+
+def _clip(text: str, n: int) -> str:
+    from secfoundry.kb.text import clean
+
+    text = clean(text)
+    return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " ..."
