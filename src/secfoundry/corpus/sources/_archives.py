@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import gzip
 import hashlib
 import logging
 import re
@@ -18,7 +19,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import yaml
 
@@ -42,6 +43,25 @@ def report(quarantine: Quarantine, source: str, file: str | Path, entry: str | i
     log.warning("%s: skipped %s%s: %s", source, file, f" [{entry}]" if entry is not None else "", error)
 
 
+def _open_stream(path: Path) -> IO[bytes]:
+    """The archive's byte stream, gunzipped by ``gzip`` (not tarfile) when it is gzip.
+
+    tarfile's own streaming gunzip treats a gzip cut at a tar block boundary as a normal end of
+    archive; ``GzipFile`` raises ``EOFError`` for a missing end-of-stream marker, so truncation
+    is always detected (see ``_drain``).
+    """
+    raw = Path(path).open("rb")
+    if raw.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+def _drain(fobj: IO[bytes]) -> None:
+    """Read past the end-of-archive blocks to the gzip trailer: raises ``EOFError`` if truncated."""
+    while fobj.read(1 << 20):
+        pass
+
+
 def iter_tar(path: Path, want: Callable[[str], bool], *, source: str,
              quarantine: Quarantine) -> Iterator[tuple[str, bytes]]:
     """Stream the regular files of a (gzipped) tarball whose member name passes ``want``.
@@ -53,7 +73,7 @@ def iter_tar(path: Path, want: Callable[[str], bool], *, source: str,
     last = "(start of archive)"
     count = 0
     try:
-        with tarfile.open(path, mode="r|*") as tar:
+        with _open_stream(path) as fobj, tarfile.open(fileobj=fobj, mode="r|") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -65,6 +85,7 @@ def iter_tar(path: Path, want: Callable[[str], bool], *, source: str,
                 last = name
                 count += 1
                 yield name, data
+            _drain(fobj)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         report(quarantine, source, path, last,
                InputError(f"damaged archive after {count} member(s), last good member {last!r} "
@@ -79,7 +100,7 @@ def tar_date(path: Path) -> str:
     """
     newest = 0
     try:
-        with tarfile.open(path, mode="r|*") as tar:
+        with _open_stream(path) as fobj, tarfile.open(fileobj=fobj, mode="r|") as tar:
             for member in tar:
                 if member.isfile():
                     newest = max(newest, int(member.mtime))

@@ -22,6 +22,7 @@ import ast
 import functools
 import html
 import re
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
@@ -191,7 +192,9 @@ def render_template(text: str) -> str:
     if "{{%" not in text and "{{#" not in text:
         return _JINJA_EXPR.sub(_eval_expression, text)
     try:
-        return _environment().from_string(text).render(**_DEFAULT_VARS)
+        with warnings.catch_warnings():  # upstream string literals hold regexes such as '\s'
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _environment().from_string(text).render(**_DEFAULT_VARS)
     except Exception:  # jinja2 raises many types (syntax, sandbox, runtime): fall back to stripping
         return strip_template(text)
 
