@@ -14,7 +14,7 @@ HIGH_VALUE_SOURCES: frozenset[str] = frozenset({
     "attack", "mitre-attack", "cwe", "capec", "kev", "cve", "nvd", "osv", "advisories",
     "advisory", "ghsa", "rustsec", "pypa", "epss", "sigma", "atomic-red-team", "atomic",
     "owasp-cheatsheets", "owasp", "d3fend", "nist-800-53", "nist", "complianceascode",
-    "ctid-mappings", "ctid",
+    "ctid-mappings", "ctid", "nist80053", "epss",
 })
 
 

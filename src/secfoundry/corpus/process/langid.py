@@ -74,6 +74,9 @@ class LanguageStep(ProcessStep):
     def __init__(self, config: LanguageConfig | None = None):
         self.config = config or LanguageConfig()
 
+    def setup(self) -> None:
+        _model()
+
     def classify(self, text: str, content_type: str = "prose", prose: str | None = None) -> LangResult:
         c = self.config
         prose = prose_part(text) if prose is None else prose

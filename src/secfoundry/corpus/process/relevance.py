@@ -213,6 +213,10 @@ class RelevanceStep(ProcessStep):
         self.config = config or RelevanceConfig()
         self._model = model
 
+    def setup(self) -> None:
+        """Load (or train on first use) the model once per worker."""
+        _ = self.model
+
     @property
     def model(self) -> RelevanceModel:
         if self._model is None:
