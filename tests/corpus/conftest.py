@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def worker_env() -> dict:
+    """Ray runtime_env that lets workers import the test-only steps in tests/corpus."""
+    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {"env_vars": {"PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0"}}
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +25,7 @@ def ray_local() -> str:
 
     from secfoundry.corpus.engine.ray_runtime import init_ray
 
-    init_ray(None, num_cpus=2, object_store_mb=128)
+    # workers import test-only steps (pipeline_steps.py) from here
+    init_ray(None, num_cpus=2, object_store_mb=128, runtime_env=worker_env())
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()

@@ -7,8 +7,9 @@ its configuration and of everything upstream; a changed recipe rebuilds the chan
 everything after it, an unchanged one resumes.
 
 Ray Data does the scheduling: the pending partitions of a phase become a dataset of work items,
-``map_batches`` with an actor pool runs a worker per CPU (steps and models are set up once per
-actor), and the driver streams the per-partition stats back for progress and the summary. The
+``map_batches`` on a task pool runs one partition per task on every CPU of the cluster (steps
+and their models are set up once per worker process and reused, see ``workers.py``), and the
+driver streams the per-partition stats back for progress and the summary. The
 same code runs on a laptop and on a cluster (``--ray-address auto``).
 """
 
@@ -193,23 +194,21 @@ class Runner:
 
         eng = self.recipe.engine
         size = max(1, min(len(pending), eng.concurrency or self.cpus))
+        from secfoundry.corpus.engine.workers import run_items
+
         if phase.index == 0:
-            from secfoundry.corpus.engine.workers import CollectWorker
-
             items = [{"task": json.dumps(plan["tasks"][k])} for k in pending]
-            worker, kwargs = CollectWorker, {"phase_dir": str(store.root), "partition_rows": eng.partition_rows,
-                                             "compression": eng.compression, "keep_excluded": eng.keep_excluded}
+            kind, config = "collect", {"phase_dir": str(store.root), "partition_rows": eng.partition_rows,
+                                       "compression": eng.compression, "keep_excluded": eng.keep_excluded}
         else:
-            from secfoundry.corpus.engine.workers import PhaseWorker
-
             items = [{"key": k, "input": str(self.out / plan["inputs"][k])} for k in pending]
-            worker, kwargs = PhaseWorker, {"phase_dir": str(store.root),
-                                           "steps": [{"step": s.step, "options": s.options} for s in phase.steps],
-                                           "batch_size": eng.batch_size, "compression": eng.compression,
-                                           "keep_excluded": eng.keep_excluded}
+            kind, config = "phase", {"phase_dir": str(store.root),
+                                     "steps": [{"step": s.step, "options": s.options} for s in phase.steps],
+                                     "batch_size": eng.batch_size, "compression": eng.compression,
+                                     "keep_excluded": eng.keep_excluded}
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(worker, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="numpy",
-                            compute=ray.data.ActorPoolStrategy(size=size), num_cpus=1)
+        ds = ds.map_batches(run_items, fn_kwargs={"kind": kind, "config": config}, batch_size=1,
+                            batch_format="numpy", compute=ray.data.TaskPoolStrategy(size=size), num_cpus=1)
         errors: dict[str, str] = {}
         steps_label = ", ".join(s.step for s in phase.steps) or ("inputs" if phase.index == 0 else "copy")
         with self._progress() as prog:

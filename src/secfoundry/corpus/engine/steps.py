@@ -158,35 +158,62 @@ def _is_step_class(obj: Any) -> bool:
             and obj.__module__ != __name__)
 
 
-def _discover() -> None:
-    """Import the process/prepare modules once and register their step classes by name."""
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    _DISCOVERED = True
-    import secfoundry.corpus.engine.builtin_steps  # noqa: F401  (registers itself)
+_IMPORTED: set[str] = set()
 
+
+def _candidate_modules() -> list[str]:
+    out = []
     for pkg_name in DISCOVER_PACKAGES:
         try:
             pkg = importlib.import_module(pkg_name)
         except Exception as e:  # a broken sibling package must not break the engine
             log.warning("step discovery: cannot import %s: %s", pkg_name, e)
             continue
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if mod.name.startswith("_") or mod.name.startswith("cli"):
-                continue
-            try:
-                module = importlib.import_module(f"{pkg_name}.{mod.name}")
-            except Exception as e:
-                log.warning("step discovery: cannot import %s.%s: %s", pkg_name, mod.name, e)
-                continue
-            for _, obj in inspect.getmembers(module, _is_step_class):
-                if obj.__module__ != module.__name__:
-                    continue  # re-exported from elsewhere; registered by its own module
-                key = obj.name
-                if key in ("step", "global", "") or key in _REGISTRY:
-                    continue  # base classes and explicit registrations win
-                _REGISTRY[key] = obj
+        out += [f"{pkg_name}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
+                if not m.name.startswith(("_", "cli"))]
+    return out
+
+
+def _import_and_register(mod_name: str) -> None:
+    if mod_name in _IMPORTED:
+        return
+    _IMPORTED.add(mod_name)
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as e:
+        log.warning("step discovery: cannot import %s: %s", mod_name, e)
+        return
+    for _, obj in inspect.getmembers(module, _is_step_class):
+        if obj.__module__ != module.__name__:
+            continue  # re-exported from elsewhere; registered by its own module
+        key = obj.name
+        if key in ("step", "global", "") or key in _REGISTRY:
+            continue  # base classes and explicit registrations win
+        _REGISTRY[key] = obj
+
+
+def _discover(name: str | None = None) -> None:
+    """Register step classes from the process/prepare modules. With ``name``, modules whose file
+    name shares a word with it are tried first, so a worker imports only what it needs (some
+    steps pull in heavy libraries)."""
+    global _DISCOVERED
+    import secfoundry.corpus.engine.builtin_steps  # noqa: F401  (registers itself)
+
+    if name is not None and name in _REGISTRY:
+        return
+    mods = _candidate_modules()
+    if name is not None:
+        words = set(name.lower().replace("-", "_").split("_"))
+        for m in mods:
+            if words & set(m.rsplit(".", 1)[1].split("_")):
+                _import_and_register(m)
+        if name in _REGISTRY:
+            return
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    for m in mods:
+        _import_and_register(m)
 
 
 def available_steps() -> dict[str, type]:
@@ -203,7 +230,7 @@ def resolve_step_class(name: str) -> type:
             raise InputError(f"cannot import step {name!r}: {e}", field="step") from e
     if name in _REGISTRY:
         return _REGISTRY[name]
-    _discover()
+    _discover(name)
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "(none)"
         raise InputError(f"unknown step {name!r}; known steps: {known}", field="step")

@@ -1,0 +1,78 @@
+"""Steps used only by the pipeline tests (resolved as ``pipeline_steps:<Class>``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
+from secfoundry.documents import Document
+
+
+@dataclass
+class SlowConfig:
+    seconds: float = 0.1  # per batch: makes a phase long enough to be killed half-way
+
+
+class Slow:
+    name = "slow"
+
+    def __init__(self, config: SlowConfig | None = None):
+        self.config = config or SlowConfig()
+
+    def run_batch(self, docs):
+        time.sleep(self.config.seconds)
+        for d in docs:
+            d.metadata["slow"] = True
+        return docs, []
+
+
+@dataclass
+class BoomConfig:
+    bad: str = "boom"  # documents whose text contains this make the step raise
+
+
+class Boom:
+    """Raises on a whole batch when one document is bad (the engine must isolate that one)."""
+
+    name = "boom"
+
+    def __init__(self, config: BoomConfig | None = None):
+        self.config = config or BoomConfig()
+
+    def run_batch(self, docs):
+        if any(self.config.bad in d.text for d in docs):
+            raise ValueError("cannot handle this document")
+        return docs, []
+
+
+@dataclass
+class DupTextConfig:
+    pass
+
+
+class DupText(GlobalStep):
+    """Global step: drops every document whose exact text appeared earlier in plan order."""
+
+    name = "dup_text"
+
+    def __init__(self, config: DupTextConfig | None = None):
+        self.drop: dict[str, str] = {}
+
+    def fit(self, ctx: GlobalContext) -> None:
+        first: dict[str, str] = {}
+        drop: dict[str, str] = {}
+        for batch in ctx.iter_tables(columns=["id", "text"]):
+            for i, t in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist()):
+                if first.setdefault(t, i) != i:
+                    drop[i] = first[t]
+        (ctx.state_dir / "drop.json").write_text(json.dumps(drop))
+
+    def load(self, state_dir: Path) -> None:
+        self.drop = json.loads((Path(state_dir) / "drop.json").read_text())
+
+    def run_batch(self, docs: list[Document]):
+        kept = [d for d in docs if d.id not in self.drop]
+        return kept, [Dropped(d, self.name, "dup:text") for d in docs if d.id in self.drop]
