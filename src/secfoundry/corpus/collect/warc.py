@@ -25,15 +25,17 @@ def expand_paths(paths: list[str], base: str = "") -> list[str]:
     """Globs, Common Crawl ``*.paths[.gz]`` manifests and URLs -> a sorted, de-duplicated list."""
     out: list[str] = []
     for p in paths:
-        if p.startswith(("http://", "https://")):
+        if p.endswith((".paths", ".paths.gz")):  # local or remote manifest
+            with open_stream(p) as raw:
+                data = raw.read()
+            if p.endswith(".gz"):
+                data = gzip.decompress(data)
+            for line in data.decode("utf-8").splitlines():
+                line = line.strip()
+                if line:
+                    out.append(_join(base, line))
+        elif p.startswith(("http://", "https://")):
             out.append(p)
-        elif p.endswith((".paths", ".paths.gz")):
-            opener = gzip.open if p.endswith(".gz") else open
-            with opener(p, "rt", encoding="utf-8") as f:
-                for line in f:
-                    line = line.strip()
-                    if line:
-                        out.append(_join(base, line))
         elif any(ch in p for ch in "*?["):
             out += sorted(glob.glob(p, recursive=True))
         else:

@@ -118,14 +118,34 @@ InputConfig = SourcesInput | WarcInput | JsonlInput | ParquetInput | GeneralInpu
 
 
 # ---------------------------------------------------------------------------------------- stages
+STEP_KEYS = ("step", "enabled", "sources", "skip_sources")  # engine keys; the rest configure the step
+
+
 @dataclass
 class StepSpec:
     step: str  # registry name or "package.module:Class"
     options: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
+    # Routing by Document.source (fnmatch patterns): the step sees only matching documents;
+    # the others pass it untouched (e.g. general replay skips the relevance filters).
+    sources: list[str] = field(default_factory=list)  # empty: all
+    skip_sources: list[str] = field(default_factory=list)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"step": self.step, "options": self.options}
+        fp: dict[str, Any] = {"step": self.step, "options": self.options}
+        if self.sources or self.skip_sources:
+            fp.update(sources=self.sources, skip_sources=self.skip_sources)
+        return fp
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"step": self.step, **self.options}
+        if not self.enabled:
+            d["enabled"] = False
+        if self.sources:
+            d["sources"] = self.sources
+        if self.skip_sources:
+            d["skip_sources"] = self.skip_sources
+        return d
 
 
 @dataclass
@@ -145,6 +165,7 @@ class EngineConfig:
     compression: str = "zstd"
     keep_excluded: bool = True  # write the per-stage exclusion Parquet (reason column)
     verbose: bool = False  # show Ray worker logs
+    warmup: bool = True  # set each step up once on the driver first (first-use model training/downloads)
     runtime_env: dict[str, Any] | None = None  # Ray runtime_env for clusters (working_dir, pip, env_vars)
 
 
@@ -188,8 +209,7 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["stages"] = [{"name": s.name, "steps": [{"step": st.step, **st.options, **({} if st.enabled else {"enabled": False})}
-                                                  for st in s.steps]} for s in self.stages]
+        d["stages"] = [{"name": s.name, "steps": [st.to_dict() for st in s.steps]} for s in self.stages]
         return d
 
     def to_yaml(self) -> str:
@@ -238,6 +258,10 @@ def _parse_stage(s: Any, i: int, file: str | None) -> StageConfig:
             st = {"step": st}
         if not isinstance(st, dict) or "step" not in st:
             raise InputError("each step needs a `step` name", file=file, field=where)
-        opts = {k: v for k, v in st.items() if k not in ("step", "enabled")}
-        steps.append(StepSpec(step=str(st["step"]), options=opts, enabled=bool(st.get("enabled", True))))
+        opts = {k: v for k, v in st.items() if k not in STEP_KEYS}
+        routing = {}
+        for k in ("sources", "skip_sources"):
+            v = st.get(k) or []
+            routing[k] = [v] if isinstance(v, str) else [str(x) for x in v]
+        steps.append(StepSpec(step=str(st["step"]), options=opts, enabled=bool(st.get("enabled", True)), **routing))
     return StageConfig(name=str(s["name"]), steps=steps)

@@ -158,6 +158,8 @@ class Runner:
         pending = [k for k in keys if k not in done]
         if phase.global_step is not None:
             self._fit_global(phase, store, plan)
+        if pending and phase.index > 0 and self.recipe.engine.warmup:
+            self._warmup(phase)
         errors: dict[str, str] = {}
         if pending:
             errors = self._execute(phase, store, plan, pending)
@@ -168,6 +170,19 @@ class Runner:
         store.clean_strays()
         store.mark_complete(summary.to_dict())
         return summary
+
+    def _warmup(self, phase: Phase) -> None:
+        """Set each map step up once on the driver before the workers start, so first-use work
+        (training a default model, downloading a tokenizer) happens once instead of racing in
+        every worker."""
+        for spec in phase.steps:
+            if spec is phase.global_step:
+                continue
+            step = build_step(spec.step, spec.options)
+            if callable(getattr(step, "setup", None)):
+                self._say(f"{phase.dirname}: setting up [bold]{spec.step}[/]")
+                step.setup()
+            del step
 
     def _fit_global(self, phase: Phase, store: PhaseStore, plan: dict[str, Any]) -> None:
         done = store.state_dir / "_SUCCESS"
@@ -203,7 +218,8 @@ class Runner:
         else:
             items = [{"key": k, "input": str(self.out / plan["inputs"][k])} for k in pending]
             kind, config = "phase", {"phase_dir": str(store.root),
-                                     "steps": [{"step": s.step, "options": s.options} for s in phase.steps],
+                                     "steps": [{"step": s.step, "options": s.options, "sources": s.sources,
+                                                "skip_sources": s.skip_sources} for s in phase.steps],
                                      "batch_size": eng.batch_size, "compression": eng.compression,
                                      "keep_excluded": eng.keep_excluded}
         ds = ray.data.from_items(items, override_num_blocks=len(items))

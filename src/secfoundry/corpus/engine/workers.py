@@ -10,6 +10,7 @@ process start per phase. Each call returns one stats row per partition.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import time
@@ -119,6 +120,7 @@ class PhaseWorker:
         self.compression = compression
         self.keep_excluded = keep_excluded
         self.steps = []
+        self.routes: list[tuple[list[str], list[str]]] = []
         for spec in steps:
             step = build_step(spec["step"], spec.get("options"))
             if callable(getattr(step, "setup", None)):
@@ -126,6 +128,7 @@ class PhaseWorker:
             if step_kind(step) == "global":
                 step.load(self.store.state_dir)
             self.steps.append(step)
+            self.routes.append((list(spec.get("sources") or []), list(spec.get("skip_sources") or [])))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
@@ -137,6 +140,31 @@ class PhaseWorker:
             for k, v in row.items():
                 out.setdefault(k, []).extend(v)
         return out
+
+    def _run_routed(self, i: int, docs: list[Document]) -> tuple[list[Document], list[Any], int]:
+        """Run step ``i`` on the documents its source routing selects; the rest pass untouched.
+        Returns (kept in input order, dropped, number of documents the step saw)."""
+        only, skip = self.routes[i]
+        if not only and not skip:
+            kept, dropped = self._run_step(self.steps[i], docs)
+            return kept, dropped, len(docs)
+        sel = [bool((not only or any(fnmatch.fnmatch(d.source, p) for p in only))
+                    and not any(fnmatch.fnmatch(d.source, p) for p in skip)) for d in docs]
+        chosen = [d for d, s in zip(docs, sel) if s]
+        kept, dropped = self._run_step(self.steps[i], chosen) if chosen else ([], [])
+        # merge back in input order; documents a step emits anew (e.g. upsampled copies) go last
+        kept_by_id: dict[str, list[Document]] = {}
+        for d in kept:
+            kept_by_id.setdefault(d.id, []).append(d)
+        out: list[Document] = []
+        for d, s in zip(docs, sel):
+            if not s:
+                out.append(d)
+            elif d.id in kept_by_id:
+                out += kept_by_id.pop(d.id)
+        for rest in kept_by_id.values():
+            out += rest
+        return out, dropped, len(chosen)
 
     def _run_step(self, step: Any, docs: list[Document]) -> tuple[list[Document], list[Any]]:
         try:
@@ -166,13 +194,14 @@ class PhaseWorker:
         per_step = {getattr(s, "name", str(i)): {"in": 0, "out": 0} for i, s in enumerate(self.steps)}
         for i in range(0, len(docs), self.batch_size):
             cur = docs[i:i + self.batch_size]
-            for step in self.steps:
+            for j, step in enumerate(self.steps):
                 if not cur:
                     break
                 name = getattr(step, "name", "step")
-                per_step[name]["in"] += len(cur)
-                cur, dropped = self._run_step(step, cur)
-                per_step[name]["out"] += len(cur)
+                n_before = len(cur)
+                cur, dropped, seen = self._run_routed(j, cur)
+                per_step[name]["in"] += seen
+                per_step[name]["out"] += seen - (n_before - len(cur))
                 for d in dropped:
                     if not getattr(d, "step", ""):
                         d = Dropped(d.doc, name, getattr(d, "reason", "") or name)
