@@ -37,6 +37,8 @@ def test_kev_counts(parsed, mirror):
     assert kev_rels == 1183
     # The enterprise file sits loose in the mirror and inside the tarball: read once.
     assert snap.extra["frameworks"]["kev 07/28/2025 (enterprise, ATT&CK 16.1)"]["objects"] == 1183
+    assert snap.extra["file_version"] == "mappings-attack-16.1-17.1 2026-01-27; kev-07.28.2025_attack-16.1-enterprise"
+    assert "nist_800_53 rev5 (enterprise, ATT&CK 16.1)" in snap.version
 
 
 def test_kev_record(parsed):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from secfoundry.corpus.sources.base import Quarantine, Snapshot, registry
+from secfoundry.corpus.sources.base import Quarantine, registry
 from secfoundry.corpus.sources.http import Fetcher
 from secfoundry.corpus.sources.nist80053 import NIST80053Source, canonical_id, control_record
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from secfoundry.corpus.sources.base import Quarantine, Remote, Snapshot, registry
+from secfoundry.corpus.sources.base import Quarantine, Remote, registry
 from secfoundry.corpus.sources.owasp import OWASPCheatSheetsSource, absolutize, sheet_record
 
 

@@ -155,3 +155,15 @@ def test_live_download_with_retry_and_304(http_server, fast_fetcher, mirror, mon
     src.fetch(None, fetcher=fast_fetcher)
     reqs = http_server.requests_to("sigma/master.tar.gz")
     assert len(reqs) == 3 and "if-none-match" in reqs[-1].headers  # 429, 200, then a conditional 304
+
+
+def test_deprecated_folder_is_flagged(tmp_path):
+    tgz = make_tgz(tmp_path / "s.tar.gz", {
+        "sigma-master/rules/a/good.yml": RULE,
+        "sigma-master/deprecated/windows/old.yml": RULE.replace(b"11111111", b"22222222"),
+        "sigma-master/tests/not_a_rule.yml": RULE.replace(b"11111111", b"33333333"),
+    })
+    recs = {r.id: r for r in SigmaSource().records(Snapshot("sigma", [tgz]))}
+    assert set(recs) == {"sigma:11111111-2222-3333-4444-555555555555", "sigma:22222222-2222-3333-4444-555555555555"}
+    assert recs["sigma:22222222-2222-3333-4444-555555555555"].deprecated
+    assert not recs["sigma:11111111-2222-3333-4444-555555555555"].deprecated

@@ -32,6 +32,7 @@ from secfoundry.corpus.sources._archives import (
     mirror_root,
     quarantine_or_new,
     report,
+    tar_date,
 )
 from secfoundry.corpus.sources.base import (
     Quarantine,
@@ -188,7 +189,12 @@ class CTIDMappingsSource(Source):
         files, origin = resolve_files(self.name, mirror, folder=self.folder,
                                       patterns=("*.tar.gz", "*_attack-*.json", "*.csv", "nist-rev5_descriptions.json"),
                                       remotes=REMOTES, fetcher=fetcher)
-        return Snapshot(self.name, files, origin=origin, extra={"mirror_root": mirror_root(mirror, self.folder)})
+        # The exact framework versions are in each file's metadata (records() fills them in);
+        # until then the snapshot is named by its files and the tarball's date.
+        parts = [f"{f.name.split('.tar')[0]} {tar_date(f)}".strip() if f.name.endswith(".tar.gz") else f.stem
+                 for f in files if f.suffix in (".gz", ".json") and f.name != "nist-rev5_descriptions.json"]
+        return Snapshot(self.name, files, version="; ".join(parts), origin=origin,
+                        extra={"mirror_root": mirror_root(mirror, self.folder)})
 
     def _build(self, snapshot: Snapshot, q: Quarantine) -> tuple[_Builder, dict[str, str]]:
         builder = _Builder()
@@ -235,7 +241,8 @@ class CTIDMappingsSource(Source):
         unknown: dict[str, int] = defaultdict(int)
         revoked: dict[str, int] = defaultdict(int)
         version = "; ".join(sorted(builder.frameworks))
-        snapshot.version = snapshot.version or version
+        snapshot.extra["file_version"] = snapshot.version
+        snapshot.version = version or snapshot.version
         for key in sorted(builder.caps):
             cap = builder.caps[key]
             rels = []

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 SIGMA_TARBALL = Remote("https://github.com/SigmaHQ/sigma/archive/refs/heads/master.tar.gz",
                        "sigma-master.tar.gz")
-_RULE_MEMBER = re.compile(r"(^|/)(rules[^/]*)/.+\.ya?ml$")
+# rules/, rules-emerging-threats/, rules-threat-hunting/, ... and deprecated/ (flagged).
+_RULE_MEMBER = re.compile(r"(^|/)(rules[^/]*|deprecated)/.+\.ya?ml$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _REPO_BLOB = "https://github.com/SigmaHQ/sigma/blob/master/"
 
@@ -118,7 +119,7 @@ def rule_record(data: Any, *, path: str, entry: str, version: str,
         url=_REPO_BLOB + rule_path,
         version=version,
         license="DRL-1.1",
-        deprecated=status in ("deprecated", "unsupported"),
+        deprecated=status in ("deprecated", "unsupported") or rule_path.startswith("deprecated/"),
         relations=rels,
         attributes=jsonable({
             "status": status,
