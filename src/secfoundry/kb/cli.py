@@ -175,7 +175,8 @@ def _render_entry(console: Any, e: Any, limit: int) -> None:
         meta.append(f"aliases: {', '.join(e.aliases[:20])}")
     if e.query:
         meta.append(f"(looked up as {e.query!r})")
-    console.print(Panel(body, title=head, subtitle="  ".join(meta[:1]), title_align="left"))
+    console.print(head)  # outside the panel: a panel title would be cut at the terminal width
+    console.print(Panel(body, subtitle="  ".join(meta[:1])))
     for line in meta[1:]:
         console.print(f"[dim]{line}[/dim]")
     if e.kev:

@@ -30,7 +30,7 @@ from secfoundry.kb import ids as idmod
 from secfoundry.kb.records import Record, Relation
 from secfoundry.kb.text import clean
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BATCH = 2000
 MIN_PASSAGE_CHARS = 20
 
@@ -58,8 +58,8 @@ CREATE TABLE IF NOT EXISTS aliases(alias TEXT NOT NULL, id TEXT NOT NULL, source
 CREATE INDEX IF NOT EXISTS aliases_alias ON aliases(alias);
 CREATE INDEX IF NOT EXISTS aliases_source ON aliases(source);
 CREATE TABLE IF NOT EXISTS passages(
-  pid INTEGER PRIMARY KEY, source TEXT NOT NULL, target TEXT NOT NULL, via TEXT, kind TEXT,
-  ref TEXT, text TEXT);
+  pid INTEGER PRIMARY KEY, source TEXT NOT NULL, owner TEXT NOT NULL, target TEXT NOT NULL, via TEXT,
+  kind TEXT, ref TEXT, text TEXT);
 CREATE INDEX IF NOT EXISTS passages_source ON passages(source);
 CREATE TABLE IF NOT EXISTS vectors(hash TEXT PRIMARY KEY, model TEXT, vec BLOB);
 CREATE VIRTUAL TABLE IF NOT EXISTS records_fts USING fts5(
@@ -168,10 +168,24 @@ class Store:
         if not readonly:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
             self.conn.executescript(_SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
         self.conn.execute("PRAGMA temp_store=MEMORY")
         self.conn.execute("PRAGMA cache_size=-65536")
+
+    def _migrate(self) -> None:
+        """A store from another schema version is derived data: drop it (keeping the embedding
+        cache) so the next sync rebuilds every source."""
+        has_meta = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone()
+        if not has_meta:
+            return
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row and row[0] == str(SCHEMA_VERSION):
+            return
+        for name in ("records_fts", "passages_fts", "records", "relations", "aliases", "passages", "sources", "runs",
+                     "meta"):
+            self.conn.execute(f"DROP TABLE IF EXISTS {name}")
 
     def close(self) -> None:
         self.conn.close()
@@ -241,17 +255,23 @@ class Store:
     def _insert(self, c: sqlite3.Connection, source: str, batch: list[Record]) -> tuple[int, int, int]:
         rels: list[tuple[Any, ...]] = []
         als: list[tuple[str, str, str]] = []
-        pas: list[Passage] = []
-        dupes = 0
+        pas: list[tuple[str, Passage]] = []
+        # A repeated id: the later copy wins and replaces every row of the earlier one.
+        last: dict[str, Record] = {}
         for rec in batch:
-            rid = idmod.normalize_or_keep(rec.id)
+            last[idmod.normalize_or_keep(rec.id)] = rec
+        dupes = len(batch) - len(last)
+        for rid, rec in last.items():
             old = c.execute("SELECT rid FROM records WHERE source=? AND id=?", (source, rid)).fetchone()
-            if old:  # a repeated id: the later copy wins, its rows replace the earlier ones
+            if old:  # repeated across batches
                 dupes += 1
                 c.execute("DELETE FROM records_fts WHERE rowid=?", (old[0],))
                 c.execute("DELETE FROM records WHERE rid=?", (old[0],))
                 c.execute("DELETE FROM relations WHERE source=? AND src=?", (source, rid))
                 c.execute("DELETE FROM aliases WHERE source=? AND id=?", (source, rid))
+                c.execute("DELETE FROM passages_fts WHERE rowid IN (SELECT pid FROM passages WHERE source=? AND owner=?)",
+                          (source, rid))
+                c.execute("DELETE FROM passages WHERE source=? AND owner=?", (source, rid))
             desc = rec.description or ""
             cur = c.execute(
                 "INSERT INTO records(source,id,type,name,description,url,version,license,aliases,deprecated,"
@@ -270,12 +290,12 @@ class Store:
             for a in rec.aliases:
                 if a and a.strip():
                     als.append((idmod.normalize_or_keep(a).lower(), rid, source))
-            pas.extend(passages_of(rec))
+            pas.extend((rid, p) for p in passages_of(rec))
         c.executemany("INSERT INTO relations VALUES(?,?,?,?,?)", rels)
         c.executemany("INSERT INTO aliases VALUES(?,?,?)", als)
-        for p in pas:
-            cur = c.execute("INSERT INTO passages(source,target,via,kind,ref,text) VALUES(?,?,?,?,?,?)",
-                            (source, p.target, p.via, p.kind, p.ref, p.text))
+        for owner, p in pas:
+            cur = c.execute("INSERT INTO passages(source,owner,target,via,kind,ref,text) VALUES(?,?,?,?,?,?,?)",
+                            (source, owner, p.target, p.via, p.kind, p.ref, p.text))
             c.execute("INSERT INTO passages_fts(rowid,text) VALUES(?,?)", (cur.lastrowid, p.text))
         return len(rels), len(pas), dupes
 
