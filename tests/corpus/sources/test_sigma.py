@@ -167,3 +167,15 @@ def test_deprecated_folder_is_flagged(tmp_path):
     assert set(recs) == {"sigma:11111111-2222-3333-4444-555555555555", "sigma:22222222-2222-3333-4444-555555555555"}
     assert recs["sigma:22222222-2222-3333-4444-555555555555"].deprecated
     assert not recs["sigma:11111111-2222-3333-4444-555555555555"].deprecated
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path):
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 13):
+        lines.append(f"{chr(97 + i)}: &{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 9) + "]")
+    bomb = ("\n".join(lines) + "\n").encode() + RULE.replace(b"11111111", b"44444444")
+    tgz = make_tgz(tmp_path / "s.tar.gz", {"s/rules/bomb.yml": bomb, "s/rules/good.yml": RULE})
+    q = Quarantine()
+    recs = list(SigmaSource().records(Snapshot("sigma", [tgz]), q))
+    assert [r.name for r in recs] == ["Good"]
+    assert "possible alias bomb" in q.items[0]["error"] and q.items[0]["entry"] == "s/rules/bomb.yml"

@@ -123,6 +123,24 @@ def content_version(files: Iterable[Path]) -> str:
 _StringLoader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 
 
+_ANCHOR = re.compile(r"(?:^|[\s\[{,:-])&([\w.-]+)")
+_ALIAS = re.compile(r"(?:^|[\s\[{,:-])\*([\w.-]+)")
+MAX_YAML_ALIASES = 100
+
+
+def _check_aliases(text: str, file: str, entry: str | None) -> None:
+    """Refuse YAML "billion laughs": nested aliases that expand exponentially once traversed.
+
+    The safe loaders share aliased nodes, but anything walking the result (``jsonable``, ``str``)
+    would expand them; upstream rule files use a handful of aliases at most.
+    """
+    if "&" not in text:
+        return
+    anchors = set(_ANCHOR.findall(text))
+    if anchors and sum(1 for a in _ALIAS.findall(text) if a in anchors) > MAX_YAML_ALIASES:
+        raise InputError(f"more than {MAX_YAML_ALIASES} YAML aliases (possible alias bomb)", file=file, row=entry)
+
+
 def load_yaml(data: bytes | str, file: str, entry: str | None = None, *, strings: bool = False) -> Any:
     """Parse YAML (UTF-8 only); errors name the file, the member and the line.
 
@@ -130,6 +148,7 @@ def load_yaml(data: bytes | str, file: str, entry: str | None = None, *, strings
     formats whose schema is all strings (OSV), and ~25% faster because nothing is resolved.
     """
     text = decode_text(data, file, entry) if isinstance(data, bytes) else data
+    _check_aliases(text, file, entry)
     try:
         return yaml.load(text, Loader=_StringLoader if strings else _YamlLoader)  # noqa: S506 - safe loaders
     except yaml.YAMLError as e:
