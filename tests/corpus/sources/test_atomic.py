@@ -145,3 +145,12 @@ def test_live(http_server, fast_fetcher, monkeypatch, tmp_path):
     recs = list(src.records(snap, q))
     assert [r.attributes["tactics"] for r in recs] == [["execution"]] and len(q) == 2  # the two bad tests
     assert len(http_server.requests_to("art/index.csv")) == 2
+
+
+def test_oversized_member_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("secfoundry.corpus.sources._archives.MAX_MEMBER_BYTES", 1000)
+    tgz = make_tgz(tmp_path / "a.tar.gz", {"x/atomics/T1059.001/T1059.001.yaml": TECH,
+                                           "x/atomics/T1003/T1003.yaml": b"#" * 5000})
+    q = Quarantine()
+    recs = list(AtomicSource().records(Snapshot("atomic", [tgz]), q))
+    assert len(recs) == 1 and any("T1003.yaml: member is 5000 bytes, over the 1000 byte limit" in i["error"] for i in q.items)

@@ -43,6 +43,9 @@ def report(quarantine: Quarantine, source: str, file: str | Path, entry: str | i
     log.warning("%s: skipped %s%s: %s", source, file, f" [{entry}]" if entry is not None else "", error)
 
 
+MAX_MEMBER_BYTES = 64 << 20
+
+
 def _open_stream(path: Path) -> IO[bytes]:
     """The archive's byte stream, gunzipped by ``gzip`` (not tarfile) when it is gzip.
 
@@ -79,6 +82,11 @@ def iter_tar(path: Path, want: Callable[[str], bool], *, source: str,
                     continue
                 name = member.name[2:] if member.name.startswith("./") else member.name
                 if not want(name):
+                    continue
+                if member.size > MAX_MEMBER_BYTES:  # no upstream file is near this: refuse, don't load
+                    report(quarantine, source, path, name, InputError(
+                        f"member is {member.size} bytes, over the {MAX_MEMBER_BYTES} byte limit", file=str(path),
+                        row=name))
                     continue
                 f = tar.extractfile(member)
                 data = f.read() if f is not None else b""
