@@ -281,3 +281,19 @@ def _load_catalog(files: tuple[Path, ...]) -> AttackCatalog | None:
         return None
     revoked = ids - active  # an id is retired only when no domain has a live object for it
     return AttackCatalog(", ".join(sorted(versions)), frozenset(ids), frozenset(tactics), frozenset(revoked))
+
+
+def set_stats(snapshot: Any, **values: Any) -> None:
+    """Report counts to the KB (``Snapshot.extra["stats"]`` is stored with the source row).
+
+    Only scalars are kept there; a mapping or list is written as a short ``k=v, ...`` string.
+    """
+    stats = snapshot.extra.setdefault("stats", {})
+    for key, val in values.items():
+        if isinstance(val, dict):
+            val = ", ".join(f"{k}={v}" for k, v in val.items())
+        elif isinstance(val, (list, tuple, set)):
+            val = ", ".join(str(v) for v in val)
+        if isinstance(val, str) and len(val) > 2000:
+            val = val[:1997] + "..."
+        stats[key] = val

@@ -30,6 +30,7 @@ from secfoundry.corpus.sources._archives import (
     mirror_root,
     quarantine_or_new,
     report,
+    set_stats,
     tar_date,
 )
 from secfoundry.corpus.sources.base import (
@@ -206,6 +207,9 @@ class AtomicSource(Source):
             "index_tests": len(index),
             "index_only_tests": not_in_yaml,
         })
+        set_stats(snapshot, tests=len(seen), index_tests=len(index), index_only_tests=len(not_in_yaml),
+                  unknown_attack=snapshot.extra["unknown_attack"],
+                  attack_checked_against=snapshot.extra["attack_checked_against"])
         if not_in_yaml:
             log.info("atomic: %d tests listed in index.csv are not in the YAML files", len(not_in_yaml))
 

@@ -34,6 +34,7 @@ from secfoundry.corpus.sources._archives import (
     load_yaml,
     quarantine_or_new,
     report,
+    set_stats,
     tar_date,
 )
 from secfoundry.corpus.sources.base import Quarantine, Remote, Snapshot, Source, decode_text, register, resolve_files
@@ -393,6 +394,7 @@ class ComplianceAsCodeSource(Source):
                     rec.attributes["cis_controls"].append(link)
                     rec.relations.append(Relation("implements", f"{link['policy']}:{link['control']}"))
                 yield rec
+        set_stats(snapshot, rules=len(seen), benchmark_controls=len(controls))
         yield from controls
 
     def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:

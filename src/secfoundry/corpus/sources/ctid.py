@@ -32,6 +32,7 @@ from secfoundry.corpus.sources._archives import (
     mirror_root,
     quarantine_or_new,
     report,
+    set_stats,
     tar_date,
 )
 from secfoundry.corpus.sources.base import (
@@ -278,6 +279,10 @@ class CTIDMappingsSource(Source):
             "revoked_in_pinned_attack": dict(sorted(revoked.items())),
             "attack_checked_against": catalog.version if catalog else "",
         })
+        set_stats(snapshot, capabilities=len(builder.caps), frameworks=version, csv_rows=snapshot.extra["csv_rows"],
+                  non_mappable=snapshot.extra["non_mappable"], unknown_attack=snapshot.extra["unknown_attack"],
+                  revoked_in_pinned_attack=snapshot.extra["revoked_in_pinned_attack"],
+                  attack_checked_against=snapshot.extra["attack_checked_against"])
 
     def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
         for rec in self.records(snapshot, quarantine):

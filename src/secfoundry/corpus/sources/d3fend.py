@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.corpus.sources._archives import content_version, quarantine_or_new, report
+from secfoundry.corpus.sources._archives import content_version, quarantine_or_new, report, set_stats
 from secfoundry.corpus.sources.base import (
     Quarantine,
     Remote,
@@ -185,6 +185,8 @@ class D3FENDSource(Source):
             except InputError as e:
                 report(q, self.name, path, None, e)
                 continue
+            set_stats(snapshot, techniques=len(recs),
+                      counters=sum(1 for r in recs for x in r.relations if x.type == "counters"))
             yield from recs
 
     def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.corpus.sources._archives import quarantine_or_new, report
+from secfoundry.corpus.sources._archives import quarantine_or_new, report, set_stats
 from secfoundry.corpus.sources.base import (
     Quarantine,
     Remote,
@@ -247,6 +247,8 @@ class NIST80053Source(Source):
         snapshot.version = ", ".join(sorted(v for v in versions if v)) or snapshot.version
         snapshot.extra.update({"baselines": {b: len(v) for b, v in baselines.items()},
                                "baseline_ids_without_text": missing})
+        set_stats(snapshot, controls=len(merged), baselines=snapshot.extra["baselines"],
+                  baseline_ids_without_text=sum(len(v) for v in missing.values()))
         yield from sorted(merged.values(), key=lambda r: r.attributes["sort_id"] or r.id)
 
     def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:

@@ -33,6 +33,7 @@ from secfoundry.corpus.sources._archives import (
     load_yaml,
     quarantine_or_new,
     report,
+    set_stats,
     tar_date,
 )
 from secfoundry.corpus.sources.base import (
@@ -357,13 +358,20 @@ class OSVSource(Source):
     def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
         q = quarantine_or_new(quarantine)
         feeds = snapshot.extra.get("feeds", {})
+        counts: dict[str, int] = {}
         for path in snapshot.files:
             if path.name.endswith((".tar.gz", ".tgz")):
                 feed = _feed_of(path)
                 version = f"{feed} {feeds.get(feed, '')}".strip()
-                yield from self._tarball(path, feed, version, q)
+                recs = self._tarball(path, feed, version, q)
             elif path.suffix == ".json":
-                yield from self._json_file(path, q)
+                recs = self._json_file(path, q)
+            else:
+                continue
+            for rec in recs:
+                counts[rec.attributes["feed"]] = counts.get(rec.attributes["feed"], 0) + 1
+                yield rec
+        set_stats(snapshot, **{f"{feed}_advisories": n for feed, n in sorted(counts.items())})
 
     def _tarball(self, path: Path, feed: str, version: str, q: Quarantine) -> Iterator[Record]:
         def want(name: str) -> bool:

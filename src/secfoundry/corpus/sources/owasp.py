@@ -21,6 +21,7 @@ from secfoundry.corpus.sources._archives import (
     iter_tar,
     quarantine_or_new,
     report,
+    set_stats,
     tar_date,
 )
 from secfoundry.corpus.sources.base import Quarantine, Remote, Snapshot, Source, decode_text, register, resolve_files
@@ -149,11 +150,16 @@ class OWASPCheatSheetsSource(Source):
 
     def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
         q = quarantine_or_new(quarantine)
+        n = 0
         for file, stem, text in self._sheets(snapshot, q):
             try:
-                yield sheet_record(text, stem=stem, file=file, version=snapshot.version)
+                rec = sheet_record(text, stem=stem, file=file, version=snapshot.version)
             except InputError as e:
                 report(q, self.name, file, stem, e)
+                continue
+            n += 1
+            yield rec
+        set_stats(snapshot, sheets=n)
 
     def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
         q = quarantine_or_new(quarantine)

@@ -34,6 +34,7 @@ from secfoundry.corpus.sources._archives import (
     mirror_root,
     quarantine_or_new,
     report,
+    set_stats,
     tar_date,
 )
 from secfoundry.corpus.sources.base import Quarantine, Remote, Snapshot, Source, register, resolve_files
@@ -157,6 +158,7 @@ class SigmaSource(Source):
         root = snapshot.extra.get("mirror_root")
         catalog = attack_catalog(Path(root) if root else None)
         unknown: dict[str, list[str]] = defaultdict(list)
+        count = 0
         for path in snapshot.files:
             for member, data in iter_tar(path, lambda n: bool(_RULE_MEMBER.search(n)),
                                          source=self.name, quarantine=q):
@@ -170,9 +172,12 @@ class SigmaSource(Source):
                     continue
                 for u in rec.attributes["unknown_attack"]:
                     unknown[u].append(rec.id)
+                count += 1
                 yield rec, data.decode("utf-8")
         snapshot.extra["unknown_attack"] = {k: len(v) for k, v in sorted(unknown.items())}
         snapshot.extra["attack_checked_against"] = catalog.version if catalog else ""
+        set_stats(snapshot, rules=count, unknown_attack_ids=len(unknown), unknown_attack=snapshot.extra["unknown_attack"],
+                  attack_checked_against=snapshot.extra["attack_checked_against"])
         if unknown:
             log.info("sigma: %d ATT&CK ids/tactics not in the pinned ATT&CK %s (kept): %s", len(unknown),
                      catalog.version if catalog else "?", ", ".join(sorted(unknown)[:20]))
