@@ -70,7 +70,8 @@ class Runner:
                  on_partition: Callable[[Phase, dict[str, Any]], None] | None = None):
         self.recipe = recipe
         self.out = Path(out)
-        self.mirror = mirror or recipe.mirror
+        m = mirror or recipe.mirror
+        self.mirror = str(Path(m).expanduser().resolve()) if m else None  # stable fingerprint
         self.ray_address = ray_address if ray_address is not None else recipe.engine.ray_address
         self.until = until
         self.console = console
@@ -89,6 +90,10 @@ class Runner:
         self.cpus = init_ray(self.ray_address, num_cpus=eng.num_cpus, object_store_mb=eng.object_store_mb,
                              verbose=eng.verbose, runtime_env=eng.runtime_env)
         phases = plan_phases(self.recipe)
+        if self.until and self.until not in {p.stage for p in phases}:
+            from secfoundry.errors import InputError
+
+            raise InputError(f"--until {self.until!r}: no such stage (have {sorted({p.stage for p in phases})})")
         summaries: list[PhaseSummary] = []
         upstream_fp = ""
         upstream: PhaseStore | None = None

@@ -1,0 +1,45 @@
+"""`secfoundry corpus collect | run | status | steps | crawl` through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from secfoundry.cli import app
+
+from collect.sites import SEC, Site, html, page  # tests/corpus is on sys.path (rootdir conftest)
+
+
+def test_collect_status_steps(ray_local, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": f"doc {i} exploit"}) + "\n" for i in range(30)))
+    runner = CliRunner()
+    r = runner.invoke(app, ["corpus", "collect", "--jsonl", str(src), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["corpus", "status", str(tmp_path / "out")])
+    assert r.exit_code == 0 and "00-collect" in r.output and "complete" in r.output
+    r = runner.invoke(app, ["corpus", "steps"])
+    assert r.exit_code == 0 and "length_filter" in r.output
+    r = runner.invoke(app, ["corpus", "run", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+
+
+def test_run_until_unknown_stage(ray_local, tmp_path):
+    rec = tmp_path / "r.yaml"
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"text": "x"}) + "\n")
+    rec.write_text(f"inputs: [{{kind: jsonl, paths: ['{src}']}}]\nstages: [{{name: process, steps: [sample]}}]\n")
+    r = CliRunner().invoke(app, ["corpus", "run", str(rec), "--out", str(tmp_path / "o"), "--until", "nope"])
+    assert r.exit_code == 2 and "no such stage" in r.output
+
+
+def test_crawl_command(tmp_path):
+    site = Site({"/": html(page("Home", SEC, ["/a"])), "/a": html(page("A", SEC, [])),
+                 "/robots.txt": (404, {}, b"")})
+    with site:
+        r = CliRunner().invoke(app, ["corpus", "crawl", "--seed", site.base + "/", "--out", str(tmp_path / "c.warc.gz"),
+                                     "--delay", "0", "--relevance", "all"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p for p in site.paths() if p != "/robots.txt") == ["/", "/a"]
+    assert (tmp_path / "c.warc.gz").stat().st_size > 0
