@@ -180,6 +180,7 @@ def test_broken_ghsa_json_is_quarantined(tmp_path):
 
 def test_live_tarballs_conditional_and_retry(http_server, fast_fetcher, mirror, monkeypatch, tmp_path):
     monkeypatch.setenv("SECFOUNDRY_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)  # GitHub paging is tested on its own below
     adv = mirror / "advisories"
     http_server.add_file("pypa/main.tar.gz", (adv / "pypa-advisory-database-osv-yaml.tar.gz").read_bytes())
     http_server.add_file("rustsec/main.tar.gz", (adv / "rustsec-advisory-db-md.tar.gz").read_bytes())
@@ -232,3 +233,21 @@ def test_live_osv_api(http_server, fast_fetcher, mirror):
     http_server.fail("v1/vulns/GHSA-5667-3wch-7q7w", [502])
     r = osv_vuln(fast_fetcher, "GHSA-5667-3wch-7q7w", base=http_server.url("v1/vulns/"))
     assert r.id == "GHSA-5667-3wch-7q7w" and r.aliases == ["CVE-2024-1023"]
+
+
+def test_live_fetch_adds_github_advisories_when_a_token_is_set(http_server, fast_fetcher, monkeypatch, tmp_path):
+    monkeypatch.setenv("SECFOUNDRY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
+    http_server.add_file("empty.tar.gz", make_tgz(tmp_path / "e.tar.gz", {"x/README.md": b"hi"}).read_bytes())
+    http_server.route("gh/advisories", lambda req: (200, {"Content-Type": "application/json"}, json.dumps(
+        [{"ghsa_id": "GHSA-zzzz-zzzz-zzzz", "summary": "from the API", "cve_id": "CVE-2025-0001"}]).encode()))
+    monkeypatch.setattr("secfoundry.corpus.sources.osv.GITHUB_ADVISORIES_API", http_server.url("gh/advisories"))
+    from secfoundry.corpus.sources.base import Remote
+
+    src = OSVSource()
+    src.remotes = (Remote(http_server.url("empty.tar.gz"), "pypa-advisory-database-main.tar.gz"),)
+    snap = src.fetch(None, fetcher=fast_fetcher)
+    assert snap.files[-1].name == "github-advisories.json" and http_server.url("gh/advisories") in snap.origin
+    recs = list(src.records(snap))
+    assert [(r.id, r.aliases) for r in recs] == [("GHSA-zzzz-zzzz-zzzz", ["CVE-2025-0001"])]
+    assert snap.extra["stats"] == {"github_advisories": 1}

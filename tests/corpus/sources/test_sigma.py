@@ -68,6 +68,7 @@ def test_newer_attack_ids_are_kept_and_reported(parsed):
     _, snap, _, recs = parsed
     unknown = snap.extra["unknown_attack"]
     assert snap.extra["attack_checked_against"] == "18.1"
+    assert snap.extra["stats"]["rules"] == 3757 and snap.extra["stats"]["unknown_attack_ids"] == 14
     # Tactics and techniques that ATT&CK v18.1 does not have yet: reported, rules kept.
     assert unknown["attack.stealth"] == 1083 and unknown["attack.defense-impairment"] == 413
     assert unknown["T1685"] == 164

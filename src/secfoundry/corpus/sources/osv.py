@@ -21,6 +21,7 @@ Every advisory becomes an ``ADVISORY`` record ``PYSEC-...``/``RUSTSEC-...``/``GH
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -344,9 +345,18 @@ class OSVSource(Source):
             self.name, mirror, folder=self.folder,
             patterns=("*.tar.gz", "*.tgz", "ghsa-sample/*.json", "*.json"),
             remotes=self.remotes, fetcher=fetcher)
-        if mirror is None and fetcher is not None and fetcher.api_key(GITHUB_ADVISORIES_API):
-            dest = source_cache(self.name) / "github-advisories.json"
-            files.append(fetch_github_advisories(fetcher, dest))
+        if mirror is None and os.environ.get("GITHUB_TOKEN"):
+            # Unauthenticated, the API allows 60 requests an hour: too few to page ~200 pages.
+            from secfoundry.corpus.sources.http import Fetcher
+
+            own = fetcher is None
+            f = fetcher or Fetcher()
+            try:
+                dest = source_cache(self.name) / "github-advisories.json"
+                files.append(fetch_github_advisories(f, dest, url=GITHUB_ADVISORIES_API))
+            finally:
+                if own:
+                    f.close()
             origin += " " + GITHUB_ADVISORIES_API
         versions = {}
         for f in files:
