@@ -1,0 +1,367 @@
+"""The corpus run report: ``RUN/report.html`` (self-contained) and ``RUN/report.md``.
+
+    from secfoundry.corpus.report import write_report
+    html_path = write_report("runs/corpus-quickstart")      # also: secfoundry corpus report RUN
+
+Shows documents / bytes / tokens in and out per stage and per phase, per-step document counts,
+drop reasons with examples (from the exclusion outputs), per-source keep rates and token counts
+(from the packed shard manifest when the run packed, else estimated as characters / 4 and
+labelled so), language and length histograms. Works on a partial run: phases not yet run are
+listed as pending, a phase in progress shows the partitions committed so far. Everything is read
+from what the engine wrote (see ``report_data.py``); nothing is recomputed by the pipeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from secfoundry.corpus import report_plots
+from secfoundry.corpus.report_data import PhaseReport, RunReport, collect_run, source_table
+
+ASSETS = "report_assets"
+
+
+# ------------------------------------------------------------------------------------ formatting
+def _n(v: int | float | None) -> str:
+    return "–" if v is None else f"{int(v):,}"
+
+
+def _bytes(v: int | None) -> str:
+    if v is None:
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(v) < 1024 or unit == "TiB":
+            return f"{v:,.0f} {unit}" if unit == "B" else f"{v:,.1f} {unit}"
+        v /= 1024
+    return str(v)
+
+
+def _pct(a: int | float | None, b: int | float | None) -> str:
+    return "–" if a is None or not b else f"{100 * a / b:.1f}%"
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass
+class Figure:
+    name: str
+    title: str
+    png: bytes
+
+
+# ------------------------------------------------------------------------------------ content
+def _tokens_of(rep: RunReport, chars: int | None, *, measured: int | None = None) -> str:
+    if measured is not None:
+        return _n(measured)
+    if chars is None:
+        return "–"
+    return "≈" + _n(round(chars / rep.tokens.chars_per_token))
+
+
+def _phase_tokens_out(rep: RunReport, p: PhaseReport) -> int | None:
+    """Real token count for the phase that packed (its documents are the shards' documents)."""
+    return rep.tokens.total if rep.tokens.measured and p.steps[:1] == ["pack"] and p.status == "done" else None
+
+
+def stage_table(rep: RunReport) -> Table:
+    rows = []
+    for stage, phs in rep.stages():
+        first, last = phs[0], phs[-1]
+        started = [p for p in phs if p.status != "pending"]
+        status = "done" if all(p.status == "done" for p in phs) else ("partial" if started else "pending")
+        if not started:
+            rows.append([stage, status, f"{len(phs)}", *["–"] * 8, "–"])
+            continue
+        out_p = last if last.status != "pending" else started[-1]
+        secs = sum(p.seconds for p in phs)
+        rows.append([stage, status, f"{len(started)}/{len(phs)}", _n(first.docs_in), _n(out_p.docs_out),
+                     _pct(out_p.docs_out, first.docs_in), _bytes(first.bytes_in), _bytes(out_p.bytes_out),
+                     _tokens_of(rep, first.chars_in), _tokens_of(rep, out_p.chars_out, measured=_phase_tokens_out(rep, out_p)),
+                     f"{secs:,.1f}", f"{first.docs_in / secs:,.0f}" if secs > 0 and status == "done" else "–"])
+    note = ("Tokens marked ≈ are estimates: characters / "
+            + (f"{rep.tokens.chars_per_token:.2f} (the ratio measured by the pack step on this run)" if rep.tokens.measured
+               else "4 (no packed shard manifest in this run)")
+            + "; unmarked token counts are the packed shards' own counts. Kept % can exceed 100% where mixing upsamples.")
+    return Table("Stages", ["stage", "status", "phases", "docs in", "docs out", "kept", "bytes in", "bytes out",
+                            "tokens in", "tokens out", "seconds", "docs/s"], rows, note)
+
+
+def phase_table(rep: RunReport) -> Table:
+    rows = []
+    for p in rep.phases:
+        if p.status == "pending":
+            rows.append([p.dirname, ", ".join(p.steps) or "copy", "pending", "–", *["–"] * 8])
+            continue
+        rows.append([p.dirname, ", ".join(p.steps) or "copy", p.status, f"{p.partitions_done}/{p.partitions}",
+                     _n(p.docs_in), _n(p.docs_out), _pct(p.docs_out, p.docs_in), _bytes(p.bytes_in), _bytes(p.bytes_out),
+                     _tokens_of(rep, p.chars_out, measured=_phase_tokens_out(rep, p)), f"{p.seconds:,.1f}",
+                     f"{p.docs_per_s:,.0f}" if p.status == "done" and p.seconds else "–"])
+    return Table("Phases", ["phase", "steps", "status", "partitions", "docs in", "docs out", "kept", "bytes in",
+                            "bytes out", "tokens out", "seconds", "docs/s"], rows,
+                 "A stage is split into phases before each global step (dedup, decontamination, mixing, packing). "
+                 "Bytes are UTF-8 bytes of the text column; a partial phase counts its committed partitions only.")
+
+
+def step_table(rep: RunReport) -> Table:
+    rows = []
+    for p in rep.phases:
+        for name, io in p.step_io.items():
+            rows.append([p.dirname, name, _n(io["in"]), _n(io["out"]), _n(io["in"] - io["out"]), _pct(io["out"], io["in"])])
+    return Table("Steps", ["phase", "step", "docs seen", "docs kept", "dropped", "kept"], rows,
+                 "Documents each step saw (steps routed to some sources only see those) and kept. "
+                 "Upsampling steps can keep more than they saw.")
+
+
+def drop_table(rep: RunReport) -> tuple[Table, list[tuple[str, str, int, list[dict[str, str]]]]]:
+    rows, examples = [], []
+    for p in rep.phases:
+        by_reason: dict[tuple[str, str], list[int]] = {}
+        srcs: dict[tuple[str, str], dict[str, int]] = {}
+        for k, v in p.excluded.counts.items():
+            step, rk, src = k.split("|", 2)
+            cur = by_reason.setdefault((step, rk), [0, 0])
+            cur[0] += v[0]
+            cur[1] += v[2]
+            srcs.setdefault((step, rk), {})[src] = srcs.get((step, rk), {}).get(src, 0) + v[0]
+        if not by_reason:  # no exclusion output (keep_excluded: false): the markers' counts only
+            for rk, n in p.dropped.items():
+                by_reason[("", rk)] = [n, -1]
+        for (step, rk), (n, nbytes) in sorted(by_reason.items(), key=lambda kv: -kv[1][0]):
+            top = sorted(srcs.get((step, rk), {}).items(), key=lambda kv: -kv[1])[:4]
+            rows.append([p.dirname, step or "–", rk, _n(n), _pct(n, p.docs_in), _bytes(nbytes) if nbytes >= 0 else "–",
+                         ", ".join(f"{s} {c:,}" for s, c in top) or "(no exclusion output)"])
+            exs = p.excluded.examples.get(rk, [])
+            if exs:
+                examples.append((p.dirname, rk, n, exs))
+    return Table("Drop reasons", ["phase", "step", "reason", "docs", "of phase input", "bytes", "top sources"], rows,
+                 "From each phase's exclusion output (excluded/*.parquet, columns step and reason); reasons with "
+                 "numeric suffixes (scores) are grouped, the examples keep the full reason."), examples
+
+
+def source_tables(rep: RunReport) -> tuple[Table, list[dict[str, Any]]]:
+    rows = source_table(rep)
+    stages = [s for s, phs in rep.stages() if phs and phs[-1].status == "done" and s != "collect"]
+    out = []
+    for r in rows:
+        top = ", ".join(f"{k} {v:,}" for k, v in list(r["dropped"].items())[:3])
+        out.append([r["source"], _n(r["collected"]), *[_n(r.get(s)) for s in stages], _n(r.get("final_originals")),
+                    _n(r.get("final_docs")), "–" if r.get("keep_rate") is None else f"{100 * r['keep_rate']:.1f}%",
+                    ("" if rep.tokens.measured else "≈") + _n(r["tokens"]) if r["tokens"] is not None else "–", top or "–"])
+    return Table("Per source", ["source", "collected", *[f"after {s}" for s in stages], "final (originals)",
+                                "final (with copies)", "kept", "tokens", "top drop reasons"], out,
+                 "Kept = original documents in the last completed phase / documents collected (upsampled copies "
+                 "`<id>#r<k>` are not counted as kept documents)."), rows
+
+
+def token_table(rep: RunReport) -> Table:
+    t = rep.tokens
+    rows = []
+    total = max(1, sum(v["train"] + v["test"] for v in t.sources.values()))
+    for src, v in sorted(t.sources.items(), key=lambda kv: -(kv[1]["train"] + kv[1]["test"])):
+        est = "" if t.measured else "≈"
+        rows.append([src, _n(v["docs"]), est + _n(v["train"]), _n(v["test"]), _pct(v["train"] + v["test"], total),
+                     _n(v["seqs"]) if t.measured else "–", _n(v["tail"]) if t.measured else "–",
+                     ", ".join(v["licenses"])[:80] or "–", ", ".join(v["versions"])[:60] or "–"])
+    if t.measured:
+        note = (f"From the packed shard manifest {t.manifest_path} (tokenizer {t.tokenizer}, {t.seq_len}-token rows); "
+                "'tail' = tokens of the last partial row per shard, not written.")
+    else:
+        note = "This run has no packed shards yet: tokens are ESTIMATED as characters / 4 of the last completed phase."
+    return Table("Tokens per source", ["source", "docs", "train tokens", "test tokens", "share", "rows", "tail",
+                                       "licenses", "versions"], rows, note)
+
+
+def lang_table(rep: RunReport) -> Table:
+    total = max(1, sum(rep.langs.values()))
+    rows = [[lg, _n(n), _pct(n, total)] for lg, n in sorted(rep.langs.items(), key=lambda kv: -kv[1])[:25]]
+    note = {"langid": "metadata['lang'] written by the langid step on the documents of the last completed phase "
+                      "('und' = too little prose to judge, kept).",
+            "sample": "No langid step annotated this run: a sample of the last completed phase, detected by the report "
+                      "with the same bundled fastText model.",
+            "": "No language information."}[rep.lang_from]
+    return Table("Languages", ["language", "docs", "share"], rows, note)
+
+
+def figures(rep: RunReport, rows: list[dict[str, Any]]) -> list[Figure]:
+    out = []
+    for name, title, fn in (("funnel", "Documents per phase", lambda: report_plots.funnel(rep)),
+                            ("keep_rates", "Keep rate per source", lambda: report_plots.keep_rates(rows)),
+                            ("tokens", "Tokens per source", lambda: report_plots.tokens_per_source(rep)),
+                            ("languages", "Languages", lambda: report_plots.languages(rep)),
+                            ("lengths", "Document lengths", lambda: report_plots.length_histograms(rep))):
+        png = fn()
+        if png:
+            out.append(Figure(name, title, png))
+    return out
+
+
+# ------------------------------------------------------------------------------------ renderers
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px}
+th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}.note{color:#555;font-size:12px;margin:-1em 0 1.5em}
+.pending{color:#999}.partial{color:#c60}.warn{background:#fff4e5;border:1px solid #f0b37e;padding:.5em 1em}
+code,pre{font-size:12px}pre{white-space:pre-wrap;background:#f8f8f8;padding:6px;margin:2px 0 8px}details{margin:.2em 0}
+img{max-width:100%}"""
+
+
+def _is_num(s: str) -> bool:
+    t = s.replace(",", "").replace("%", "").replace("≈", "").replace(".", "").split(" ")[0]
+    return t.isdigit()
+
+
+def _html_table(t: Table) -> str:
+    if not t.rows:
+        return f"<h2>{html.escape(t.title)}</h2><p class=note>none</p>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
+    body = []
+    for r in t.rows:
+        cls = ' class="pending"' if "pending" in r[:3] else (' class="partial"' if "partial" in r[:3] else "")
+        body.append(f"<tr{cls}>" + "".join(f"<td class=n>{html.escape(c)}</td>" if _is_num(c) else f"<td>{html.escape(c)}</td>"
+                                            for c in r) + "</tr>")
+    note = f"<p class=note>{html.escape(t.note)}</p>" if t.note else ""
+    return f"<h2>{html.escape(t.title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>{note}"
+
+
+def _md_table(t: Table) -> str:
+    if not t.rows:
+        return f"## {t.title}\n\nnone\n"
+
+    def cell(c: str) -> str:
+        return c.replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"## {t.title}", "", "| " + " | ".join(t.header) + " |",
+             "|" + "|".join("---:" if _is_num(t.rows[0][i]) else "---" for i in range(len(t.header))) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in t.rows]
+    if t.note:
+        lines += ["", f"_{t.note}_"]
+    return "\n".join(lines) + "\n"
+
+
+def _overview(rep: RunReport) -> list[tuple[str, str]]:
+    done = [p for p in rep.phases if p.status == "done"]
+    final = done[-1] if done else None
+    first = rep.phases[0]
+    secs = sum(p.seconds for p in rep.phases)
+    status = f"{len(done)}/{len(rep.phases)} phases complete"
+    partial = [p.dirname for p in rep.phases if p.status == "partial"]
+    if partial:
+        status += f" ({', '.join(partial)} in progress)"
+    items = [("run", rep.run_dir), ("recipe", rep.recipe or "–"), ("status", status),
+             ("documents collected", _n(first.docs_out) if first.status != "pending" else "–"),
+             ("documents out", _n(final.docs_out) if final else "–"),
+             ("bytes out", _bytes(final.bytes_out) if final else "–")]
+    if rep.tokens.measured:
+        train = sum(v["train"] for v in rep.tokens.sources.values())
+        test = sum(v["test"] for v in rep.tokens.sources.values())
+        items.append(("tokens (packed)", f"{train:,} train + {test:,} test ({rep.tokens.tokenizer})"))
+    else:
+        est = sum(v["train"] for v in rep.tokens.sources.values())
+        items.append(("tokens", f"≈{est:,} (estimated: characters / 4; not packed)"))
+    quarantined = sum(p.quarantined for p in rep.phases)
+    if quarantined:
+        items.append(("quarantined input entries", _n(quarantined)))
+    items.append(("wall time (this run's phases)", f"{secs:,.1f} s"))
+    items.append(("generated", _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
+    return items
+
+
+def render_html(rep: RunReport, tables: list[Table], examples, figs: list[Figure]) -> str:
+    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>corpus report: {html.escape(rep.recipe or rep.run_dir)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>Corpus report</h1>"]
+    parts.append("<table>" + "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                                     for k, v in _overview(rep)) + "</table>")
+    if rep.warnings:
+        parts.append("<div class=warn>" + "<br>".join(html.escape(w) for w in rep.warnings) + "</div>")
+    fig = {f.name: f for f in figs}
+
+    def img(name: str) -> str:
+        if name not in fig:
+            return ""
+        b64 = base64.b64encode(fig[name].png).decode()
+        return f"<h3>{html.escape(fig[name].title)}</h3><img alt='{name}' src='data:image/png;base64,{b64}'>"
+
+    by_title = {t.title: t for t in tables}
+    parts += [_html_table(by_title["Stages"]), _html_table(by_title["Phases"]), img("funnel"),
+              _html_table(by_title["Steps"]), _html_table(by_title["Drop reasons"])]
+    if examples:
+        parts.append("<h2>Drop examples</h2><p class=note>The first few documents dropped for each reason "
+                     "(first 200 characters).</p>")
+        for phase, rk, n, exs in examples:
+            inner = "".join(
+                f"<p><b>{html.escape(e['source'])}</b> <code>{html.escape(e['id'])}</code> "
+                + (f"<a href='{html.escape(e['url'])}'>{html.escape(e['url'][:100])}</a>" if e.get("url") else "")
+                + f" — <i>{html.escape(e['reason'][:200])}</i></p><pre>{html.escape(e['text'])}</pre>" for e in exs)
+            parts.append(f"<details><summary>{html.escape(phase)} · <b>{html.escape(rk)}</b> ({n:,} docs)</summary>{inner}</details>")
+    parts += [_html_table(by_title["Per source"]), img("keep_rates"), _html_table(by_title["Tokens per source"]),
+              img("tokens"), _html_table(by_title["Languages"]), img("languages"), img("lengths")]
+    errs = [(p.dirname, k, e) for p in rep.phases for k, e in p.input_errors.items()]
+    if errs:
+        parts.append("<h2>Failed inputs</h2><ul>" + "".join(f"<li>{html.escape(a)}/{html.escape(b)}: {html.escape(c[:300])}</li>"
+                                                           for a, b, c in errs) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render_markdown(rep: RunReport, tables: list[Table], examples, figs: list[Figure]) -> str:
+    lines = ["# Corpus report", ""] + [f"- **{k}**: {v}" for k, v in _overview(rep)] + [""]
+    if rep.warnings:
+        lines += ["> " + w for w in rep.warnings] + [""]
+    by_title = {t.title: t for t in tables}
+    fig = {f.name for f in figs}
+
+    def img(name: str, title: str) -> list[str]:
+        return [f"![{title}]({ASSETS}/{name}.png)", ""] if name in fig else []
+
+    lines += [_md_table(by_title["Stages"]), _md_table(by_title["Phases"]), *img("funnel", "documents per phase"),
+              _md_table(by_title["Steps"]), _md_table(by_title["Drop reasons"])]
+    if examples:
+        lines += ["## Drop examples", ""]
+        for phase, rk, n, exs in examples:
+            lines.append(f"**{phase} · {rk}** ({n:,} docs)")
+            lines.append("")
+            for e in exs:
+                url = f" <{e['url']}>" if e.get("url") else ""
+                lines.append(f"- `{e['source']}` `{e['id']}`{url} — _{e['reason'][:200]}_: "
+                             f"{e['text'].replace('|', '/').replace('`', chr(39))}")
+            lines.append("")
+    lines += [_md_table(by_title["Per source"]), *img("keep_rates", "keep rate per source"),
+              _md_table(by_title["Tokens per source"]), *img("tokens", "tokens per source"),
+              _md_table(by_title["Languages"]), *img("languages", "languages"), *img("lengths", "document lengths")]
+    return "\n".join(lines) + "\n"
+
+
+def build(rep: RunReport) -> tuple[list[Table], list, list[Figure]]:
+    drops, examples = drop_table(rep)
+    src_tab, rows = source_tables(rep)
+    tables = [stage_table(rep), phase_table(rep), step_table(rep), drops, src_tab, token_table(rep), lang_table(rep)]
+    return tables, examples, figures(rep, rows)
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, use_cache: bool = True,
+                 markdown: bool = True) -> Path:
+    """Write ``report.html`` (self-contained, plots embedded) and ``report.md`` (+ ``report_assets/``
+    PNGs) for a run directory; returns the HTML path. Safe to call on a run in progress."""
+    from secfoundry.corpus.engine.storage import atomic_write_bytes
+
+    run_dir = Path(run_dir)
+    rep = collect_run(run_dir, use_cache=use_cache)
+    tables, examples, figs = build(rep)
+    html_path = Path(out) if out else run_dir / "report.html"
+    atomic_write_bytes(html_path, render_html(rep, tables, examples, figs).encode("utf-8"))
+    if markdown:
+        md_path = html_path.with_suffix(".md")
+        for f in figs:
+            atomic_write_bytes(md_path.parent / ASSETS / f"{f.name}.png", f.png)
+        atomic_write_bytes(md_path, render_markdown(rep, tables, examples, figs).encode("utf-8"))
+    return html_path
