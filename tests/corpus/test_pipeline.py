@@ -198,3 +198,21 @@ def test_shipped_recipes_parse(name):
     rec = Recipe.from_yaml(REPO / "configs" / "corpus" / f"{name}.yaml")
     assert rec.inputs and rec.stages
     Recipe.from_dict(yaml.safe_load(rec.to_yaml()))  # round-trips
+
+
+def test_failed_input_is_recorded_then_retried(ray_local, tmp_path):
+    good, late = tmp_path / "good.jsonl", tmp_path / "late.jsonl"
+    good.write_text("".join(json.dumps({"text": f"good document {i}"}) + "\n" for i in range(5)))
+    d = {"inputs": [{"kind": "jsonl", "paths": [str(good), str(late)], "source": "s"}],
+         "stages": [{"name": "process", "steps": [{"step": "length_filter", "min_chars": 1}]}],
+         "engine": {"num_cpus": 2, "runtime_env": worker_env()}}
+    out = tmp_path / "out"
+    s = run_recipe(Recipe.from_dict(d), out, progress=False)
+    assert s.phases[0].docs_out == 5 and len(s.phases[0].input_errors) == 1  # the run still finished
+    assert "FileNotFoundError" in next(iter(s.phases[0].input_errors.values()))
+    late.write_text(json.dumps({"text": "arrived later"}) + "\n")
+    s = run_recipe(Recipe.from_dict(d), out, progress=False)  # plain rerun: nothing to do
+    assert s.phases[1].docs_out == 5
+    s = run_recipe(Recipe.from_dict(d), out, progress=False, retry_failed=True)
+    assert s.phases[0].input_errors == {} and s.phases[1].docs_out == 6
+    assert sorted(x.text for x in load_documents(out))[0] == "arrived later"

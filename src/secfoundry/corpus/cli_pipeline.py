@@ -21,7 +21,7 @@ def _console():
 
 
 def _run(recipe, out: Path, mirror: Optional[Path], ray_address: Optional[str], until: Optional[str],
-         num_cpus: Optional[int], verbose: bool) -> None:
+         num_cpus: Optional[int], verbose: bool, retry_failed: bool = False) -> None:
     from secfoundry.corpus.pipeline import PhaseFailed, run_recipe
     from secfoundry.errors import InputError
     from secfoundry.paths import mirror_dir
@@ -33,7 +33,7 @@ def _run(recipe, out: Path, mirror: Optional[Path], ray_address: Optional[str], 
     m = mirror_dir(mirror)
     try:
         summary = run_recipe(recipe, out, mirror=str(m) if m else None, ray_address=ray_address, until=until,
-                             console=console)
+                             console=console, retry_failed=retry_failed)
     except InputError as e:
         console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2)
@@ -66,9 +66,11 @@ def run_cmd(
     until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage (collect, process, ...)."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs for the local Ray instance."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs and progress."),
+    retry_failed: bool = typer.Option(False, "--retry-failed",
+                                      help="Retry collect inputs that failed (later stages are rebuilt)."),
 ) -> None:
     """Run a corpus recipe: collect → process → prepare. Rerun the same command to resume."""
-    _run(_load(recipe), out, mirror, ray_address, until, num_cpus, verbose)
+    _run(_load(recipe), out, mirror, ray_address, until, num_cpus, verbose, retry_failed)
 
 
 @app.command("collect")

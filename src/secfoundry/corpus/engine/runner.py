@@ -67,7 +67,7 @@ def plan_phases(recipe: Recipe) -> list[Phase]:
 class Runner:
     def __init__(self, recipe: Recipe, out: Path, *, mirror: str | None = None, ray_address: str | None = None,
                  until: str | None = None, console: Any = None, progress: bool = True,
-                 on_partition: Callable[[Phase, dict[str, Any]], None] | None = None):
+                 on_partition: Callable[[Phase, dict[str, Any]], None] | None = None, retry_failed: bool = False):
         self.recipe = recipe
         self.out = Path(out)
         m = mirror or recipe.mirror
@@ -77,6 +77,7 @@ class Runner:
         self.console = console
         self.show_progress = progress
         self.on_partition = on_partition
+        self.retry_failed = retry_failed
         self.cpus = 1
 
     # ------------------------------------------------------------------ entry
@@ -104,8 +105,15 @@ class Runner:
                 fp = fingerprint({"inputs": [dataclasses.asdict(i) for i in self.recipe.inputs],
                                   "mirror": self.mirror, "partition_rows": eng.partition_rows})
             else:
-                fp = fingerprint({"up": upstream_fp, "steps": [s.fingerprint() for s in phase.steps]})
+                # the upstream's committed content is part of the identity: if an upstream
+                # partition is redone (e.g. --retry-failed), everything after it is rebuilt
+                content = [(m["key"], m["files"], m.get("docs_out")) for m in upstream.markers()
+                           if m["key"] in set(upstream_keys)] if upstream else []
+                fp = fingerprint({"up": upstream_fp, "content": content,
+                                  "steps": [s.fingerprint() for s in phase.steps]})
             plan = self._load_or_make_plan(phase, store, fp, upstream, upstream_keys)
+            if phase.index == 0 and self.retry_failed:
+                self._forget_failed_inputs(store)
             summaries.append(self._run_phase(phase, store, plan))
             upstream_fp, upstream, upstream_keys = fp, store, plan["keys"]
             if self.until and phase.stage == self.until and (phase is phases[-1] or phases[phase.index + 1].stage != self.until):
@@ -143,6 +151,16 @@ class Runner:
         store.root.mkdir(parents=True, exist_ok=True)
         store.save_plan(plan)
         return plan
+
+    def _forget_failed_inputs(self, store: PhaseStore) -> None:
+        """Collect tasks whose input failed are committed (empty) so the run can finish; this
+        drops their markers so they are tried again."""
+        failed = [m["key"] for m in store.markers() if m.get("error")]
+        for key in failed:
+            store.marker_path(key).unlink(missing_ok=True)
+        if failed:
+            (store.root / "_SUCCESS").unlink(missing_ok=True)
+            self._say(f"{store.root.name}: retrying {len(failed)} failed input(s): {', '.join(failed)}")
 
     def _remove_stale(self, phases: list[Phase]) -> None:
         """Phase directories no longer in the recipe are stale outputs: say so, leave them."""
