@@ -180,3 +180,27 @@ def test_yaml_alias_bomb_is_refused(tmp_path):
     recs = list(SigmaSource().records(Snapshot("sigma", [tgz]), q))
     assert [r.name for r in recs] == ["Good"]
     assert "possible alias bomb" in q.items[0]["error"] and q.items[0]["entry"] == "s/rules/bomb.yml"
+
+
+def test_live_pinned_ref_and_sha256(http_server, fast_fetcher, monkeypatch, tmp_path):
+    import hashlib
+
+    from secfoundry.corpus.sources._archives import at_ref
+    from secfoundry.corpus.sources.http import ChecksumError
+
+    monkeypatch.setenv("SECFOUNDRY_HOME", str(tmp_path / "home"))
+    data = make_tgz(tmp_path / "m.tar.gz", {"sigma-abc123/rules/a/good.yml": RULE}).read_bytes()
+    http_server.add_file("SigmaHQ/sigma/archive/abc123.tar.gz", data)
+    monkeypatch.setattr("secfoundry.corpus.sources.sigma.SIGMA_TARBALL", Remote(
+        http_server.url("SigmaHQ/sigma/archive/refs/heads/master.tar.gz"), "sigma-master.tar.gz"))
+    digest = hashlib.sha256(data).hexdigest()
+    src = SigmaSource(ref="abc123", sha256=digest)
+    snap = src.fetch(None, fetcher=fast_fetcher)
+    assert snap.files[0].name == "sigma-master@abc123.tar.gz" and [r.name for r in src.records(snap)] == ["Good"]
+    n = len(http_server.requests)
+    src.fetch(None, fetcher=fast_fetcher)
+    assert len(http_server.requests) == n  # pinned and verified: no request at all
+    with pytest.raises(ChecksumError):
+        SigmaSource(ref="abc123", sha256="0" * 64).fetch(None, fetcher=fast_fetcher)
+    raw = at_ref(Remote("https://raw.githubusercontent.com/o/r/master/a/b.csv"), "v1.0")
+    assert raw.url == "https://raw.githubusercontent.com/o/r/v1.0/a/b.csv" and raw.filename == "b@v1.0.csv"

@@ -23,7 +23,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 import yaml
 
-from secfoundry.corpus.sources.base import Quarantine, decode_text, load_json
+from secfoundry.corpus.sources.base import Quarantine, Remote, decode_text, load_json
 from secfoundry.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -297,3 +297,20 @@ def set_stats(snapshot: Any, **values: Any) -> None:
         if isinstance(val, str) and len(val) > 2000:
             val = val[:1997] + "..."
         stats[key] = val
+
+
+def at_ref(remote: Remote, ref: str | None, sha256: str | None = None) -> Remote:
+    """``remote`` pinned to a git ``ref`` (tag, branch or commit) and/or a sha256.
+
+    GitHub serves ``/archive/<ref>.tar.gz`` and ``raw.githubusercontent.com/<o>/<r>/<ref>/...``
+    for any ref, so a commit id pins a moving branch tarball exactly. The cached file name
+    carries the ref so two pins never share a cache entry.
+    """
+    if not ref:
+        return Remote(remote.url, remote.filename, sha256 or remote.sha256)
+    url = re.sub(r"/archive/(?:refs/heads/|refs/tags/)?[^/]+\.tar\.gz$", f"/archive/{ref}.tar.gz", remote.url)
+    url = re.sub(r"^(https://raw\.githubusercontent\.com/[^/]+/[^/]+/)(?:refs/heads/)?[^/]+/", rf"\g<1>{ref}/", url)
+    name = remote.name
+    stem, dot, ext = name.partition(".")
+    safe = re.sub(r"[^\w.-]", "_", ref)
+    return Remote(url, f"{stem}@{safe}{dot}{ext}", sha256 or remote.sha256)

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from secfoundry.corpus.sources._archives import (
     as_list,
+    at_ref,
     attack_catalog,
     attack_id_from_tag,
     iter_tar,
@@ -159,10 +160,15 @@ class AtomicSource(Source):
     homepage = "https://github.com/redcanaryco/atomic-red-team"
     folder = "atomic-red-team"
 
+    def __init__(self, ref: str | None = None, sha256: str | None = None):
+        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
+        self.ref, self.sha256 = ref, sha256
+
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
         files, origin = resolve_files(self.name, mirror, folder=self.folder,
                                       patterns=("*.tar.gz", "*.tgz", "index.csv"),
-                                      remotes=(ATOMIC_TARBALL, ATOMIC_INDEX), fetcher=fetcher)
+                                      remotes=(at_ref(ATOMIC_TARBALL, self.ref, self.sha256),
+                                               at_ref(ATOMIC_INDEX, self.ref)), fetcher=fetcher)
         tarballs = [f for f in files if f.name.endswith((".tar.gz", ".tgz"))]
         return Snapshot(self.name, files, version=tar_date(tarballs[0]) if tarballs else "", origin=origin,
                         extra={"mirror_root": mirror_root(mirror, self.folder)})

@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from secfoundry.corpus.sources._archives import (
     as_list,
+    at_ref,
     iter_tar,
     jsonable,
     load_yaml,
@@ -351,9 +352,14 @@ class ComplianceAsCodeSource(Source):
     license = "BSD-3-Clause"
     homepage = "https://github.com/ComplianceAsCode/content"
 
+    def __init__(self, ref: str | None = None, sha256: str | None = None):
+        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
+        self.ref, self.sha256 = ref, sha256
+
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
         files, origin = resolve_files(self.name, mirror, patterns=("*.tar.gz", "*.tgz", "controls/*.yml"),
-                                      remotes=(CAC_TARBALL, *CONTROL_FILES), fetcher=fetcher)
+                                      remotes=(at_ref(CAC_TARBALL, self.ref, self.sha256),
+                                               *(at_ref(r, self.ref) for r in CONTROL_FILES)), fetcher=fetcher)
         tarballs = [f for f in files if f.name.endswith((".tar.gz", ".tgz"))]
         return Snapshot(self.name, files, version=tar_date(tarballs[0]) if tarballs else "", origin=origin)
 

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 
 from secfoundry.corpus.sources._archives import (
     as_list,
+    at_ref,
     attack_catalog,
     iter_tar,
     mirror_root,
@@ -186,10 +187,14 @@ class CTIDMappingsSource(Source):
     homepage = SITE
     folder = "ctid-mappings"
 
+    def __init__(self, ref: str | None = None, sha256: str | None = None):
+        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
+        self.ref, self.sha256 = ref, sha256
+
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
         files, origin = resolve_files(self.name, mirror, folder=self.folder,
                                       patterns=("*.tar.gz", "*_attack-*.json", "*.csv", "nist-rev5_descriptions.json"),
-                                      remotes=REMOTES, fetcher=fetcher)
+                                      remotes=(at_ref(REMOTES[0], self.ref, self.sha256), *REMOTES[1:]), fetcher=fetcher)
         # The exact framework versions are in each file's metadata (records() fills them in);
         # until then the snapshot is named by its files and the tarball's date.
         parts = [f"{f.name.split('.tar')[0]} {tar_date(f)}".strip() if f.name.endswith(".tar.gz") else f.stem

@@ -169,9 +169,14 @@ class D3FENDSource(Source):
     license = "MIT"
     homepage = "https://d3fend.mitre.org"
 
+    def __init__(self, url: str | None = None, sha256: str | None = None):
+        """``url``: another ontology file (e.g. a release's); ``sha256`` pins its content."""
+        self.url, self.sha256 = url, sha256
+
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
         files, origin = resolve_files(self.name, mirror, patterns=("*.ttl.gz", "*.ttl"),
-                                      remotes=(D3FEND_TTL,), fetcher=fetcher)
+                                      remotes=(Remote(self.url or D3FEND_TTL.url, D3FEND_TTL.name if not self.url else "",
+                                                       self.sha256),), fetcher=fetcher)
         # The Turtle carries no version annotation (its release-date property is unused), so
         # the snapshot is identified by a content hash.
         return Snapshot(self.name, files[:1], version=content_version(files[:1]), origin=origin)

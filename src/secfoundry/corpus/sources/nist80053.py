@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.corpus.sources._archives import quarantine_or_new, report, set_stats
+from secfoundry.corpus.sources._archives import at_ref, quarantine_or_new, report, set_stats
 from secfoundry.corpus.sources.base import (
     Quarantine,
     Remote,
@@ -205,11 +205,15 @@ class NIST80053Source(Source):
     homepage = "https://csrc.nist.gov/pubs/sp/800/53/r5/upd1/final"
     folder = "nist-800-53"
 
+    def __init__(self, ref: str | None = None):
+        """``ref``: an oscal-content tag or commit (e.g. ``v1.3.0``) to pin the live files to."""
+        self.ref = ref
+
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
         files, origin = resolve_files(self.name, mirror, folder=self.folder,
                                       patterns=("*catalog*.json", "*catalog*.json.gz", "*profile.json",
                                                 "*profile.json.gz"),
-                                      remotes=REMOTES, fetcher=fetcher)
+                                      remotes=tuple(at_ref(r, self.ref) for r in REMOTES), fetcher=fetcher)
         versions = set()
         for f in files:
             if "catalog" in f.name:

@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from secfoundry.corpus.sources._archives import (
     as_list,
+    at_ref,
     iter_tar,
     jsonable,
     load_yaml,
@@ -339,6 +340,11 @@ class OSVSource(Source):
     homepage = "https://osv.dev"
     folder = "advisories"
     remotes = (PYPA_TARBALL, RUSTSEC_TARBALL)
+
+    def __init__(self, pypa_ref: str | None = None, rustsec_ref: str | None = None):
+        """Git refs (tag, branch or commit) to pin the two advisory databases to."""
+        if pypa_ref or rustsec_ref:
+            self.remotes = (at_ref(PYPA_TARBALL, pypa_ref), at_ref(RUSTSEC_TARBALL, rustsec_ref))
 
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
         files, origin = resolve_files(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from secfoundry.corpus.sources._archives import (
+    at_ref,
     content_version,
     iter_tar,
     quarantine_or_new,
@@ -123,10 +124,14 @@ class OWASPCheatSheetsSource(Source):
     homepage = SITE
     folder = "owasp-cheatsheets"
 
+    def __init__(self, ref: str | None = None, sha256: str | None = None):
+        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
+        self.ref, self.sha256 = ref, sha256
+
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
         files, origin = resolve_files(self.name, mirror, folder=self.folder,
                                       patterns=("cheatsheets/*.md", "*.tar.gz"),
-                                      remotes=(OWASP_TARBALL,), fetcher=fetcher)
+                                      remotes=(at_ref(OWASP_TARBALL, self.ref, self.sha256),), fetcher=fetcher)
         tarballs = [f for f in files if f.name.endswith(".tar.gz")]
         version = tar_date(tarballs[0]) if tarballs else content_version(files)
         return Snapshot(self.name, files, version=version, origin=origin)

@@ -33,6 +33,7 @@ from secfoundry.corpus.sources._archives import (
     load_yaml,
     mirror_root,
     quarantine_or_new,
+    at_ref,
     report,
     set_stats,
     tar_date,
@@ -148,9 +149,13 @@ class SigmaSource(Source):
     license = "DRL-1.1"
     homepage = "https://github.com/SigmaHQ/sigma"
 
+    def __init__(self, ref: str | None = None, sha256: str | None = None):
+        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
+        self.ref, self.sha256 = ref, sha256
+
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
         files, origin = resolve_files(self.name, mirror, patterns=("*.tar.gz", "*.tgz"),
-                                      remotes=(SIGMA_TARBALL,), fetcher=fetcher)
+                                      remotes=(at_ref(SIGMA_TARBALL, self.ref, self.sha256),), fetcher=fetcher)
         return Snapshot(self.name, files, version=tar_date(files[0]), origin=origin,
                         extra={"mirror_root": mirror_root(mirror, self.name)})
 
