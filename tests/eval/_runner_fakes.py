@@ -139,4 +139,4 @@ class ToyMCQ(Task):
         correct = sum(1 for it, p in zip(items, parsed) if p.valid and p.answer == it.gold)
         acc = round(100.0 * correct / n, 2) if n else 0.0
         return {"score": acc, "accuracy": acc, "lenient_accuracy": acc, "n": n, "n_valid": valid,
-                "parse_failures": n - valid}
+                "parse_failures": n - valid, "higher_is_better": True}

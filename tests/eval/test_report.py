@@ -46,7 +46,7 @@ def test_html_and_markdown(two_runs, tmp_path):
     assert "rule:test faith/logprob/5-shot" in html and "2×T=0.3" in html
     md = md_path.read_text()
     assert "| toy-mcq | accuracy ↑ |" in md and "| toy-vsp | mad ↓ |" in md
-    assert "(std, 2 trials)" in md and "[1.50, 2.30]" in md
+    assert "(std, 2 trials)" in md and "[1.5, 2.3]" in md
     assert "![scores](report.png)" in md
     assert "lenient_accuracy" in md  # all named metrics are listed
 

@@ -123,6 +123,7 @@ def test_trials_report_mean_std_and_draw_new_shots(tmp_path):
     assert [p["score"] for p in res["per_trial"]] == per_trial
     assert res["score"] == pytest.approx(sum(per_trial) / 3)
     assert res["score_std"] == pytest.approx(res["std"]["score"])
+    assert res["higher_is_better"] is True and "higher_is_better" not in res["std"]
     assert res["n"] == 25  # 30 items minus 5 shots, every trial
     for t in range(3):
         shots = {s.id for s in draw_shots(ToyMCQ().load(), 5, 1234, t)}
@@ -175,3 +176,38 @@ def test_sample_store_rejects_corrupt_middle_line(tmp_path):
     p.write_text('{"benchmark": "x", "trial": 0, "item_id": "1", "variant": ""}\nnot json\n')
     with pytest.raises(InputError, match="row 2"):
         SampleStore(p)
+
+
+def test_real_tasks_fewshot_and_generation_fallback(tmp_path, bench_dir):
+    """Real CTIBench tasks on a few items: MCQ by letter log-probabilities (5-shot prefix shared
+    by the batch), and RCM (not multiple choice) falling back to base-style generation."""
+    from secfoundry.eval.benchmarks import get_task
+
+    model = RuleModel()
+    out = tmp_path / "real"
+    res = run_eval(RunConfig(model="rule:test", benchmarks=["ctibench-mcq", "ctibench-rcm"], out=out,
+                             mode="logprob", limit=4, data_dir=bench_dir),
+                   model=model, tasks={n: get_task(n) for n in ("ctibench-mcq", "ctibench-rcm")}).results
+    mcq, rcm = res["ctibench-mcq"], res["ctibench-rcm"]
+    assert mcq["n"] == 4 and mcq["n_valid"] == 4 and mcq["shots"] == 5 and mcq["mode"] == "logprob"
+    assert "mode_fallback" in rcm and rcm["mode"] == "generate" and rcm["n"] == 4
+    samples = _samples(out)
+    mcq_s = [s for s in samples if s["benchmark"] == "ctibench-mcq"]
+    assert all(s["answer"] == "A" for s in mcq_s)  # RuleModel answers A on unmarked questions
+    assert mcq["score"] == pytest.approx(100 * sum(s["gold"] == "A" for s in mcq_s) / 4)
+    prefixes = [p for k, p, _n in model.calls if k == "choice"]
+    assert len(set(prefixes)) == 1 and prefixes[0].startswith("The following are multiple choice questions")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["datasets"]["ctibench-mcq"], "dataset files and sha256 are recorded"
+
+
+def test_quickstart_group_resolution(bench_dir):
+    from secfoundry.eval.runner import resolve_benchmarks
+
+    names, quick = resolve_benchmarks(["quickstart"], bench_dir)
+    assert quick and "ctibench-mcq" in names and "cybermetric-500" in names
+    assert "cybermetric-10000" not in names and "mmlu" not in names  # not available locally
+    names, quick = resolve_benchmarks(["ctibench", "cybermetric-80"], bench_dir)
+    assert not quick and names[-1] == "cybermetric-80" and "ctibench-taa" in names
+    with pytest.raises(InputError, match="unknown benchmark"):
+        resolve_benchmarks(["nope"], bench_dir)

@@ -124,6 +124,9 @@ class RichProgress:
         dt = time.perf_counter() - self._t0
         self._p.update(tid, rate=f"{done / dt:.1f} req/s" if dt > 0 else "")
 
+    def note(self, benchmark: str, message: str) -> None:
+        self._p.console.print(f"[yellow]{benchmark}[/yellow]: {message}")
+
     def finish(self, benchmark: str) -> None:
         tid = self._ids[benchmark]
         self._p.update(tid, completed=self._p.tasks[tid].total)
@@ -135,12 +138,17 @@ def summary_table(results: dict, title: str = ""):
     from secfoundry.eval.report import fmt_score
 
     t = Table(title=title)
-    for col in ("benchmark", "metric", "score", "95% CI / ±std", "n", "n_valid", "parse fail", "time"):
-        t.add_column(col, justify="left" if col in ("benchmark", "metric") else "right")
+    t.add_column("benchmark", no_wrap=True)
+    t.add_column("metric")
+    for col in ("score", "95% CI / ±std", "n", "valid", "fail", "time"):
+        t.add_column(col, justify="right", no_wrap=col != "95% CI / ±std")
     for name, r in results.items():
         ci = r.get("ci95")
         spread = f"± {fmt_score(r['score_std'])}" if r.get("score_std") is not None else (
-            f"[{fmt_score(ci[0])}, {fmt_score(ci[1])}]" if ci else "")
-        t.add_row(name, str(r.get("headline", "")), fmt_score(r.get("score")), spread, str(r.get("n", "")),
+            f"{fmt_score(ci[0])}–{fmt_score(ci[1])}" if ci else "")
+        metric = str(r.get("headline", "")) + (" ↑" if r.get("higher_is_better", True) else " ↓")
+        if r.get("mode_fallback"):
+            metric += " (gen)"
+        t.add_row(name, metric, fmt_score(r.get("score")), spread, str(r.get("n", "")),
                   str(r.get("n_valid", "")), str(r.get("parse_failures", "")), f"{r.get('elapsed_s', 0):.0f}s")
     return t

@@ -32,14 +32,13 @@ class Run:
 
 
 def fmt_score(v: Any) -> str:
+    """Four significant digits: 61.32, 1.908, 0.4123 (tasks pick their own scale)."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
+    if isinstance(v, bool) or isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1.5 else f"{v:.2f}"
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
     return str(v)
 
 

@@ -34,6 +34,7 @@ from secfoundry.models.base import GenerationConfig, LanguageModel
 GROUPS = ("quickstart", "all")
 QUICKSTART_LIMIT = 20  # items per benchmark in the quickstart group unless --limit says otherwise
 QUICKSTART_MAX_NEW_TOKENS = 48  # keeps generation benchmarks to seconds per item on a CPU
+QUICKSTART_GEN_LIMIT = 8  # generation benchmarks in quickstart: long few-shot prompts, so fewer items
 FAITH_BASE_SHOTS = 5
 
 
@@ -59,6 +60,7 @@ class RunConfig:
     max_new_tokens: int | None = None
     fresh: bool = False  # discard samples of an earlier run in the same directory
     gen_token_cap: int | None = None  # upper bound on max_new_tokens (quickstart keeps generation short)
+    gen_limit: int | None = None  # items per generation benchmark when lower than ``limit`` (quickstart)
     bootstrap: int = 1000  # bootstrap resamples for the 95% CI of each benchmark's score
     model_options: dict[str, Any] = field(default_factory=dict)  # passed to load_model (threads, dtype...)
 
@@ -66,7 +68,7 @@ class RunConfig:
         """The fields that must agree for a directory to be resumed."""
         return {k: getattr(self, k) for k in ("model", "protocol", "mode", "shots", "trials", "temperature",
                                               "limit", "seed", "permute", "score_options", "instruct",
-                                              "max_new_tokens", "gen_token_cap")}
+                                              "max_new_tokens", "gen_token_cap", "gen_limit")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,7 +399,9 @@ def aggregate_trials(per_trial: list[dict[str, Any]]) -> dict[str, Any]:
     for k in keys:
         vals = [_num(m.get(k)) for m in per_trial]
         nums = [v for v in vals if v is not None]
-        if nums and len(nums) == len(vals):
+        if any(isinstance(m.get(k), bool) for m in per_trial):
+            out[k] = per_trial[0].get(k)  # flags (higher_is_better) are not averaged
+        elif nums and len(nums) == len(vals):
             mean = _mean(nums)
             ints = all(isinstance(m.get(k), int) and not isinstance(m.get(k), bool) for m in per_trial)
             out[k] = int(mean) if ints and mean.is_integer() else mean
@@ -491,6 +495,8 @@ class Progress:
 
     def finish(self, benchmark: str) -> None: ...
 
+    def note(self, benchmark: str, message: str) -> None: ...
+
 
 def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -541,6 +547,8 @@ def run_eval(cfg: RunConfig, model: LanguageModel | None = None, tasks: dict[str
             cfg.limit = QUICKSTART_LIMIT
         if cfg.gen_token_cap is None:
             cfg.gen_token_cap = QUICKSTART_MAX_NEW_TOKENS
+        if cfg.gen_limit is None:
+            cfg.gen_limit = min(QUICKSTART_GEN_LIMIT, cfg.limit)
 
     if cfg.fresh:
         for f in ("samples.jsonl", "results.json", "prefixes.jsonl"):
@@ -601,6 +609,34 @@ class TrialPlan:
     requests: list[Request]
 
 
+def _plan_trials(task: Task, items: list[Item], protocol: Protocol, cfg: RunConfig,
+                 limit: int | None = None) -> list[TrialPlan]:
+    pool = task.eligible(items, protocol) if hasattr(task, "eligible") else items
+    plan: list[TrialPlan] = []
+    for trial in range(protocol.trials):
+        if _task_draws_shots(task):
+            tp = protocol  # the task applies its own shot defaults and draws from the pool
+            shots = task.draw_shots(pool, tp, trial)  # type: ignore[attr-defined]
+        else:
+            tp = dataclasses.replace(protocol, shots=resolve_shots(protocol))
+            shots = draw_shots(pool, tp.shots or 0, tp.seed, trial)
+        scored = scored_items(pool, shots, limit)
+        shot_ids = {s.id for s in shots}
+        reqs = [r for r in task.requests(scored, tp, trial, pool if _task_draws_shots(task) else shots)
+                if r.item_id not in shot_ids]
+        for r in reqs:
+            if r.kind != "generate":
+                continue
+            g = r.gen or GenerationConfig()
+            if cfg.gen_token_cap is not None and g.max_new_tokens > cfg.gen_token_cap:
+                g = dataclasses.replace(g, max_new_tokens=cfg.gen_token_cap)
+            if g.seed is None and g.temperature > 0:
+                g = dataclasses.replace(g, seed=tp.seed + trial)
+            r.gen = g
+        plan.append(TrialPlan(trial, tp, shots, scored, reqs))
+    return plan
+
+
 def _task_draws_shots(task: Task) -> bool:
     """Tasks overriding the ``Task.draw_shots`` hook choose their own shots (and defaults)."""
     hook = getattr(Task, "draw_shots", None)
@@ -617,29 +653,23 @@ def _run_benchmark(name: str, task: Task, model: LanguageModel, protocol: Protoc
         raise InputError(f"{name}: item ids are not unique", field="Item.id")
 
     # Plan every trial first so the progress bar knows the total.
-    pool = task.eligible(items, protocol) if hasattr(task, "eligible") else items
-    plan: list[TrialPlan] = []
-    for trial in range(protocol.trials):
-        if _task_draws_shots(task):
-            tp = protocol  # the task applies its own shot defaults and draws from the pool
-            shots = task.draw_shots(pool, tp, trial)  # type: ignore[attr-defined]
-        else:
-            tp = dataclasses.replace(protocol, shots=resolve_shots(protocol))
-            shots = draw_shots(pool, tp.shots or 0, tp.seed, trial)
-        scored = scored_items(pool, shots, cfg.limit)
-        shot_ids = {s.id for s in shots}
-        reqs = [r for r in task.requests(scored, tp, trial, pool if _task_draws_shots(task) else shots)
-                if r.item_id not in shot_ids]
-        for r in reqs:
-            if r.kind != "generate":
-                continue
-            g = r.gen or GenerationConfig()
-            if cfg.gen_token_cap is not None and g.max_new_tokens > cfg.gen_token_cap:
-                g = dataclasses.replace(g, max_new_tokens=cfg.gen_token_cap)
-            if g.seed is None and g.temperature > 0:
-                g = dataclasses.replace(g, seed=tp.seed + trial)
-            r.gen = g
-        plan.append(TrialPlan(trial, tp, shots, scored, reqs))
+    fallback = None
+    try:
+        plan = _plan_trials(task, items, protocol, cfg, cfg.limit)
+        if cfg.gen_limit is not None and cfg.limit is not None and cfg.gen_limit < cfg.limit and all(
+                r.kind == "generate" for p in plan for r in p.requests):
+            plan = _plan_trials(task, items, protocol, cfg, cfg.gen_limit)
+    except InputError:
+        raise
+    except ValueError as e:
+        if protocol.mode != "logprob":
+            raise InputError(str(e), field="--benchmark") from e
+        # Not a multiple-choice-by-letter benchmark (RCM, VSP, ATE, TAA, multi-answer MCQ):
+        # ask it base-style instead (few-shot continuation, short generation), and say so.
+        fallback = f"logprob mode not applicable ({e}); generated base-style instead"
+        limit = min(x for x in (cfg.limit, cfg.gen_limit) if x is not None) if (cfg.limit or cfg.gen_limit) else None
+        plan = _plan_trials(task, items, dataclasses.replace(protocol, mode="generate", instruct=False), cfg, limit)
+        progress.note(name, fallback)
     _record_prefixes(out, name, plan)
 
     total = sum(len(p.requests) for p in plan)
@@ -666,6 +696,8 @@ def _run_benchmark(name: str, task: Task, model: LanguageModel, protocol: Protoc
 
     result = _score_benchmark(name, task, cfg, plan, by_id, store)
     elapsed = time.perf_counter() - t0
+    if fallback:
+        result["mode_fallback"] = fallback
     result["elapsed_s"] = round(elapsed, 3)
     result["answered_now"] = todo
     if todo and elapsed > 0:
