@@ -151,3 +151,23 @@ def test_live(http_server, fast_fetcher, mirror, monkeypatch, tmp_path):
     assert sum("kev" in r.attributes["frameworks"] for r in recs) == 419 and snap.extra["csv_rows"] == 839
     src.fetch(None, fetcher=fast_fetcher)
     assert "if-none-match" in http_server.requests_to("ctid/cve.csv")[-1].headers
+
+
+def test_attack_catalog_uses_the_newest_cached_release(tmp_path, monkeypatch):
+    from secfoundry.corpus.sources._archives import attack_catalog
+
+    def bundle(ids):
+        return json.dumps({"type": "bundle", "objects": [
+            {"type": "attack-pattern", "external_references": [{"source_name": "mitre-attack", "external_id": i}]}
+            for i in ids] + [{"type": "x-mitre-tactic", "x_mitre_shortname": "execution"}]})
+
+    d = tmp_path / "attack"
+    d.mkdir()
+    (d / "enterprise-attack-9.0.json").write_text(bundle(["T1", "T0001"]))
+    (d / "enterprise-attack-10.0.json").write_text(bundle(["T0002"]))
+    (d / "enterprise-attack-10.0.json.meta.json").write_text("{}")
+    cat = attack_catalog(tmp_path)
+    assert cat is not None and cat.version == "10.0" and cat.ids == frozenset({"T0002"})
+    assert cat.tactics == frozenset({"execution"})
+    monkeypatch.setenv("SECFOUNDRY_HOME", str(tmp_path / "empty-home"))
+    assert attack_catalog(tmp_path / "nothing") is None  # no bundle anywhere: ids are not checked

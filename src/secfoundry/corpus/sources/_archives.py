@@ -247,7 +247,14 @@ def attack_catalog(mirror: Path | None) -> AttackCatalog | None:
         pass
     for d in dirs:
         files = sorted(d.glob("*attack*.json*")) if d.is_dir() else []
-        files = [f for f in files if not f.name.endswith(".meta.json") and f.name != "index.json"]
+        files = [f for f in files if not f.name.endswith(".meta.json") and f.name != "index.json"
+                 and not f.name.startswith(".")]
+        # A cache may hold several releases: check against the newest one only.
+        versions = {f: tuple(int(x) for x in m.group(1).split("."))
+                    for f in files if (m := re.search(r"-(\d+(?:\.\d+)*)\.json", f.name))}
+        if versions:
+            newest = max(versions.values())
+            files = [f for f in files if versions.get(f) == newest]
         if files:
             return _load_catalog(tuple(files))
     return None
