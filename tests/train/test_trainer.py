@@ -104,3 +104,14 @@ def test_schedules():
     wsd = ScheduleConfig(kind="wsd", warmup_steps=10, decay_fraction=0.2)
     assert lr_at(50, 100, o, wsd) == pytest.approx(1.0)
     assert lr_at(100, 100, o, wsd) == pytest.approx(0.1)
+
+
+def test_rows_are_cut_not_cropped_and_eval_groups(tmp_path):
+    from secfoundry.train.data import MixedBatches, eval_batches, is_general
+
+    sh = make_shards(tmp_path / "s", {"attack": 10, "general:wikitext": 10}, seq_len=32)
+    mb = MixedBatches(sh, seq_len=8, micro_batch_size=4, seed=0)
+    assert sum(len(s.source) for s in mb.streams) == 4 * 20  # every 32-token row gives four 8-token rows
+    sec = list(eval_batches(sh, "test", 8, 4, 0, sources=lambda s: not is_general(s)))
+    gen = list(eval_batches(sh, "test", 8, 4, 0, sources=is_general))
+    assert sum(len(b) for b in sec) == 4 * 2 and sum(len(b) for b in gen) == 4 * 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,9 +18,30 @@ import torch
 from secfoundry.corpus.prepare.shards import Manifest, PackedSource
 
 
+class RowView:
+    """Rows of ``seq_len`` tokens cut from packed rows (2048-token shards train at 512 too).
+
+    When ``seq_len`` divides the packed length every packed row yields ``packed // seq_len``
+    training rows, so no data is thrown away; otherwise rows are cropped.
+    """
+
+    def __init__(self, source: PackedSource, packed_len: int, seq_len: int):
+        self.source, self.seq_len = source, seq_len
+        self.k = packed_len // seq_len if packed_len % seq_len == 0 else 1
+        self.name = source.name
+
+    def __len__(self) -> int:
+        return len(self.source) * self.k
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        row = self.source[i // self.k]
+        j = (i % self.k) * self.seq_len
+        return row[j:j + self.seq_len]
+
+
 @dataclass
 class _Stream:
-    source: PackedSource
+    source: RowView
     seed: int
     epoch: int = 0
     cursor: int = 0
@@ -58,7 +79,8 @@ class MixedBatches:
         for i, (name, info) in enumerate(sorted(man.splits.get(split, {}).items())):
             if info.n_seqs == 0:
                 continue
-            streams[name] = _Stream(PackedSource(Path(shards), man, split, name), seed=hash_seed(seed, name))
+            streams[name] = _Stream(RowView(PackedSource(Path(shards), man, split, name), man.seq_len, self.seq_len),
+                                    seed=hash_seed(seed, name))
             raw_w[name] = float((weights or {}).get(name, info.n_tokens))
         if not streams:
             raise ValueError(f"{shards}: split {split!r} has no sequences")
@@ -74,7 +96,10 @@ class MixedBatches:
             probs = {k: v * (1 - replay_ratio) for k, v in probs.items()}
             for name, info in sorted(rsrc.items()):
                 key = f"replay:{name}"
-                streams[key] = _Stream(PackedSource(Path(replay_shards), rman, split, name), seed=hash_seed(seed, key))
+                if rman.seq_len < self.seq_len:
+                    raise ValueError(f"{replay_shards}: packed length {rman.seq_len} < seq_len {self.seq_len}")
+                streams[key] = _Stream(RowView(PackedSource(Path(replay_shards), rman, split, name), rman.seq_len,
+                                               self.seq_len), seed=hash_seed(seed, key))
                 probs[key] = replay_ratio * info.n_tokens / rtotal
         self.names = sorted(streams)
         self.streams = [streams[n] for n in self.names]
@@ -115,18 +140,28 @@ def hash_seed(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha1(f"{seed}:{name}".encode()).digest()[:4], "big")
 
 
-def eval_batches(shards: str | Path, split: str, seq_len: int | None, micro_batch_size: int, max_batches: int):
-    """Fixed held-out batches: the first rows of every source, interleaved (deterministic)."""
+def eval_batches(shards: str | Path, split: str, seq_len: int | None, micro_batch_size: int, max_batches: int,
+                 sources: Callable[[str], bool] | None = None):
+    """Fixed held-out batches: rows of every (selected) source, interleaved (deterministic).
+
+    ``max_batches <= 0`` means every row.
+    """
     man = Manifest.load(Path(shards))
     sl = seq_len or man.seq_len
-    srcs = [PackedSource(Path(shards), man, split, n) for n, i in sorted(man.splits.get(split, {}).items()) if i.n_seqs]
+    srcs = [RowView(PackedSource(Path(shards), man, split, n), man.seq_len, sl)
+            for n, i in sorted(man.splits.get(split, {}).items()) if i.n_seqs and (sources is None or sources(n))]
     rows: list[np.ndarray] = []
-    want = micro_batch_size * max_batches
+    want = micro_batch_size * max_batches if max_batches > 0 else sum(len(s) for s in srcs)
     i = 0
     while len(rows) < want and any(i < len(s) for s in srcs):
         for s in srcs:
             if i < len(s) and len(rows) < want:
-                rows.append(np.asarray(s[i][:sl]))
+                rows.append(np.asarray(s[i]))
         i += 1
     for b in range(0, len(rows), micro_batch_size):
         yield torch.from_numpy(np.stack(rows[b:b + micro_batch_size]).astype(np.int64))
+
+
+def is_general(source: str) -> bool:
+    """Replay/general-domain sources are named ``general:<name>`` by the corpus pipeline."""
+    return source.startswith("general:") or source.startswith("replay:") or source == "general"

@@ -21,7 +21,7 @@ import torch
 
 from secfoundry.train import checkpoint as ckpt
 from secfoundry.train.config import TrainConfig, dumps
-from secfoundry.train.data import MixedBatches, eval_batches
+from secfoundry.train.data import MixedBatches, eval_batches, is_general
 from secfoundry.train.model import export_hf, flops_per_token, load_model, load_tokenizer
 from secfoundry.train.schedule import lr_at
 
@@ -184,24 +184,23 @@ class Trainer:
     def evaluate(self, model, seq_len: int) -> dict[str, float]:
         """Held-out perplexity on the corpus test split (and on general text when configured)."""
         cfg, acc = self.cfg, self.acc
-        sets = {"security": cfg.data.shards}
+        # The corpus test split holds both security and replay (general:*) documents: report
+        # them apart, since the experiment wants security up and general not down.
+        sets = [("security", cfg.data.shards, lambda s: not is_general(s)),
+                ("general", cfg.data.shards, is_general)]
         if cfg.general_eval_shards:
-            sets["general"] = cfg.general_eval_shards
+            sets[1] = ("general", cfg.general_eval_shards, None)
+        elif cfg.data.replay_shards:
+            sets[1] = ("general", cfg.data.replay_shards, None)
         was_training = model.training
         model.eval()
         res = {}
-        for name, shards in sets.items():
-            total, count = 0.0, 0
-            for batch in eval_batches(shards, cfg.data.eval_split, seq_len, cfg.micro_batch_size, cfg.eval_batches):
-                batch = batch.to(acc.device)
-                with acc.autocast():
-                    loss = model(input_ids=batch, labels=batch, use_cache=False).loss
-                n = batch.numel() - batch.shape[0]
-                total += float(loss) * n
-                count += n
-            if count:
-                res[f"eval_{name}_loss"] = total / count
-                res[f"eval_{name}_ppl"] = math.exp(total / count)
+        for name, shards, select in sets:
+            r = heldout_loss(model, shards, cfg.data.eval_split, seq_len, cfg.micro_batch_size, cfg.eval_batches,
+                             select, acc.device, acc.autocast)
+            if r is not None:
+                res[f"eval_{name}_loss"] = r
+                res[f"eval_{name}_ppl"] = math.exp(r)
         if was_training:
             model.train()
         return res
@@ -232,6 +231,22 @@ class Trainer:
                     tb.add_scalar(k, v, rec["step"])
         if self.on_log:
             self.on_log(rec)
+
+
+@torch.no_grad()
+def heldout_loss(model, shards, split: str, seq_len: int | None, micro_batch_size: int, max_batches: int,
+                 select=None, device="cpu", autocast=None) -> float | None:
+    """Mean next-token loss over held-out packed rows (None when the selection is empty)."""
+    total, count = 0.0, 0
+    for batch in eval_batches(shards, split, seq_len, micro_batch_size, max_batches, sources=select):
+        batch = batch.to(device)
+        ctx = autocast() if autocast else torch.autocast("cpu", dtype=torch.bfloat16)
+        with ctx:
+            loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+        n = batch.numel() - batch.shape[0]
+        total += float(loss) * n
+        count += n
+    return total / count if count else None
 
 
 class _null:
