@@ -11,6 +11,7 @@ import typer
 from secfoundry import __version__
 from secfoundry.corpus.cli import app as corpus_app
 from secfoundry.eval.cli import app as eval_app
+from secfoundry.experiment_cli import app as experiment_app
 from secfoundry.kb.cli import app as kb_app
 from secfoundry.models.cli import app as models_app
 from secfoundry.train.cli import app as train_app
@@ -22,6 +23,7 @@ app.add_typer(kb_app, name="kb", help="Security knowledge base: sync sources, lo
 app.add_typer(corpus_app, name="corpus", help="Corpus pipeline: collect, process, prepare.")
 app.add_typer(train_app, name="train", help="Continued pretraining.")
 app.add_typer(models_app, name="models", help="Model backends: convert, inspect, generate.")
+app.add_typer(experiment_app, name="experiment", help="End-to-end experiments (the replication run).")
 
 
 @app.command()

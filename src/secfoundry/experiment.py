@@ -1,0 +1,205 @@
+"""The replication experiment: does continued pretraining on our corpus make the embedded model
+better at security without making it worse at everything else?
+
+corpus quickstart -> evaluate base -> continued pretraining -> evaluate the result with the same
+harness settings -> report (table with CIs, loss curve) appended to RESULTS.md. Every step
+resumes: the corpus runner, the eval runner (samples.jsonl) and the trainer (checkpoints).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ReplicateConfig:
+    out: Path = Path("runs/replicate")
+    corpus_recipe: Path = REPO / "configs" / "corpus" / "quickstart.yaml"
+    train_recipe: Path = REPO / "configs" / "train" / "smollm2-135m-cpt.yaml"
+    mirror: str | None = None
+    benchmarks: list[str] = field(default_factory=lambda: ["ctibench-mcq", "cybermetric-500", "seceval"])
+    shots: int = 5  # FAITH base-model protocol for both models: same prompts, logprob letters
+    eval_limit: int | None = None
+    ppl_batches: int = 0  # 0: every held-out row
+    train_overrides: list[str] = field(default_factory=list)
+    results_md: Path | None = REPO / "RESULTS.md"
+
+
+def heldout_perplexities(model_dir: str | Path, shards: Path, seq_len: int, batch: int = 8,
+                         max_batches: int = 0) -> dict[str, float]:
+    """Security and general held-out perplexity of an HF model directory on the corpus test split."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from secfoundry.train.data import is_general
+    from secfoundry.train.trainer import heldout_loss
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32)
+    model.eval()
+    out = {}
+    for name, sel in (("security", lambda s: not is_general(s)), ("general", is_general)):
+        loss = heldout_loss(model, shards, "test", seq_len, batch, max_batches, sel)
+        if loss is not None:
+            out[f"{name}_loss"] = loss
+            out[f"{name}_ppl"] = math.exp(loss)
+    return out
+
+
+def _eval(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any]:
+    from secfoundry.eval.runner import RunConfig, run_eval
+
+    rc = RunConfig(model=f"hf:{model_dir}", benchmarks=list(cfg.benchmarks), out=out, protocol="faith",
+                   mode="logprob", shots=cfg.shots, instruct=False, limit=cfg.eval_limit)
+    return run_eval(rc).results
+
+
+def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
+    from secfoundry.corpus.pipeline import run_recipe
+    from secfoundry.models.embedded import ensure_converted
+    from secfoundry.train.config import TrainConfig
+    from secfoundry.train.trainer import Trainer
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    t = time.time()
+    say("[1/5] corpus (quickstart recipe)")
+    run_recipe(cfg.corpus_recipe, out / "corpus", mirror=cfg.mirror)
+    shards = out / "corpus" / "shards"
+    timings["corpus_s"] = time.time() - t
+
+    tcfg = TrainConfig.from_yaml(cfg.train_recipe, [f"data.shards={shards}", "data.replay_shards=null",
+                                                     f"out_dir={out / 'train'}", *cfg.train_overrides])
+    seq_len = tcfg.data.seq_len or 512
+    base = ensure_converted()
+
+    t = time.time()
+    say("[2/5] evaluate the base model")
+    base_ppl = _cached(out / "base_ppl.json", lambda: heldout_perplexities(base, shards, seq_len, max_batches=cfg.ppl_batches))
+    base_res = _eval(base, cfg, out / "eval-base")
+    timings["eval_base_s"] = time.time() - t
+
+    t = time.time()
+    say(f"[3/5] continued pretraining: {tcfg.max_steps} steps x {tcfg.micro_batch_size * tcfg.grad_accum * seq_len:,} tokens")
+    result = Trainer(tcfg).run(resume=True)
+    timings["train_s"] = time.time() - t
+    cpt = result.export_dir or (out / "train" / "final")
+
+    t = time.time()
+    say("[4/5] evaluate the continued model")
+    cpt_ppl = _cached(out / "cpt_ppl.json", lambda: heldout_perplexities(cpt, shards, seq_len, max_batches=cfg.ppl_batches))
+    cpt_res = _eval(cpt, cfg, out / "eval-cpt")
+    timings["eval_cpt_s"] = time.time() - t
+
+    say("[5/5] report")
+    summary = {"base": {"ppl": base_ppl, "bench": base_res}, "cpt": {"ppl": cpt_ppl, "bench": cpt_res},
+               "train": {"steps": result.steps, "tokens": result.tokens, "final_loss": result.final_loss},
+               "timings": timings, "command": " ".join(shlex.quote(a) for a in sys.argv)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    md = render_markdown(summary, out / "train" / "metrics.jsonl")
+    (out / "report.md").write_text(md)
+    if cfg.results_md:
+        with Path(cfg.results_md).open("a") as f:
+            f.write("\n" + md)
+    return summary
+
+
+def _cached(path: Path, fn):
+    if path.exists():
+        return json.loads(path.read_text())
+    val = fn()
+    path.write_text(json.dumps(val))
+    return val
+
+
+def verdicts(summary: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(target, measured, threshold, met?) for the issue's three targets."""
+    b, c = summary["base"], summary["cpt"]
+    rows = []
+    if "security_ppl" in b["ppl"] and "security_ppl" in c["ppl"]:
+        d = c["ppl"]["security_ppl"] / b["ppl"]["security_ppl"] - 1
+        rows.append(("held-out security perplexity", f"{d:+.1%}", "-20% or better", d <= -0.20))
+    if "general_ppl" in b["ppl"] and "general_ppl" in c["ppl"]:
+        d = c["ppl"]["general_ppl"] / b["ppl"]["general_ppl"] - 1
+        rows.append(("general perplexity", f"{d:+.1%}", "+5% at most", d <= 0.05))
+    if "ctibench-mcq" in b["bench"] and "ctibench-mcq" in c["bench"]:
+        d = (c["bench"]["ctibench-mcq"]["score"] - b["bench"]["ctibench-mcq"]["score"])
+        scale = 100 if b["bench"]["ctibench-mcq"]["score"] <= 1 else 1
+        rows.append(("CTIBench-MCQ", f"{d * scale:+.2f} points", "+3 points or more", d * scale >= 3))
+    return rows
+
+
+def render_markdown(summary: dict[str, Any], metrics_path: Path | None = None) -> str:
+    b, c = summary["base"], summary["cpt"]
+    lines = ["## Replication experiment (SmolLM2-135M continued pretraining)", "",
+             f"Command: `{summary.get('command', '')}`", "",
+             f"Training: {summary['train']['steps']} steps, {summary['train']['tokens']:,} tokens, "
+             f"final train loss {summary['train']['final_loss']:.4f}.", "",
+             "| metric | base | continued | change |", "|---|---|---|---|"]
+    for k in ("security_ppl", "general_ppl"):
+        if k in b["ppl"] and k in c["ppl"]:
+            lines.append(f"| held-out {k.replace('_ppl', '')} perplexity | {b['ppl'][k]:.3f} | {c['ppl'][k]:.3f} "
+                         f"| {c['ppl'][k] / b['ppl'][k] - 1:+.1%} |")
+    for name in sorted(set(b["bench"]) & set(c["bench"])):
+        rb, rc = b["bench"][name], c["bench"][name]
+
+        def fmt(r):
+            ci = r.get("ci95")
+            s = f"{r['score']:.4f}"
+            return s + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "") + f" (n={r.get('n')}, valid={r.get('n_valid')})"
+
+        lines.append(f"| {name} (5-shot logprob) | {fmt(rb)} | {fmt(rc)} | {rc['score'] - rb['score']:+.4f} |")
+    lines += ["", "| target | measured | threshold | met |", "|---|---|---|---|"]
+    for name, got, want, ok in verdicts(summary):
+        lines.append(f"| {name} | {got} | {want} | {'yes' if ok else 'no'} |")
+    if metrics_path and metrics_path.exists():
+        png = loss_curve_png(metrics_path)
+        if png:
+            (metrics_path.parent / "loss_curve.png").write_bytes(png)
+            lines += ["", f"Loss curve: `{metrics_path.parent / 'loss_curve.png'}`"]
+    return "\n".join(lines) + "\n"
+
+
+def loss_curve_png(metrics_path: Path) -> bytes | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    tr = [(r["step"], r["loss"]) for r in recs if "loss" in r]
+    ev = [(r["step"], r["eval_security_loss"]) for r in recs if "eval_security_loss" in r]
+    gv = [(r["step"], r["eval_general_loss"]) for r in recs if "eval_general_loss" in r]
+    if not tr:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(*zip(*tr), label="train loss")
+    if ev:
+        ax.plot(*zip(*ev), "o-", label="held-out security loss")
+    if gv:
+        ax.plot(*zip(*gv), "s-", label="held-out general loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()

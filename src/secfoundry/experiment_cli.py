@@ -1,0 +1,38 @@
+"""`secfoundry experiment` commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("replicate")
+def replicate_cmd(
+    out: Path = typer.Option(Path("runs/replicate"), "--out"),
+    mirror: Optional[str] = typer.Option(None, "--mirror", envvar="SECFOUNDRY_MIRROR", help="Source mirror dir."),
+    corpus_recipe: Optional[Path] = typer.Option(None, "--corpus-recipe"),
+    train_recipe: Optional[Path] = typer.Option(None, "--train-recipe"),
+    benchmarks: str = typer.Option("ctibench-mcq,cybermetric-500,seceval", "--benchmarks"),
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit", help="Items per benchmark (default: all)."),
+    set_: list[str] = typer.Option([], "--set", help="Training overrides, e.g. --set max_steps=200."),
+    no_results_md: bool = typer.Option(False, "--no-results-md", help="Do not append to RESULTS.md."),
+) -> None:
+    """Corpus -> base eval -> continued pretraining -> eval -> report (RESULTS.md)."""
+    from secfoundry.experiment import ReplicateConfig, replicate
+
+    cfg = ReplicateConfig(out=out, mirror=mirror, benchmarks=[b for b in benchmarks.split(",") if b],
+                          eval_limit=eval_limit, train_overrides=list(set_))
+    if corpus_recipe:
+        cfg.corpus_recipe = corpus_recipe
+    if train_recipe:
+        cfg.train_recipe = train_recipe
+    if no_results_md:
+        cfg.results_md = None
+    summary = replicate(cfg, say=typer.echo)
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"summary: {out / 'summary.json'}")
+    _ = summary
