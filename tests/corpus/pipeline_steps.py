@@ -76,3 +76,43 @@ class DupText(GlobalStep):
     def run_batch(self, docs: list[Document]):
         kept = [d for d in docs if d.id not in self.drop]
         return kept, [Dropped(d, self.name, "dup:text") for d in docs if d.id in self.drop]
+
+
+@dataclass
+class SourceCapConfig:
+    cap: int = 3
+
+
+class SourceCap(GlobalStep):
+    """Global step whose fit is a Ray Data pass: keeps the first ``cap`` ids (sorted) per source."""
+
+    name = "source_cap"
+
+    def __init__(self, config: SourceCapConfig | None = None):
+        self.config = config or SourceCapConfig()
+        self.keep: set[str] = set()
+
+    def fit(self, ctx: GlobalContext) -> None:
+        cap = self.config.cap
+
+        def per_block(batch):  # runs in the cluster: per source, a count and the `cap` smallest ids
+            by: dict[str, list[str]] = {}
+            for i, src in zip(batch["id"], batch["source"]):
+                by.setdefault(str(src), []).append(str(i))
+            return {"source": list(by), "n": [len(v) for v in by.values()],
+                    "ids": [json.dumps(sorted(v)[:cap]) for v in by.values()]}
+
+        counts: dict[str, int] = {}
+        cand: dict[str, list[str]] = {}
+        for r in ctx.dataset(columns=["id", "source"]).map_batches(per_block, batch_format="numpy").take_all():
+            counts[r["source"]] = counts.get(r["source"], 0) + int(r["n"])  # driver-side reduce
+            cand.setdefault(r["source"], []).extend(json.loads(r["ids"]))
+        keep = [i for ids in cand.values() for i in sorted(ids)[:cap]]
+        (ctx.state_dir / "keep.json").write_text(json.dumps({"keep": keep, "counts": counts}))
+
+    def load(self, state_dir: Path) -> None:
+        self.keep = set(json.loads((Path(state_dir) / "keep.json").read_text())["keep"])
+
+    def run_batch(self, docs: list[Document]):
+        return ([d for d in docs if d.id in self.keep],
+                [Dropped(d, self.name, "cap:source") for d in docs if d.id not in self.keep])

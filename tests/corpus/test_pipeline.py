@@ -216,3 +216,21 @@ def test_failed_input_is_recorded_then_retried(ray_local, tmp_path):
     s = run_recipe(Recipe.from_dict(d), out, progress=False, retry_failed=True)
     assert s.phases[0].input_errors == {} and s.phases[1].docs_out == 6
     assert sorted(x.text for x in load_documents(out))[0] == "arrived later"
+
+
+def test_global_step_with_ray_data_fit(ray_local, tmp_path):
+    p = tmp_path / "in.jsonl"
+    p.write_text("".join(json.dumps({"text": f"t{i}", "src": f"s{i % 3}", "k": f"{i:03d}"}) + "\n" for i in range(30)))
+    d = {"inputs": [{"kind": "jsonl", "paths": [str(p)], "source_field": "src", "id_field": "k"}],
+         "stages": [{"name": "prepare", "steps": [{"step": "length_filter"},
+                                                  {"step": "pipeline_steps:SourceCap", "cap": 2},
+                                                  {"step": "sample", "fraction": 1.0}]}],
+         "engine": {"num_cpus": 2, "partition_rows": 4, "runtime_env": worker_env()}}
+    out = tmp_path / "out"
+    s = run_recipe(Recipe.from_dict(d), out, progress=False)
+    assert [p.phase for p in s.phases] == ["00-collect", "01-prepare-1-length_filter",
+                                           "01-prepare-2-pipeline_steps.SourceCap"]
+    assert s.phases[1].partitions == 8  # partition_rows=4 -> 8 collect files, kept 1:1
+    assert sorted(x.id for x in load_documents(out)) == ["s0:000", "s0:003", "s1:001", "s1:004", "s2:002", "s2:005"]
+    assert json.loads((out / "01-prepare-2-pipeline_steps.SourceCap" / "_state" / "keep.json").read_text())["counts"] \
+        == {"s0": 10, "s1": 10, "s2": 10}

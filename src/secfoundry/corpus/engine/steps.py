@@ -87,7 +87,8 @@ class GlobalContext:
         """The stage input as a Ray Dataset (for cluster-scale passes: map_batches, groupby)."""
         import ray.data
 
-        return ray.data.read_parquet([str(p) for p in self.partitions], columns=columns)
+        ds = ray.data.read_parquet([str(p) for p in self.partitions])
+        return ds.select_columns(columns) if columns else ds
 
     def iter_tables(self, columns: list[str] | None = None, batch_size: int = 8192) -> Iterator[Any]:
         """Driver-side pass: pyarrow RecordBatches of the input, partition by partition."""
