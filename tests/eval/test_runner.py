@@ -211,3 +211,13 @@ def test_quickstart_group_resolution(bench_dir):
     assert not quick and names[-1] == "cybermetric-80" and "ctibench-taa" in names
     with pytest.raises(InputError, match="unknown benchmark"):
         resolve_benchmarks(["nope"], bench_dir)
+
+
+def test_split_prefix_moves_trailing_whitespace():
+    from secfoundry.eval.runner import split_prefix
+
+    assert split_prefix("Header.\n\nQ1\nAnswer: B\n\n", ["Q2", "Q3"]) == (
+        "Header.\n\nQ1\nAnswer: B", ["\n\nQ2", "\n\nQ3"])
+    assert split_prefix("no-ws", ["x"]) == ("no-ws", ["x"])
+    assert split_prefix("", ["x"]) == ("", ["x"])
+    assert split_prefix("\n\n", ["x"]) == ("\n\n", ["x"])  # nothing left to cache: unchanged

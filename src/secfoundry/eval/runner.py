@@ -291,11 +291,28 @@ def _answer(model: LanguageModel, kind: str, batch: list[Request]) -> list[Respo
         return [Response(item_id=batch[0].item_id, error=f"{type(e).__name__}: {e}")]
 
 
+def split_prefix(prefix: str, contexts: list[str]) -> tuple[str, list[str]]:
+    """Move the prefix's trailing whitespace into every context.
+
+    Backends tokenize the cached prefix and each context separately. Byte-level BPE tokenizers
+    (GPT-2 style, e.g. SmolLM2) tokenize "B\n\n" alone as one "\n\n" token but "B\n\nHow" as
+    "\n", "\n", "How"; cutting before the whitespace run ("...Answer: B" | "\n\nHow...") gives
+    exactly the tokens of the joined text, so cached and uncached scoring (and other harnesses
+    that tokenize the whole prompt) see the same ids.
+    """
+    head = prefix.rstrip()
+    tail = prefix[len(head):]
+    if not tail or not head:
+        return prefix, contexts
+    return head, [tail + c for c in contexts]
+
+
 def _answer_choice(model: LanguageModel, batch: list[Request]) -> list[Response]:
-    prefix, choices = batch[0].prefix, list(batch[0].choices)
+    choices = list(batch[0].choices)
     contexts = [r.prompt for r in batch]
     if any(not isinstance(c, str) for c in contexts):
         raise InputError("choice requests must carry a text prompt", field="Request.prompt")
+    prefix, contexts = split_prefix(batch[0].prefix, contexts)  # type: ignore[arg-type]
     try:
         lps = model.choice_logprobs(contexts, choices, prefix=prefix)
     except NotImplementedError:
