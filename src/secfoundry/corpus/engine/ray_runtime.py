@@ -46,3 +46,5 @@ def quiet_ray_data(verbose: bool = False) -> None:
     if not verbose:
         for name in ("ray.data", "ray"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # "progress bars disabled" is our choice, not a problem worth a warning
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
