@@ -124,7 +124,7 @@ class Auditor:
         self.filters = (["extract"] + (["langid"] if "langid" in self.by_name else [])
                         + ["keywords"] + (["relevance", "relevance (classifier alone)"] if relevance else [])
                         + ["quality"] + [f"quality unprotected: {c}" for c in self.quality.CHECKS]
-                        + ["end-to-end"])
+                        + ["generic: fastText en<0.65 on raw text", "end-to-end"])
 
     def audit(self, docs: Iterable[Document], batch_size: int = 256, max_examples: int = 3) -> AuditResult:
         res = AuditResult(self.filters)
@@ -181,7 +181,12 @@ class Auditor:
             for d, p in zip(prepared, probs):
                 if p < rel.threshold:
                     self._mark(res, d, "relevance (classifier alone)", f"{p:.2f}", max_examples)
+        from secfoundry.corpus.process.langid import detect
+
         for d in prepared:
+            en = detect(d.text).get("en", 0.0)
+            if en < 0.65:
+                self._mark(res, d, "generic: fastText en<0.65 on raw text", f"en={en:.2f}", max_examples)
             rep = self.quality.audit(d)
             for check in rep.failed:
                 self._mark(res, d, f"quality unprotected: {check}", check, max_examples)
@@ -202,7 +207,8 @@ def render_markdown(res: AuditResult) -> str:
            f"{sum(res.n.values())} documents from {len(res.n)} sources in {res.seconds}s. Cells: share of the "
            "source's documents the filter would drop on its own; `end-to-end` is the default step chain "
            "(routing and protection included); `quality unprotected` columns are the checks before "
-           "routing/protection, as a generic pipeline would apply them.", ""]
+           "routing/protection, as a generic pipeline would apply them; `generic: fastText` is FineWeb-style "
+           "language ID on the whole text.", ""]
     if total:
         out += [f"**High-value sources, end to end: {dropped}/{total} dropped "
                 f"({100 * dropped / total:.2f}%).**", ""]

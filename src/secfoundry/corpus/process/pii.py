@@ -27,7 +27,9 @@ abuse handling (``security@``, ``abuse@``, ``psirt@``, ``cert@``, ``soc@``, ``no
 (b) defanged (``bad[@]evil[.]com``, ``x[at]y[.]z``: written as indicators), (c) at
 documentation domains (``example.com``, ``*.test``, ``*.invalid``, ``localhost``), or (d) inside
 an indicator context: the clause (text between ``;``/``.``/newlines) or the Markdown section
-(since the last heading) names IOCs, indicators, phishing senders, C2, malicious actors ... Every other address is replaced.
+(since the last heading) names IOCs, indicators, phishing senders, C2, malicious actors ...,
+unless the words right before the address mark it as a person to contact ("contact the analyst
+at", "reported by", "maintainer:"). Every other address is replaced.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ DOC_DOMAINS_RE = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net|edu)|example|te
 IOC_CONTEXT_RE = re.compile(r"\b(?:IOCs?|IoCs?|indicators?(?: of compromise)?|phishing|sender|senders|"
                             r"C2|C&C|command[- ]and[- ]control|malicious|attacker|threat actor|spoofed|"
                             r"lure|dropper|payload|exfiltrat\w*|observables?|blocklist|denylist)\b", re.I)
+# words right before an address that say it belongs to a person to contact, not to an indicator
+PERSONAL_CUE_RE = re.compile(r"\b(?:contact(?:ed)?|reach|analyst|researcher|reporter|author|maintainer|"
+                             r"reported by|written by|thanks to|credits? to|cc|my|his|her)\b[^.;\n@]{0,25}$", re.I)
 PHONE_RE = re.compile(
     r"(?<![\w+./-])(?:"
     r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,8}){1,4}"  # international
@@ -272,7 +277,7 @@ class PIIScrubber:
             return True
         if c.keep_role_emails and local.lower() in ROLE_LOCALPARTS:
             return True
-        if c.keep_ioc_emails:
+        if c.keep_ioc_emails and not PERSONAL_CUE_RE.search(text[max(0, m.start() - 60):m.start()]):
             # the clause the address sits in (split at ; . ! ? followed by a space, and newlines)
             start = max(text.rfind(sep, 0, m.start()) for sep in ("\n", "; ", ". ", "! ", "? "))
             ends = [i for i in (text.find(sep, m.end()) for sep in ("\n", "; ", ". ", "! ", "? ")) if i != -1]

@@ -200,12 +200,25 @@ def training_set(seed: str | Path | None = None, use_hard_negatives: bool = True
 
 
 def eval_sets(seed: str | Path | None = None) -> dict[str, list[Example]]:
-    """``seed-test``; ``hard-negatives`` = seed test positives + all held-out hard negatives."""
+    """Evaluation sets, all held out from training:
+
+    * ``seed-test`` — the seed's test split as given;
+    * ``hard-negatives`` — the seed's test positives against as many *hard* negatives as the seed
+      test split has negatives (same class ratio, so F1 is comparable): all of the seed's held-out
+      Python-docs negatives and handwritten ones, filled up with derived ones (pydocs-extra,
+      man pages) in hash order;
+    * ``hard-negatives-all`` — every held-out hard negative (report its false-positive rate).
+    """
     examples = load_seed(seed)
     seed_path = Path(seed) if seed else default_seed_path()
     test = [e for e in examples if e.split == "test"]
     pos = [e for e in test if e.label == 1]
+    n_neg = sum(1 for e in test if e.label == 0)
     seed_hn = [e for e in test if e.label == 0 and "hard-negative" in e.source]
     extra = [e for e in hard_negatives(seed_path.parent if seed_path else None, {e.text for e in examples})
              if e.split == "test"]
-    return {"seed-test": test, "hard-negatives": pos + seed_hn + extra}
+    first = seed_hn + [e for e in extra if e.source.startswith("handwritten:")]
+    rest = sorted((e for e in extra if not e.source.startswith("handwritten:")),
+                  key=lambda e: hashlib.sha1(e.text.encode()).hexdigest())
+    balanced = (first + rest)[:max(n_neg, len(first))]
+    return {"seed-test": test, "hard-negatives": pos + balanced, "hard-negatives-all": seed_hn + extra}
