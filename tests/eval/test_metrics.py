@@ -66,3 +66,11 @@ def test_actor_graph_correct_plausible():
     assert g.relation("APT-C-36", "apt-c-36") == "C"  # identical names always match
     assert g.relation("apt29", "lazarus") == "I"
     assert g.relation("apt29", None) == "I" and g.relation("apt29", "  ") == "I"
+
+
+def test_bootstrap_stat_any_statistic():
+    vals = [1.0] * 30 + [0.0] * 10
+    se, lo, hi = m.bootstrap_stat(len(vals), lambda idx: m.mean([vals[i] for i in idx]), seed=1)
+    assert lo < 0.75 < hi and 0.03 < se < 0.12
+    assert m.bootstrap_stat(len(vals), lambda idx: m.mean([vals[i] for i in idx]), seed=1) == (se, lo, hi)
+    assert m.bootstrap_stat(0, lambda idx: 0.0) == (0.0, 0.0, 0.0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 PCT_DIGITS = 2
 ABS_DIGITS = 3
@@ -61,6 +61,19 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, alpha: float = 0.0
         rng_py = random.Random(seed)
         means = sorted(mean([values[rng_py.randrange(n)] for _ in range(n)]) for _ in range(n_boot))
         return (means[int(alpha / 2 * n_boot)], means[min(n_boot - 1, int((1 - alpha / 2) * n_boot))])
+
+
+def bootstrap_stat(n: int, stat: Callable[[Sequence[int]], float], n_boot: int = 1000, alpha: float = 0.05,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """Percentile bootstrap of any statistic of resampled item indices (e.g. micro-F1).
+    Returns (stderr, lo, hi): the bootstrap standard deviation and the (1 - alpha) interval."""
+    if n == 0:
+        return (0.0, 0.0, 0.0)
+    rng = random.Random(seed)
+    vals = sorted(stat([rng.randrange(n) for _ in range(n)]) for _ in range(n_boot))
+    m = mean(vals)
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / max(1, len(vals) - 1))
+    return (sd, vals[int(alpha / 2 * n_boot)], vals[min(n_boot - 1, int((1 - alpha / 2) * n_boot))])
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

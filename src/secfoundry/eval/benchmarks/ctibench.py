@@ -331,11 +331,13 @@ class CTIBenchATE(_CTIGenTask):
         preds = [set(p.answer or []) for p in parsed]
         golds = [set(i.gold) for i in items]
         s = metrics.set_scores(preds, golds)
-        per_item_f1 = [metrics._f1(len(p & g), len(p - g), len(g - p)) for p, g in zip(preds, golds)]
-        summ = metrics.summarize(per_item_f1, seed=protocol.seed)
+        # Bootstrap over items (resampling whole items) for the micro-F1 headline.
+        se, lo, hi = metrics.bootstrap_stat(
+            len(items), lambda idx: metrics.set_scores([preds[i] for i in idx], [golds[i] for i in idx]).micro_f1,
+            n_boot=500, seed=protocol.seed)
         out = metrics.base_dict(len(items), sum(p.valid for p in parsed))
         out.update(score=metrics.pct(s.micro_f1), micro_f1=metrics.pct(s.micro_f1), macro_f1=metrics.pct(s.macro_f1),
-                   sample_f1=summ["value"], stderr=summ["stderr"], ci95=summ["ci95"],
+                   sample_f1=metrics.pct(s.sample_f1), stderr=metrics.pct(se), ci95=[metrics.pct(lo), metrics.pct(hi)],
                    exact_match=metrics.pct(s.exact), jaccard=metrics.pct(s.jaccard),
                    micro_precision=metrics.pct(s.micro_precision), micro_recall=metrics.pct(s.micro_recall))
         return out
