@@ -338,3 +338,22 @@ def test_local_files_are_pinned(bench_dir: Path):
         for row in get_task(name).data_description(bench_dir):
             assert row["sha256"] is not None, row
             assert row["matches_pin"], row  # shared data is byte-identical to the pinned upstream
+
+
+def test_seceval_faith_multi_answers(bench_dir: Path):
+    task = get_task("seceval")
+    items = task.load(bench_dir)
+    base = Protocol(name="faith", instruct=False)
+    reqs = task.requests(items[:10], base, 0, items)
+    assert reqs[0].prefix.count("\nAnswer: ") == 5
+    multi = next(it for it in items[:10] if len(it.gold) > 1 and it.id in {r.item_id for r in reqs})
+    r = next(r for r in reqs if r.item_id == multi.id)
+    p = task.parse(multi, r, Response(r.item_id, text=" " + ", ".join(multi.gold) + "\n\nQuestion:"), base)
+    assert p.answer == multi.gold and task.is_correct(multi, p.answer)
+    chat = Protocol(name="faith", instruct=True)
+    rc = task.requests([multi], chat, 0, items)[0]
+    assert "'Answer: $LETTERS'" in rc.prompt[-1]["content"]
+    pc = task.parse(multi, rc, Response(rc.item_id, text="Reasoning...\nAnswer: " + " and ".join(multi.gold)), chat)
+    assert pc.answer == multi.gold
+    off = task.requests([multi], Protocol(name="official", instruct=False), 0, items)[0]
+    assert off.gen.max_new_tokens == 5

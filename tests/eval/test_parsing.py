@@ -81,6 +81,9 @@ def test_letter_sets():
     assert p.letter_set("Answer: CA") == "AC"
     assert p.letter_set("no format") is None
     assert p.letter_set_lenient("Reasoning\n**A, D**") == "AD"
+    assert p.leading_letter_set(" AC\n\nQuestion: Which") == "AC"
+    assert p.leading_letter_set(" B, D") == "BD"
+    assert p.leading_letter_set(" The answer") is None
 
 
 def test_cwe_extraction():

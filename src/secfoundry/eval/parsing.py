@@ -144,6 +144,12 @@ def _letters_of(group: str, letters: str) -> str | None:
     return "".join(got) or None
 
 
+def leading_letter_set(text: str | None, letters: str = LETTERS) -> str | None:
+    """Base-model continuation after "Answer:" for multi-answer questions: " AC\n..." -> "AC"."""
+    m = re.match(r"\s*([A-Z](?:\s*(?:,|and|&)?\s*[A-Z])*)\b", _clean(text))
+    return _letters_of(m.group(1), letters) if m else None
+
+
 def letter_set_lenient(text: str | None, letters: str = LETTERS) -> str | None:
     got = letter_set(text, letters)
     if got:

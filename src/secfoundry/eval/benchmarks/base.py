@@ -172,7 +172,10 @@ class MCQTask(BenchmarkTask):
             ans = self.official_parse(text)
             return Parsed(self._map(ans, mapping), self._map(ans, mapping), ans is not None)
         letters = "".join(shown)
-        if self.multi:
+        if self.multi and isinstance(request.prompt, str):  # base model continuing "Answer:"
+            proper = parsing.leading_letter_set(text, letters)
+            lenient = proper or parsing.letter_set_lenient(text, letters)
+        elif self.multi:
             proper = parsing.letter_set(text, letters)
             lenient = parsing.letter_set_lenient(text, letters)
         elif isinstance(request.prompt, str):  # base model continuing "Answer:"

@@ -88,7 +88,7 @@ class SecEval(MCQTask):
     url = "https://github.com/XuanwuAI/SecEval"
     data_files = ("seceval",)
     official_system = INSTRUCTION
-    official_tokens = 16  # the authors generated 5 new tokens; a little slack for chat models
+    official_tokens = 5  # the authors' base-model setting (their parser reads every A-D capital)
 
     def load(self, data_dir: Path | None = None) -> list[Item]:
         path = self.path("seceval", data_dir)
@@ -131,6 +131,8 @@ class SecEval(MCQTask):
         req = super()._request(item, shown, protocol, trial, prefix)
         if protocol.name == "official" and protocol.mode != "logprob":
             shown_item = self._shown_item(item, shown)
+            if protocol.instruct and req.gen is not None and not protocol.max_new_tokens:
+                req.gen.max_new_tokens = 32  # chat answers "Answer: AC"; long reasoning would add stray letters
             if protocol.instruct:
                 req.prompt = [{"role": "system", "content": INSTRUCTION},
                               {"role": "user", "content": "Question: What's the capital of China? A: Beijing "
