@@ -201,6 +201,10 @@ def test_mmlu_from_generated_csv(tmp_path: Path):
     reqs = task.requests(only, Protocol(name="official", mode="logprob"), 0, only)
     assert reqs[0].prefix.startswith("The following are multiple choice questions (with answers) about "
                                       "computer security.\n\n") and reqs[0].prefix.endswith("Answer: D\n\n")
+    faith_base = task.requests(only, Protocol(name="faith", instruct=False), 0, only)
+    assert faith_base[0].prefix == reqs[0].prefix and faith_base[0].kind == "generate"
+    faith_chat = task.requests(only, Protocol(name="faith", instruct=True), 0, only)
+    assert isinstance(faith_chat[0].prompt, list) and faith_chat[0].prefix == ""
     with pytest.raises(InputError, match="not found"):
         get_task("mmlu", subjects="virology").load(tmp_path)
     (root / "test" / "computer_security_test.csv").write_text("q,a,b,c,d,Z\n", encoding="utf-8")

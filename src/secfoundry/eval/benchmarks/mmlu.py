@@ -4,7 +4,8 @@
 C, D, answer. Options: ``subjects=computer_security|college_computer_science`` (default: every
 subject found), ``split=test`` (default). Used for general-knowledge retention checks.
 
-Official protocol: the original 5-shot prompt — "The following are multiple choice questions
+Official protocol (and FAITH for base models and logprob mode; FAITH instruct models are asked
+zero-shot): the original 5-shot prompt — "The following are multiple choice questions
 (with answers) about <subject>." then the subject's first five dev questions, each
 "question\\nA. ..\\nAnswer: X" — with the answer read from the first letter generated (or
 letter log-probabilities in ``--mode logprob``).
@@ -104,10 +105,14 @@ class MMLU(MCQTask):
         dev = getattr(self, "_dev", {}).get(subject, [])[:k]
         return P.fewshot_prefix([P.mcq_block(d.question, d.options, d.gold) for d in dev], self.official_header(subject))
 
+    def n_shots(self, protocol: Protocol) -> int:
+        return 0  # shots come from each subject's dev split, never from the scored items
+
     def _request(self, item: Item, shown: dict[str, str], protocol: Protocol, trial: int, prefix: str) -> Request:
-        if protocol.name != "official":
-            return super()._request(item, shown, protocol, trial, prefix)
-        # Official MMLU: per-subject header + the subject's dev shots as the shared prefix.
+        if protocol.name == "faith" and protocol.instruct and protocol.mode != "logprob" and not protocol.shots:
+            return super()._request(item, shown, protocol, trial, prefix)  # zero-shot chat, "Answer: $LETTER"
+        # MMLU's own k-shot layout (official, and FAITH for base models / logprob): per-subject
+        # header + the subject's first k dev questions as the shared prefix (one per subject).
         subj_prefix = self.official_prefix_for(item.meta["subject"], 5 if protocol.shots is None else protocol.shots)
         text = P.mcq_block(item.question, shown)
         if protocol.mode == "logprob":
