@@ -54,18 +54,25 @@ class RunSummary:
         from rich.table import Table
 
         t = Table(title=f"corpus run '{self.recipe}' → {self.out}  ({self.seconds:.1f} s)")
-        for col in ("phase", "partitions", "docs in", "docs out", "kept %", "dropped (by reason)", "s"):
-            t.add_column(col, justify="right" if col not in ("phase", "dropped (by reason)") else "left")
+        for col in ("phase", "partitions", "docs in", "docs out", "kept %", "docs/s", "s"):
+            t.add_column(col, justify="left" if col == "phase" else "right", no_wrap=col == "phase")
         for p in self.phases:
-            dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(p.dropped.items(), key=lambda kv: -kv[1])[:6])
-            if len(p.dropped) > 6:
-                dropped += f", … (+{len(p.dropped) - 6})"
-            if p.input_errors:
-                dropped += f" [red]{len(p.input_errors)} input(s) failed[/]"
             kept = f"{100 * p.docs_out / p.docs_in:.1f}" if p.docs_in else "-"
-            parts = f"{p.partitions_done}/{p.partitions}" + (f" ({p.skipped} resumed)" if p.skipped else "")
-            t.add_row(p.phase, parts, f"{p.docs_in:,}", f"{p.docs_out:,}", kept, dropped or "-", f"{p.seconds:.1f}")
+            parts = f"{p.partitions_done}/{p.partitions}" + (" (resumed)" if p.skipped else "")
+            rate = f"{p.docs_in / p.seconds:,.0f}" if p.seconds > 0 and not p.skipped else "-"
+            t.add_row(p.phase, parts, f"{p.docs_in:,}", f"{p.docs_out:,}", kept, rate, f"{p.seconds:.1f}")
         console.print(t)
+        d = Table(title="dropped, by phase and reason (details: <phase>/excluded/*.parquet)")
+        for col in ("phase", "reason", "docs"):
+            d.add_column(col, justify="right" if col == "docs" else "left", no_wrap=col != "reason")
+        for p in self.phases:
+            items = sorted(p.dropped.items(), key=lambda kv: -kv[1])
+            for k, v in items[:8]:
+                d.add_row(p.phase, k, f"{v:,}")
+            if len(items) > 8:
+                d.add_row(p.phase, f"… {len(items) - 8} more reasons", f"{sum(v for _, v in items[8:]):,}")
+        if d.row_count:
+            console.print(d)
         for p in self.phases:
             for key, err in p.input_errors.items():
                 console.print(f"[red]{p.phase}/{key}: input failed: {err}[/]")
