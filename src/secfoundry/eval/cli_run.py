@@ -63,6 +63,10 @@ def run_cmd(
     except InputError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/yellow]: answers so far are in {out}/samples.jsonl; "
+                      "rerun the same command to resume")
+        raise typer.Exit(130) from None
     console.print(summary_table(outcome.results, title=f"{cfg.model} · {cfg.protocol} · {cfg.mode}"))
     console.print(f"wrote {out}/config.json, results.json, samples.jsonl")
 
