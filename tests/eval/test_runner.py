@@ -221,3 +221,15 @@ def test_split_prefix_moves_trailing_whitespace():
     assert split_prefix("no-ws", ["x"]) == ("no-ws", ["x"])
     assert split_prefix("", ["x"]) == ("", ["x"])
     assert split_prefix("\n\n", ["x"]) == ("\n\n", ["x"])  # nothing left to cache: unchanged
+
+
+def test_extending_a_run_keeps_earlier_benchmarks(tmp_path):
+    out = tmp_path / "run"
+    tasks = {"toy-mcq": ToyMCQ(), "toy-b": ToyMCQ(n=12)}
+    run_eval(_cfg(out, limit=3), model=RuleModel(), tasks=tasks)
+    m = RuleModel()
+    run_eval(_cfg(out, limit=3, benchmarks=["toy-b"]), model=m, tasks=tasks)
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"toy-mcq", "toy-b"} and sum(n for *_x, n in m.calls) == 3
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["run"]["benchmarks"] == ["toy-mcq", "toy-b"] and len(cfg["resumed"]) == 1

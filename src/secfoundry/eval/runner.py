@@ -521,6 +521,13 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def _check_resumable(out: Path, cfg: RunConfig, benchmarks: list[str]) -> None:
     cfg_path = out / "config.json"
     if not cfg_path.exists() or not (out / "samples.jsonl").exists():
@@ -598,10 +605,20 @@ def run_eval(cfg: RunConfig, model: LanguageModel | None = None, tasks: dict[str
         "command": argv if argv is not None else sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    previous = _read_json(out / "config.json") if not cfg.fresh else None
+    if previous and (out / "samples.jsonl").exists():
+        # Resuming (or extending with more benchmarks): keep the history of the directory.
+        config["started"] = previous.get("started", config["started"])
+        config["resumed"] = previous.get("resumed", []) + [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
+        old_names = previous.get("run", {}).get("benchmarks", [])
+        config["run"]["benchmarks"] = old_names + [n for n in names if n not in old_names]
+        config["datasets"] = previous.get("datasets", {}) | config["datasets"]
     _write_json(out / "config.json", config)
 
     results_path = out / "results.json"
     results: dict[str, Any] = {}
+    if previous and (out / "samples.jsonl").exists():
+        results.update(_read_json(results_path) or {})  # benchmarks of earlier invocations stay
     store = SampleStore(out / "samples.jsonl")
     outcome = RunOutcome(out=out, config=config, results=results)
     try:
