@@ -25,6 +25,8 @@ def ray_local() -> str:
 
     from secfoundry.corpus.engine.ray_runtime import init_ray
 
+    if ray.is_initialized():  # started by another test without our runtime_env: restart it
+        ray.shutdown()
     # workers import test-only steps (pipeline_steps.py) from here
     init_ray(None, num_cpus=2, object_store_mb=128, runtime_env=worker_env())
     yield ray.get_runtime_context().gcs_address
