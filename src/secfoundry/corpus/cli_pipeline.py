@@ -129,6 +129,9 @@ def crawl_cmd(
     same_host: bool = typer.Option(False, "--same-host", help="Do not follow links to other hosts."),
     allow_host: list[str] = typer.Option([], "--allow-host", help="Only crawl these hosts (and subdomains)."),
     no_robots: bool = typer.Option(False, "--ignore-robots", help="Ignore robots.txt (only for your own sites)."),
+    resume: list[Path] = typer.Option([], "--resume",
+                                      help="WARC(s) of an interrupted crawl with the same settings: their pages "
+                                           "are not fetched again and their links rebuild the frontier."),
 ) -> None:
     """Wide-net crawl from seeds into a WARC (replay it with `corpus collect --warc`)."""
     from secfoundry.corpus.collect.crawler import CrawlConfig, crawl
@@ -144,7 +147,7 @@ def crawl_cmd(
                       follow_external=not same_host, allowed_hosts=allow_host, respect_robots=not no_robots)
     console = _console()
     with console.status(f"crawling {len(seeds)} seed(s) → {out}"):
-        stats = crawl(cfg, out)
+        stats = crawl(cfg, out, resume=resume)
     console.print_json(json.dumps(stats.to_dict()))
 
 

@@ -139,3 +139,26 @@ def test_keyword_relevance_predicate():
     rel = make_relevance("keywords")
     assert rel(SEC, "http://x/") and not rel(PLAIN, "http://x/")
     assert make_relevance("all")(PLAIN, "http://x/")
+
+
+def test_interrupted_crawl_resumes_from_its_warc(tmp_path):
+    main, ext = build_sites()
+    with main, ext:
+        cfg = dict(seeds=[main.base + "/"], max_depth=3, delay_s=0.0, concurrency=2, timeout_s=5, retries=0)
+        crawl(CrawlConfig(**cfg), tmp_path / "ref.warc.gz", relevance=is_security)
+        ref = {d.url for d in iter_warc_documents(str(tmp_path / "ref.warc.gz"))}
+        main.hits.clear(), ext.hits.clear()
+        # an interrupted crawl: stopped after 6 pages, and its last record cut in half (a kill)
+        seg0 = tmp_path / "c.0.warc.gz"
+        crawl(CrawlConfig(**{**cfg, "max_pages": 6}), seg0, relevance=is_security)
+        raw = seg0.read_bytes()
+        seg0.write_bytes(raw[: len(raw) - 200])
+        first = {d.url for d in iter_warc_documents(str(seg0))}
+        main.hits.clear(), ext.hits.clear()
+        stats = crawl(CrawlConfig(**cfg), tmp_path / "c.1.warc.gz", relevance=is_security, resume=[seg0])
+        second = [d.url for d in iter_warc_documents(str(tmp_path / "c.1.warc.gz"))]
+        refetched = {main.base + p for p, _ in main.hits} | {ext.base + p for p, _ in ext.hits}
+    assert 0 < len(first) < len(ref) and stats.resumed >= len(first)
+    assert not (first & set(second)) and len(second) == len(set(second))  # nothing twice
+    assert first | set(second) == ref  # nothing lost
+    assert not (first & refetched)  # pages already archived were not fetched again

@@ -72,6 +72,7 @@ class CrawlStats:
     skipped_type: int = 0
     traps: int = 0
     errors: int = 0
+    resumed: int = 0  # responses replayed from an interrupted crawl's WARCs
     by_status: dict[str, int] = field(default_factory=dict)
     hosts: list[str] = field(default_factory=list)  # in the order they were first crawled
     seconds: float = 0.0
@@ -164,11 +165,12 @@ def html_text_and_links(html: str, base_url: str) -> tuple[str, list[str], bool]
 # ------------------------------------------------------------------------------ crawler
 class Crawler:
     def __init__(self, config: CrawlConfig, warc_path: Path, relevance: RelevanceFn | None = None,
-                 transport: Any = None):
+                 transport: Any = None, resume: list[Path] | None = None):
         self.cfg = config
         self.warc_path = Path(warc_path)
         self.relevance = relevance or make_relevance(config.relevance)
         self.transport = transport
+        self.resume = [Path(p) for p in resume or []]
         self.hosts: dict[str, _Host] = {}
         self.host_stack: list[str] = []  # depth-first across domains: newest host on top
         self.seen: set[str] = set()
@@ -177,6 +179,7 @@ class Crawler:
         self._log = None
         self._sink: WarcSink | None = None
         self._started = 0  # requests scheduled (robots-blocked URLs give theirs back)
+        self._replaying = False
 
     # ---------------------------------------------------------------- frontier
     def _allowed_host(self, host: str) -> bool:
@@ -198,11 +201,7 @@ class Crawler:
         if parent_host is not None and host != parent_host and not self.cfg.follow_external:
             return False
         self.seen.add(url)
-        h = self.hosts.get(host)
-        if h is None:
-            h = self.hosts[host] = _Host(host)
-            self.host_stack.append(host)
-        h.queue.append((url, depth, redirects))
+        self._host(host).queue.append((url, depth, redirects))
         return True
 
     def _next(self, now: float) -> tuple[_Host, tuple[str, int, int]] | None:
@@ -227,6 +226,8 @@ class Crawler:
         import httpx
 
         t0 = time.time()
+        if self.resume:
+            self.replay(self.resume)
         for s in self.cfg.seeds:
             u = normalize_url(s)
             if u:
@@ -239,7 +240,7 @@ class Crawler:
             kwargs["transport"] = self.transport
         info = {"software": "secfoundry crawler", "seeds": " ".join(self.cfg.seeds),
                 "config": json.dumps({k: v for k, v in asdict(self.cfg).items() if k != "seeds"}, default=str)}
-        with WarcSink(self.warc_path, info) as sink, open(log_path, "w", encoding="utf-8") as log:
+        with WarcSink(self.warc_path, info) as sink, open(log_path, "a" if self.resume else "w", encoding="utf-8") as log:
             self._sink, self._log = sink, log
             async with httpx.AsyncClient(**kwargs) as client:
                 await self._loop(client)
@@ -331,10 +332,19 @@ class Crawler:
                 break
         status, reason, headers, body, truncated = resp
         self.stats.fetched += 1
+        extra = {"WARC-Secfoundry-Depth": str(depth), "WARC-Secfoundry-Redirects": str(redirects)}
+        if truncated:
+            extra["WARC-Truncated"] = "length"
+        self._sink.write_response(url, status, reason, headers, body, extra)
+        self.stats.archived += 1
+        self._after_fetch(h, url, depth, redirects, status, headers, body, truncated)
+
+    def _after_fetch(self, h: _Host, url: str, depth: int, redirects: int, status: int,
+                     headers: list[tuple[str, str]], body: bytes, truncated: bool) -> None:
+        """What a fetched response means for the frontier: follow a redirect, or judge the page
+        and, if relevant, queue its links. Also used to rebuild the frontier from an earlier WARC."""
         self.by_status[str(status)] += 1
         hdict = {k.lower(): v for k, v in headers}
-        self._sink.write_response(url, status, reason, headers, body, {"WARC-Secfoundry-Depth": str(depth)})
-        self.stats.archived += 1
         if 300 <= status < 400 and "location" in hdict:
             target = normalize_url(hdict["location"], url)
             if target is None or redirects >= self.cfg.max_redirects:
@@ -376,6 +386,45 @@ class Crawler:
         self._record(url, depth, status, "relevant" if relevant else "irrelevant", mime=mime,
                      links=len(links), followed=followed)
 
+    def _host(self, host: str) -> _Host:
+        h = self.hosts.get(host)
+        if h is None:
+            h = self.hosts[host] = _Host(host)
+            self.host_stack.append(host)
+        return h
+
+    def replay(self, warcs: list[Path]) -> int:
+        """Resume: rebuild seen-set, page counts and frontier from the WARCs of an interrupted
+        crawl (a truncated last record, as a kill leaves it, is ignored and fetched again)."""
+        from warcio.archiveiterator import ArchiveIterator
+
+        records = []
+        for path in warcs:
+            try:
+                with open(path, "rb") as f:
+                    for rec in ArchiveIterator(f):
+                        if rec.rec_type != "response" or rec.http_headers is None:
+                            continue
+                        h = rec.rec_headers
+                        records.append((h.get_header("WARC-Target-URI"), int(h.get_header("WARC-Secfoundry-Depth") or 0),
+                                        int(h.get_header("WARC-Secfoundry-Redirects") or 0),
+                                        int(rec.http_headers.get_statuscode()), rec.http_headers.headers,
+                                        rec.content_stream().read(), bool(h.get_header("WARC-Truncated"))))
+            except Exception:  # the interrupted tail of the file
+                continue
+        self.seen.update(r[0] for r in records)
+        self._replaying = True
+        try:
+            for url, depth, redirects, status, headers, body, truncated in records:
+                h = self._host(host_of(url))
+                h.pages += 1
+                self._started += 1
+                self._after_fetch(h, url, depth, redirects, status, headers, body, truncated)
+        finally:
+            self._replaying = False
+        self.stats.resumed = len(records)
+        return len(records)
+
     async def _get(self, client: Any, url: str) -> tuple[int, str, list[tuple[str, str]], bytes, bool]:
         async with client.stream("GET", url) as r:
             chunks: list[bytes] = []
@@ -390,12 +439,17 @@ class Crawler:
             return r.status_code, r.reason_phrase, list(r.headers.items()), b"".join(chunks), truncated
 
     def _record(self, url: str, depth: int, status: int | None, outcome: str, **kw: Any) -> None:
-        if self._log is not None:
+        if self._log is not None and not self._replaying:
             self._log.write(json.dumps({"url": url, "depth": depth, "status": status, "outcome": outcome,
                                         "time": round(time.time(), 3), **kw}) + "\n")
 
 
 def crawl(config: CrawlConfig, warc_path: str | Path, relevance: RelevanceFn | None = None,
-          transport: Any = None) -> CrawlStats:
-    """Run a crawl to completion, writing ``warc_path`` (gzip if it ends in .gz) and a JSONL log."""
-    return asyncio.run(Crawler(config, Path(warc_path), relevance, transport).run())
+          transport: Any = None, resume: list[str | Path] | None = None) -> CrawlStats:
+    """Run a crawl to completion, writing ``warc_path`` (gzip if it ends in .gz) and a JSONL log.
+
+    ``resume``: WARCs of an interrupted crawl with the same config; pages in them are not
+    fetched again and their links rebuild the frontier, so the new WARC holds only new pages.
+    """
+    return asyncio.run(Crawler(config, Path(warc_path), relevance, transport,
+                               [Path(p) for p in resume or []]).run())

@@ -112,9 +112,15 @@ def iter_task_documents(task: CollectTask, quarantine: Quarantine, work_dir: Pat
         from secfoundry.corpus.collect.crawler import CrawlConfig, crawl
         from secfoundry.corpus.collect.warc import iter_warc_documents
 
-        cfg = CrawlConfig(seeds=p["seeds"], **p.get("options", {}))
-        warc_path = work_dir / f"{task.key}.warc.gz"
-        crawl(cfg, warc_path)  # a killed crawl restarts from its seeds (the WARC is rewritten)
-        yield from iter_warc_documents(str(warc_path), source=p.get("source", "crawl"), quarantine=quarantine)
+        opts = dict(p.get("options", {}))
+        opts.setdefault("log_path", str(work_dir / f"{task.key}.log.jsonl"))
+        cfg = CrawlConfig(seeds=p["seeds"], **opts)
+        # A killed attempt left WARC segments: resume from them into a new segment, so pages
+        # already fetched are neither fetched nor emitted twice.
+        done = sorted(work_dir.glob(f"{task.key}.*.warc.gz"), key=lambda x: int(x.name.split(".")[-3]))
+        segment = work_dir / f"{task.key}.{len(done)}.warc.gz"
+        crawl(cfg, segment, resume=done)
+        for seg in [*done, segment]:
+            yield from iter_warc_documents(str(seg), source=p.get("source", "crawl"), quarantine=quarantine)
     else:
         raise ValueError(f"unknown collect task kind {task.kind!r}")

@@ -77,7 +77,16 @@ def iter_warc_documents(path: str, *, source: str = "web", license: str = "", ma
     name = os.path.basename(path)
     n = 0
     with open_stream(path) as stream:
-        for i, record in enumerate(ArchiveIterator(stream)):
+        records = enumerate(ArchiveIterator(stream))
+        while True:
+            try:
+                i, record = next(records)
+            except StopIteration:
+                return
+            except Exception as e:  # a truncated tail (interrupted download or crawl): stop here
+                if quarantine is not None:
+                    quarantine.add(source, path, "tail", f"unreadable from here on: {type(e).__name__}: {e}")
+                return
             if max_docs is not None and n >= max_docs:
                 return
             try:
