@@ -169,7 +169,7 @@ def status_cmd(out: Path = typer.Argument(..., help="Run directory of `corpus ru
         raise typer.Exit(2)
     t = Table(title=str(out))
     for c in ("phase", "partitions", "docs in", "docs out", "dropped", "state"):
-        t.add_column(c, justify="left" if c in ("phase", "state") else "right")
+        t.add_column(c, justify="left" if c in ("phase", "state") else "right", no_wrap=c == "phase")
     for r in rows:
         state = "[green]complete[/]" if r["complete"] else ("[yellow]partial[/]" if r["done"] else "pending")
         if r["input_errors"]:
