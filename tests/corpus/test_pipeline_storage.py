@@ -36,3 +36,21 @@ def test_reason_keys_group_without_scores():
     assert reason_key("langid", "lang:de") == "lang:de"
     assert reason_key("quality", "short") == "quality:short"
     assert reason_key("boom", "error:ValueError: bad row 7") == "boom:error:ValueError"
+
+
+def test_one_run_per_output_dir(tmp_path):
+    import pytest
+
+    from secfoundry.corpus.engine.recipe import Recipe
+    from secfoundry.corpus.engine.runner import Runner
+    from secfoundry.errors import InputError
+
+    a = Runner(Recipe(), tmp_path)
+    b = Runner(Recipe(), tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    with a._lock():
+        with pytest.raises(InputError, match="another corpus run"):
+            with b._lock():
+                pass
+    with b._lock():  # released
+        pass

@@ -15,18 +15,20 @@ same code runs on a laptop and on a cluster (``--ray-address auto``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from secfoundry.corpus.engine.recipe import Recipe, StepSpec, fingerprint
 from secfoundry.corpus.engine.steps import GlobalContext, build_step, resolve_step_class, step_kind
 from secfoundry.corpus.engine.storage import PhaseStore, atomic_write_json
 from secfoundry.corpus.engine.summary import PhaseSummary, RunSummary, summarise_phase
+from secfoundry.errors import InputError
 
 
 @dataclass
@@ -82,18 +84,33 @@ class Runner:
 
     # ------------------------------------------------------------------ entry
     def run(self) -> RunSummary:
-        from secfoundry.corpus.engine.ray_runtime import init_ray
-
         t0 = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            return self._run(t0)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One run per output directory: a second driver would delete the first one's in-flight
+        files as strays. The OS drops the lock when the holder dies, even by SIGKILL."""
+        import fcntl
+
+        with open(self.out / ".lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise InputError(f"{self.out}: another corpus run is using this directory") from None
+            yield
+
+    def _run(self, t0: float) -> RunSummary:
+        from secfoundry.corpus.engine.ray_runtime import init_ray
+
         (self.out / "recipe.yaml").write_text(self.recipe.to_yaml())
         eng = self.recipe.engine
         self.cpus = init_ray(self.ray_address, num_cpus=eng.num_cpus, object_store_mb=eng.object_store_mb,
                              verbose=eng.verbose, runtime_env=eng.runtime_env)
         phases = plan_phases(self.recipe)
         if self.until and self.until not in {p.stage for p in phases}:
-            from secfoundry.errors import InputError
-
             raise InputError(f"--until {self.until!r}: no such stage (have {sorted({p.stage for p in phases})})")
         summaries: list[PhaseSummary] = []
         upstream_fp = ""
