@@ -45,9 +45,11 @@ def _ids(tok, text, special):
     return tok(text, add_special_tokens=special)["input_ids"]
 
 
+@pytest.mark.parametrize("mode", ["shared", "expand"])
 @pytest.mark.parametrize("batch_size", [1, 2, 16])
-def test_choice_logprobs_cached_equals_full_forward(tiny, hf_ref, batch_size):
+def test_choice_logprobs_cached_equals_full_forward(tiny, hf_ref, batch_size, mode):
     tiny.batch_size = batch_size
+    tiny._shared_attention = mode == "shared"
     tiny.clear_prefix_cache()
     _, tok = hf_ref
     targets = [_ids(tok, c, False) for c in CHOICES]
@@ -58,6 +60,7 @@ def test_choice_logprobs_cached_equals_full_forward(tiny, hf_ref, batch_size):
         ref = _ref_next_logprobs(hf_ref, _ids(tok, PREFIX, True) + _ids(tok, ctx, False))
         assert row == pytest.approx([float(ref[t[0]]) for t in targets], abs=1e-4)
     tiny.batch_size = 16
+    tiny._shared_attention = True
 
 
 def test_prefix_cache_reused_and_matches_uncached(tiny):
@@ -106,6 +109,7 @@ def _manual_loglik(ref, ctx_ids, cont_ids):
 @pytest.mark.parametrize("prefix", ["", PREFIX])
 def test_loglikelihood_equals_manual_sum(tiny, hf_ref, prefix):
     _, tok = hf_ref
+    assert tiny._shared_attention and tiny.describe()["prefix_attention"] == "shared"
     reqs = [(CONTEXTS[0], " A. a query attack"), (CONTEXTS[1], " Common Vulnerabilities and Exposures"),
             (CONTEXTS[2] + " ", "A"), (CONTEXTS[3], " B")]
     got = tiny.loglikelihood(reqs, prefix=prefix)
@@ -202,8 +206,28 @@ def test_dtype_resolution():
         resolve_dtype("int3")
 
 
+def test_prefix_attention_option(tiny_llama_dir):
+    m = load_model(f"hf:{tiny_llama_dir}", dtype="fp32", threads=1, prefix_attention="expand")
+    assert m.describe()["prefix_attention"] == "expand"
+    with pytest.raises(ValueError, match="auto, shared or expand"):
+        load_model(f"hf:{tiny_llama_dir}", prefix_attention="fast")
+
+
 def test_bf16_model_scores(tiny_llama_dir):
     m = load_model(f"hf:{tiny_llama_dir}", dtype="bf16", threads=1)
     assert m.describe()["dtype"] == "bfloat16"
     rows = m.choice_logprobs(CONTEXTS[:2], CHOICES, prefix=PREFIX)
     assert all(len(r) == 4 and all(x <= 0 for x in r) for r in rows)
+
+
+def test_portable_shared_prefix_attention(tiny, hf_ref, monkeypatch):
+    """The fp32 fallback used off-CPU gives the same scores as the full forward."""
+    from secfoundry.models import prefix_attention
+
+    monkeypatch.setattr(prefix_attention, "_flash_cpu", lambda: None)
+    _, tok = hf_ref
+    tiny.clear_prefix_cache()
+    got = tiny.choice_logprobs(CONTEXTS, CHOICES, prefix=PREFIX)
+    for ctx, row in zip(CONTEXTS, got):
+        ref = _ref_next_logprobs(hf_ref, _ids(tok, PREFIX, True) + _ids(tok, ctx, False))
+        assert row == pytest.approx([float(ref[_ids(tok, c, False)[0]]) for c in CHOICES], abs=1e-4)

@@ -77,17 +77,20 @@ class HFModel(LanguageModel):
     Options: ``dtype`` (auto|bf16|fp16|fp32), ``threads`` (torch intra-op threads),
     ``batch_size`` (rows per forward), ``prefix_cache`` (reuse the shared prefix's KV),
     ``revision``, ``device``, ``max_length`` (context limit; default from the config),
-    ``prefix_cache_size`` (how many distinct prefixes to keep).
+    ``prefix_cache_size`` (how many distinct prefixes to keep), ``prefix_attention``
+    (auto|shared|expand: how suffixes attend to a cached prefix, see prefix_attention.py).
     """
 
     def __init__(self, path: str | os.PathLike, *, spec: str = "", gguf_file: str | None = None,
                  revision: str | None = None, dtype: str | None = "auto", threads: int | None = None,
                  batch_size: int = 16, prefix_cache: bool = True, prefix_cache_size: int = 4,
                  device: str = "cpu", max_length: int | None = None, trust_remote_code: bool = False,
-                 weights_sha256: dict[str, str] | None = None, extra_describe: dict | None = None):
+                 weights_sha256: dict[str, str] | None = None, extra_describe: dict | None = None,
+                 prefix_attention: str = "auto"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        prefix_attention_mode = prefix_attention
         if threads:
             torch.set_num_threads(int(threads))
         self.spec = spec or f"hf:{path}"
@@ -125,6 +128,17 @@ class HFModel(LanguageModel):
         self._weights_sha256 = weights_sha256
         self._extra_describe = extra_describe or {}
         self._torch = torch
+        from secfoundry.models import prefix_attention
+
+        # "shared": prefix attended without copies (prefix_attention.py); "expand": the prefix KV
+        # expanded to the batch in a DynamicCache (any architecture)
+        if prefix_attention_mode not in ("auto", "shared", "expand"):
+            raise ValueError(f"prefix_attention must be auto, shared or expand, not {prefix_attention_mode!r}")
+        ok = prefix_attention.supported(self.model)
+        if prefix_attention_mode == "shared" and not ok:
+            raise ValueError(f"{self.spec}: shared-prefix attention does not support this architecture "
+                             f"({cfg.model_type}); use prefix_attention='expand'")
+        self._shared_attention = ok and prefix_attention_mode != "expand"
 
     # ------------------------------------------------------------------ interface
 
@@ -150,6 +164,7 @@ class HFModel(LanguageModel):
             "dtype": str(self.dtype).replace("torch.", ""), "device": self.device,
             "threads": self.threads or torch.get_num_threads(), "batch_size": self.batch_size,
             "prefix_cache": self.prefix_cache_enabled, "max_length": self.max_length,
+            "prefix_attention": "shared" if self._shared_attention else "expand",
             "architecture": (self.model.config.architectures or [type(self.model).__name__])[0],
             "transformers_version": transformers.__version__, "torch_version": torch.__version__,
         }
@@ -354,6 +369,14 @@ class HFModel(LanguageModel):
                 ids[j, :len(r)] = torch.tensor(r, dtype=torch.long)
             mask[j, P:P + len(r)] = 1
         pos = (torch.arange(S) + P).unsqueeze(0).expand(B, S)
+        if pre is not None and self._shared_attention:
+            from secfoundry.models.prefix_attention import shared_prefix
+
+            lengths = torch.tensor([len(r) for r in rows], device=self.device)
+            with shared_prefix(self.model, pre.kv, lengths):
+                out = self._decoder(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
+                                    use_cache=False)
+            return out.last_hidden_state
         kw: dict[str, Any] = {}
         if pre is not None:
             # expanded views, not copies: the cache's first update concatenates into new tensors

@@ -14,7 +14,7 @@ from secfoundry.models.spec import EMBEDDED_ALIAS, ModelSpec, ModelSpecError, pa
 
 # options each backend understands; anything else is a typo and is refused with the list
 _HF_OPTIONS = {"dtype", "threads", "batch_size", "prefix_cache", "prefix_cache_size", "device",
-               "max_length", "trust_remote_code", "revision"}
+               "max_length", "trust_remote_code", "revision", "prefix_attention"}
 _OPENAI_OPTIONS = {"api_key", "max_concurrency", "timeout", "max_retries", "backoff", "top_logprobs",
                    "chat", "headers", "max_backoff"}
 _LLAMACPP_OPTIONS = {"threads", "n_ctx", "batch_size", "n_batch", "seed", "chat_format", "verbose"}
