@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,6 +81,7 @@ class ParsedId:
     kind: str
 
 
+@lru_cache(maxsize=1 << 16)
 def parse(value: str) -> ParsedId | None:
     """Canonical form and kind of one id, or None when ``value`` is not a known id shape."""
     s = str(value).strip().strip("[]{}<>\"'`,;")

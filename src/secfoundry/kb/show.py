@@ -4,12 +4,13 @@ into sections (parents, children, mitigations, detections, tests, related CWE/CA
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from secfoundry.kb import ids as idmod
 from secfoundry.kb.records import Record
-from secfoundry.kb.store import RelationRow, Store
+from secfoundry.kb.store import Store
 
 # Which source speaks first for an id's name/description when several have it.
 SOURCE_PREFERENCE = ("attack", "cwe", "capec", "cve", "nvd", "d3fend", "nist80053", "osv", "kev", "owasp", "sigma",
@@ -164,32 +165,28 @@ class _StoreKB:
 
 
 def _sections(store: Store, entry: Entry, rid: str, note_chars: int) -> None:
-    edges: list[tuple[str, RelationRow]] = [("out", r) for r in store.relations_from(rid)]
-    edges += [("in", r) for r in store.relations_to(rid)]
-    others = [r.dst if d == "out" else r.src for d, r in edges]
-    names = store.summaries(others)
-    seen: set[tuple[str, str, str]] = set()
+    seen: dict[tuple[str, str, str], RelatedRef] = {}
     sections: dict[str, list[RelatedRef]] = {}
-    for (direction, rel), other in zip(edges, others):
+    for direction, source, rtype, other, note, oname, otype in store.edges(rid):
         if other == rid:
             continue
-        section = SECTIONS.get((direction, rel.type))
-        if direction == "in" and idmod.kind_of(other) == "sigma" and rel.type.startswith("related-"):
+        kind = idmod.kind_of(other)
+        section = SECTIONS.get((direction, rtype))
+        if direction == "in" and kind == "sigma" and rtype.startswith("related-"):
             section = "detections"  # a Sigma rule tagged with this CVE/software/group detects it
         if section is None:
-            section = RELATED_BY_KIND.get(idmod.kind_of(other) or "", "related")
-        key = (section, other, rel.type)
-        note = str(rel.attributes.get("description") or "")
-        if key in seen:
-            if note:  # several sources state the same edge: keep the first that has a note
-                for ref in sections[section]:
-                    if ref.id == other and ref.relation == rel.type and not ref.note:
-                        ref.note = _clip(note, note_chars)
+            section = RELATED_BY_KIND.get(kind or "", "related")
+        key = (section, other, rtype)
+        ref = seen.get(key)
+        if ref is not None:  # the same edge again (several sources, or the other id in several sources)
+            if not ref.name and oname:
+                ref.name, ref.type = oname, otype
+            if not ref.note and note:
+                ref.note = note[:note_chars]
             continue
-        seen.add(key)
-        name, rtype = names.get(other, ("", ""))
-        sections.setdefault(section, []).append(
-            RelatedRef(other, name, rtype, rel.type, direction, rel.source, _clip(note, note_chars)))
+        ref = RelatedRef(other, oname, otype, rtype, direction, source, note[:note_chars])
+        seen[key] = ref
+        sections.setdefault(section, []).append(ref)
     for refs in sections.values():
         refs.sort(key=lambda r: _sort_key(r.id))
     entry.sections = dict(sorted(sections.items(), key=lambda kv: _SECTION_ORDER.get(kv[0], 99)))
@@ -204,15 +201,9 @@ _SECTION_ORDER = {s: i for i, s in enumerate((
     "observed_examples", "example_of", "analytics", "detection_strategies", "data_components", "data_sources"))}
 
 
+_ID_NUM = re.compile(r"([A-Za-z-]+?)-?(\d+)")
+
+
 def _sort_key(i: str) -> tuple[str, int, str]:
-    import re
-
-    m = re.match(r"([A-Za-z-]+?)-?(\d+)", i)
+    m = _ID_NUM.match(i)
     return (m.group(1), int(m.group(2)), i) if m else (i, 0, i)
-
-
-def _clip(text: str, n: int) -> str:
-    from secfoundry.kb.text import clean
-
-    text = clean(text)
-    return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " ..."

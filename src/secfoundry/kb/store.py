@@ -30,7 +30,8 @@ from secfoundry.kb import ids as idmod
 from secfoundry.kb.records import Record, Relation
 from secfoundry.kb.text import clean
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+NOTE_CHARS = 400  # relations keep a cleaned, clipped copy of their description for show()
 BATCH = 2000
 MIN_PASSAGE_CHARS = 20
 
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS records(
 CREATE INDEX IF NOT EXISTS records_id ON records(id);
 CREATE INDEX IF NOT EXISTS records_type ON records(type);
 CREATE TABLE IF NOT EXISTS relations(
-  source TEXT NOT NULL, src TEXT NOT NULL, type TEXT NOT NULL, dst TEXT NOT NULL, attributes TEXT);
+  source TEXT NOT NULL, src TEXT NOT NULL, type TEXT NOT NULL, dst TEXT NOT NULL, attributes TEXT,
+  note TEXT);
 CREATE INDEX IF NOT EXISTS relations_src ON relations(src, type);
 CREATE INDEX IF NOT EXISTS relations_dst ON relations(dst, type);
 CREATE INDEX IF NOT EXISTS relations_source ON relations(source);
@@ -283,15 +285,17 @@ class Store:
             c.execute("INSERT INTO records_fts(rowid,name,ids,body) VALUES(?,?,?,?)",
                       (cur.lastrowid, clean(rec.name), id_text, clean(desc)))
             for rel in rec.relations:
+                desc_attr = rel.attributes.get("description") if rel.attributes else None
                 rels.append((source, rid, rel.type, idmod.normalize_or_keep(rel.target),
-                             _json(rel.attributes) if rel.attributes else None))
+                             _json(rel.attributes) if rel.attributes else None,
+                             _clip(clean(desc_attr), NOTE_CHARS) if isinstance(desc_attr, str) and desc_attr else None))
                 if rel.type == "alias-of":
                     als.append((idmod.normalize_or_keep(rel.target).lower(), rid, source))
             for a in rec.aliases:
                 if a and a.strip():
                     als.append((idmod.normalize_or_keep(a).lower(), rid, source))
             pas.extend((rid, p) for p in passages_of(rec))
-        c.executemany("INSERT INTO relations VALUES(?,?,?,?,?)", rels)
+        c.executemany("INSERT INTO relations VALUES(?,?,?,?,?,?)", rels)
         c.executemany("INSERT INTO aliases VALUES(?,?,?)", als)
         for owner, p in pas:
             cur = c.execute("INSERT INTO passages(source,owner,target,via,kind,ref,text) VALUES(?,?,?,?,?,?,?)",
@@ -395,6 +399,15 @@ class Store:
         return [RelationRow(r["source"], r["src"], r["type"], r["dst"], json.loads(r["attributes"] or "{}"))
                 for r in rows]
 
+    def edges(self, rid: str) -> list[tuple[str, str, str, str, str, str, str]]:
+        """Both directions in one go, for show(): (direction, source, relation type, other id,
+        note, other's name, other's type). Other ids held by several sources repeat."""
+        q = ("SELECT 'out', r.source, r.type, r.dst, r.note, o.name, o.type FROM relations r "
+             "LEFT JOIN records o ON o.id = r.dst WHERE r.src=? "
+             "UNION ALL SELECT 'in', r.source, r.type, r.src, r.note, o.name, o.type FROM relations r "
+             "LEFT JOIN records o ON o.id = r.src WHERE r.dst=?")
+        return [tuple(x or "" for x in row) for row in self.conn.execute(q, (rid, rid))]  # type: ignore[misc]
+
     def summaries(self, rids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """id -> (name, type) for many ids at once (current records preferred)."""
         out: dict[str, tuple[str, str]] = {}
@@ -438,6 +451,10 @@ class Store:
             c.executemany("DELETE FROM vectors WHERE hash=? AND model=?", [(h, model) for h in stale])
             c.execute("DELETE FROM vectors WHERE model<>?", (model,))
         return len(stale)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " ..."
 
 
 def relation_from_row(r: RelationRow) -> Relation:
