@@ -189,6 +189,13 @@ def test_unpacked_run_estimates_tokens_and_cache_is_reused(tmp_path):
     assert not rep.tokens.measured
     final = rep.phases[-1]
     assert rep.tokens.sources["cve"]["train"] == round(final.out.sources["cve"]["chars"] / 4)
+    # large runs: profile one partition per phase, extrapolate sizes; counts stay exact
+    small = collect_run(run, max_partitions=1)
+    proc = small.phases[1]
+    assert proc.sampled == (1, 2) and proc.out.docs == proc.docs_out == 38
+    assert proc.dropped == rep.phases[1].dropped
+    write_report(run, max_partitions=1)
+    assert "extrapolated from 1 of 2 partitions" in (run / "report.md").read_text()
 
 
 def test_cli_report(tmp_path):

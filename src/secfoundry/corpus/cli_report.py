@@ -16,6 +16,9 @@ def report_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML path (default RUN_DIR/report.html); "
                                        "report.md and report_assets/ are written next to it."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Re-read every partition instead of RUN_DIR/.report_cache."),
+    max_partitions: Optional[int] = typer.Option(None, "--max-partitions",
+                                                 help="Read at most this many partitions per phase (large runs); "
+                                                      "sizes are extrapolated, counts stay exact."),
 ) -> None:
     """Report a corpus run: documents/bytes/tokens per stage, drop reasons with examples,
     per-source keep rates and tokens, language and length histograms."""
@@ -26,7 +29,7 @@ def report_cmd(
 
     console = Console(stderr=True)
     try:
-        path = write_report(run_dir, out, use_cache=not no_cache)
+        path = write_report(run_dir, out, use_cache=not no_cache, max_partitions=max_partitions)
     except InputError as e:
         console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2)

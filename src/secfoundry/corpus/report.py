@@ -349,13 +349,18 @@ def build(rep: RunReport) -> tuple[list[Table], list, list[Figure]]:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *, use_cache: bool = True,
-                 markdown: bool = True) -> Path:
+                 markdown: bool = True, max_partitions: int | None = None) -> Path:
     """Write ``report.html`` (self-contained, plots embedded) and ``report.md`` (+ ``report_assets/``
-    PNGs) for a run directory; returns the HTML path. Safe to call on a run in progress."""
+    PNGs) for a run directory; returns the HTML path. Safe to call on a run in progress.
+    ``max_partitions`` bounds the Parquet partitions read per phase (see ``collect_run``)."""
     from secfoundry.corpus.engine.storage import atomic_write_bytes
 
     run_dir = Path(run_dir)
-    rep = collect_run(run_dir, use_cache=use_cache)
+    rep = collect_run(run_dir, use_cache=use_cache, max_partitions=max_partitions)
+    for p in rep.phases:
+        if p.sampled:
+            rep.warnings.append(f"{p.dirname}: bytes, lengths, languages and per-source sizes extrapolated from "
+                                f"{p.sampled[0]} of {p.sampled[1]} partitions (document counts and drops are exact)")
     tables, examples, figs = build(rep)
     html_path = Path(out) if out else run_dir / "report.html"
     atomic_write_bytes(html_path, render_html(rep, tables, examples, figs).encode("utf-8"))

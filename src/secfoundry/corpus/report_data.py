@@ -67,6 +67,13 @@ class DataProfile:
         for lg, n in o.langs.items():
             self.langs[lg] = self.langs.get(lg, 0) + n
 
+    def scale(self, f: float) -> None:
+        """Extrapolate a profile of sampled partitions to the whole phase."""
+        self.docs, self.chars, self.bytes = round(self.docs * f), round(self.chars * f), round(self.bytes * f)
+        self.sources = {s: {k: round(v * f) for k, v in d.items()} for s, d in self.sources.items()}
+        self.length_hist = [round(v * f) for v in self.length_hist]
+        self.langs = {k: round(v * f) for k, v in self.langs.items()}
+
 
 @dataclass
 class Example:
@@ -102,6 +109,11 @@ class ExcludedProfile:
             cur += exs[: max(0, max_examples - len(cur))]
         if o.length_hist:
             self.length_hist = list(np.add(self.length_hist or [0] * len(o.length_hist), o.length_hist))
+
+    def scale(self, f: float) -> None:
+        self.docs, self.chars, self.bytes = round(self.docs * f), round(self.chars * f), round(self.bytes * f)
+        self.counts = {k: [round(x * f) for x in v] for k, v in self.counts.items()}
+        self.length_hist = [round(v * f) for v in self.length_hist]
 
 
 def _length_hist(lengths: np.ndarray) -> list[int]:
@@ -240,6 +252,7 @@ class PhaseReport:
     step_io: dict[str, dict[str, int]] = field(default_factory=dict)  # step -> in/out documents
     by_source: dict[str, int] = field(default_factory=dict)  # kept documents per source (markers)
     input_errors: dict[str, str] = field(default_factory=dict)
+    sampled: tuple[int, int] | None = None  # (partitions profiled, committed) when profiles are extrapolated
     out: DataProfile = field(default_factory=DataProfile)
     excluded: ExcludedProfile = field(default_factory=ExcludedProfile)
 
@@ -380,8 +393,21 @@ def _sample_langs(paths: list[Path], n: int = 1000) -> dict[str, int]:
     return dict(counts)
 
 
-def collect_run(run_dir: str | Path, *, use_cache: bool = True, sample_languages: bool = True) -> RunReport:
-    """Read everything the report needs from a (possibly partial) run directory."""
+def _sample(markers: list[dict[str, Any]], k: int | None) -> list[dict[str, Any]]:
+    if k is None or len(markers) <= k:
+        return markers
+    step = len(markers) / k
+    return [markers[int(i * step)] for i in range(k)]  # evenly spaced, deterministic
+
+
+def collect_run(run_dir: str | Path, *, use_cache: bool = True, sample_languages: bool = True,
+                max_partitions: int | None = None) -> RunReport:
+    """Read everything the report needs from a (possibly partial) run directory.
+
+    Counts from the markers (documents, characters, drops) are always exact. Profiles that read
+    Parquet (bytes, lengths, languages, per-source sizes, drop examples) cover every partition,
+    or with ``max_partitions`` an evenly spaced sample of each phase's partitions, extrapolated
+    by documents and flagged in the report (for very large runs)."""
     from secfoundry.corpus.engine.storage import PhaseStore
 
     run_dir = Path(run_dir)
@@ -435,12 +461,20 @@ def collect_run(run_dir: str | Path, *, use_cache: bool = True, sample_languages
                 cur["out"] += int(io.get("out", 0))
             if m.get("error"):
                 pr.input_errors[m["key"]] = str(m["error"])
+        chosen = _sample(markers, max_partitions)
+        for m in chosen:
             for f in m.get("files", []):
                 if (store.data_dir / f).exists():
                     pr.out.merge(cache.data(store.data_dir / f))
             for f in m.get("excluded_files", []):
                 if (store.excluded_dir / f).exists():
                     pr.excluded.merge(cache.excluded(store.excluded_dir / f))
+        if len(chosen) < len(markers):
+            pr.sampled = (len(chosen), len(markers))
+            n_out = sum(int(m.get("docs_out", 0)) for m in chosen)
+            n_drop = sum(int(m.get("docs_in", 0)) - int(m.get("docs_out", 0)) for m in chosen)
+            pr.out.scale(pr.docs_out / n_out if n_out else 0.0)
+            pr.excluded.scale((pr.docs_in - pr.docs_out) / n_drop if n_drop > 0 else 0.0)
         pr.dropped, pr.by_source = dict(dropped.most_common()), dict(by_source.most_common())
         pr.bytes_out = pr.out.bytes
         pr.excluded_docs = pr.excluded.docs
