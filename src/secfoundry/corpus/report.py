@@ -116,7 +116,8 @@ def phase_table(rep: RunReport) -> Table:
 def step_table(rep: RunReport) -> Table:
     rows = []
     for p in rep.phases:
-        for name, io in p.step_io.items():
+        order = {name: i for i, name in enumerate(p.steps)}  # markers store steps in key order
+        for name, io in sorted(p.step_io.items(), key=lambda kv: order.get(kv[0], len(order))):
             rows.append([p.dirname, name, _n(io["in"]), _n(io["out"]), _n(io["in"] - io["out"]), _pct(io["out"], io["in"])])
     return Table("Steps", ["phase", "step", "docs seen", "docs kept", "dropped", "kept"], rows,
                  "Documents each step saw (steps routed to some sources only see those) and kept. "
@@ -357,6 +358,13 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, use_cach
 
     run_dir = Path(run_dir)
     rep = collect_run(run_dir, use_cache=use_cache, max_partitions=max_partitions)
+    t = rep.tokens
+    tail = sum(v.get("tail", 0) for v in t.sources.values())
+    if t.measured and t.total and tail / t.total > 0.02:
+        empty = sorted(s for s, v in t.sources.items() if v["docs"] and not v["train"] + v["test"])
+        rep.warnings.append(f"packing dropped {tail:,} tokens ({100 * tail / t.total:.1f}% of all tokenized) as partial "
+                            f"last rows of its shards" + (f"; sources with documents but no full row: {', '.join(empty)}"
+                                                          if empty else ""))
     for p in rep.phases:
         if p.sampled:
             rep.warnings.append(f"{p.dirname}: bytes, lengths, languages and per-source sizes extrapolated from "
