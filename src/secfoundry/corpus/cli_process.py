@@ -66,6 +66,7 @@ def relevance_eval(
     data: list[Path] = typer.Option([], help="extra labelled JSONL to evaluate on (all rows)"),
     threshold: Optional[float] = typer.Option(None, help="override the model threshold"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write metrics as JSON"),
+    derived: bool = typer.Option(True, help="include derived hard negatives (Python docs, man pages)"),
 ) -> None:
     """Precision/recall/F1 on the seed test split, on hard negatives, and on extra files."""
     from collections import Counter
@@ -78,7 +79,7 @@ def relevance_eval(
 
     model = R.RelevanceModel.load(model_dir) if model_dir else R.load_or_train_default(seed=seed)
     thr = model.threshold if threshold is None else threshold
-    sets = D.eval_sets(seed)
+    sets = D.eval_sets(seed, derived=derived)
     for p in data:
         sets[p.name] = D.load_jsonl_examples(p, p.stem)
     table = Table(title=f"relevance classifier (threshold {thr})")

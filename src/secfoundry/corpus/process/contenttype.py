@@ -18,6 +18,7 @@ from secfoundry.documents import Document
 CONTENT_TYPES = ("prose", "code", "log", "rule", "record")
 
 FENCE_RE = re.compile(r"^(`{3,}|~{3,})[^\n]*\n.*?^\1[ \t]*$", re.M | re.S)
+LETTER_RE = re.compile(r"[^\W\d_]")
 INLINE_CODE_RE = re.compile(r"`[^`\n]+`")
 TABLE_LINE_RE = re.compile(r"^\s*\|.*\|\s*$", re.M)
 URL_RE = re.compile(r"\b(?:h[tx]{2}ps?|ftp|s3|file)(?:\[?:\]?)//\S+|\bwww\.\S+", re.I)
@@ -94,7 +95,7 @@ def prose_part(text: str) -> str:
     for ln in rest.split("\n"):
         s = ln.strip()
         # keep lines that read as natural language: enough letters, several words
-        letters = sum(c.isalpha() for c in s)
+        letters = len(LETTER_RE.findall(s))
         if len(s.split()) >= 3 and letters >= 0.6 * len(s):
             lines.append(s)
     return re.sub(r"\s+", " ", " ".join(lines)).strip()

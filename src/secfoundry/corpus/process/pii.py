@@ -59,6 +59,13 @@ TOKEN_RES = [
     re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b"),  # JWT
 ]
+# one pass instead of one per token type (these run over every document)
+TOKEN_RE = re.compile("|".join(f"(?:{r.pattern})" for r in TOKEN_RES))
+TOKEN_TRIGGER = re.compile(r"A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|Iza)|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|"
+                           r"_live_|SG\.|npm_|eyJ")
+SECRET_KEY_TRIGGER = re.compile(r"secret|passw|pwd|passphrase|token|api[_-]?key|apikey|access[_-]?key|"
+                                r"private[_-]?key|auth[_-]?key|credential", re.I)
+EMAIL_TRIGGER = re.compile(r"@|\[at\]|\(at\)")
 SECRET_KV_RE = re.compile(
     r"(?P<key>\b[\w.-]*(?:secret|passwd|password|pwd|passphrase|token|api[_-]?key|apikey|access[_-]?key|"
     r"private[_-]?key|client[_-]?secret|auth[_-]?key|credentials?)[\w.-]*)"
@@ -195,6 +202,21 @@ class Replacement:
     text: str
 
 
+def _windowed(rx: re.Pattern, trigger: re.Pattern, text: str, before: int, after: int) -> list[re.Match]:
+    """Matches of ``rx`` near the matches of a cheap ``trigger`` (deduplicated, in order)."""
+    out: dict[tuple[int, int], re.Match] = {}
+    last_end = -1
+    for t in trigger.finditer(text):
+        lo, hi = max(0, t.start() - before), min(len(text), t.end() + after)
+        if lo < last_end:
+            lo = max(lo, last_end - before)  # overlapping windows: do not rescan from far back
+        for m in rx.finditer(text, lo, hi):
+            if m.start() <= t.start() < m.end() or m.start() <= t.end() <= m.end() or rx is not EMAIL_RE:
+                out.setdefault(m.span(), m)
+        last_end = hi
+    return [out[k] for k in sorted(out)]
+
+
 class PIIScrubber:
     def __init__(self, config: PIIConfig | None = None):
         self.config = config or PIIConfig()
@@ -215,21 +237,22 @@ class PIIScrubber:
 
         for m in PEM_PRIVATE_RE.finditer(text):
             add(m.start(), m.end(), "PRIVATE_KEY")
-        for rx in TOKEN_RES:
-            for m in rx.finditer(text):
-                add(m.start(), m.end(), "SECRET")
-        for m in SECRET_KV_RE.finditer(text):
-            val = m.group("val")
-            if self._is_secret_value(val):
+        for m in _windowed(TOKEN_RE, TOKEN_TRIGGER, text, 10, 300):
+            add(m.start(), m.end(), "SECRET")
+        for m in _windowed(SECRET_KV_RE, SECRET_KEY_TRIGGER, text, 80, 320):
+            if self._is_secret_value(m.group("val")):
                 add(m.start("val"), m.end("val"), "SECRET")
-        for m in EMAIL_RE.finditer(text):
+        for m in _windowed(EMAIL_RE, EMAIL_TRIGGER, text, 80, 280):
             if not self._keep_email(text, m):
                 add(m.start(), m.end(), "EMAIL")
 
-        protected = [(m.start(), m.end()) for m in PROTECT_RE.finditer(text)]
-
         def unprotected(s: int, e: int) -> bool:
-            return all(e <= a or s >= b for a, b in protected)
+            # indicators are looked for only around a candidate: a full pass costs more than all
+            # the PII patterns together
+            for pm in PROTECT_RE.finditer(text, max(0, s - 300), min(len(text), e + 300)):
+                if pm.start() < e and s < pm.end():
+                    return False
+            return True
 
         for m in CARD_RE.finditer(text):
             digits = re.sub(r"\D", "", m.group(0))

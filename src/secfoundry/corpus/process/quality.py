@@ -26,6 +26,8 @@ from secfoundry.corpus.process.contenttype import ID_RE, route, strip_non_prose
 from secfoundry.documents import Document
 
 WORD_RE = re.compile(r"\w+", re.U)
+SPACE_RE = re.compile(r"\s")
+SYMBOL_RE = re.compile(r"[^\w\s#*|\->`\[\]()]")
 LOREM_RE = re.compile(r"\blorem ipsum\b|\bdolor sit amet\b|\bconsectetur adipiscing\b", re.I)
 SPAM_RE = re.compile(
     r"\b(?:buy now|order now|click here|limited time offer|best price|cheap (?:viagra|cialis|pills)|"
@@ -143,15 +145,14 @@ class QualityStep(ProcessStep):
         lw = [w.lower() for w in words]
         if _top_ngram_frac(lw) > c.max_top_ngram_frac:
             failed.append("repetition_ngrams")
-        stripped = re.sub(r"\s+", "", prose)
-        if len(stripped) >= 100:
-            sym = sum(1 for ch in stripped if not ch.isalnum()) / len(stripped)
-            # Markdown markup (#, *, |, -, >) is not degenerate text
-            sym -= sum(1 for ch in stripped if ch in "#*|->_`[]()") / len(stripped)
+        n_chars = len(prose) - len(SPACE_RE.findall(prose))
+        if n_chars >= 100:
+            # Markdown markup (#, *, |, -, >, `, brackets) is not degenerate text
+            sym = len(SYMBOL_RE.findall(prose)) / n_chars
             if sym > c.max_symbol_ratio:
                 failed.append("symbol_ratio")
         if len(words) >= 20:
-            alpha = sum(1 for w in words if any(ch.isalpha() for ch in w)) / len(words)
+            alpha = sum(1 for w in words if w.strip("0123456789_")) / len(words)
             if alpha < c.min_alpha_word_frac:
                 failed.append("alpha_words")
             mean = sum(len(w) for w in words) / len(words)

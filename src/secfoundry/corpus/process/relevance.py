@@ -202,6 +202,14 @@ class RelevanceConfig:
     threshold: float | None = None  # override the model's threshold
     trust_high_value: bool = True  # documents of high-value connectors are not classified
     extra_high_value: list[str] = field(default_factory=list)
+    # The model is trained on paragraphs where code means "Python docs": a document with fenced
+    # code is also scored on its prose alone, and the higher score counts.
+    prose_view: bool = True
+    prose_view_min_chars: int = 200
+    # Strong keyword evidence keeps a document whatever the model says (1 of 3,659 held-out
+    # negatives reaches it; measured in BENCHMARKS.md). None disables the override.
+    keyword_override_density: float | None = 5.0
+    keyword_override_distinct: int = 5
 
 
 class RelevanceStep(ProcessStep):
@@ -234,17 +242,51 @@ class RelevanceStep(ProcessStep):
         kept, dropped = self.run_batch([doc])
         return Decision(kept[0]) if kept else Decision(None, dropped[0].reason)
 
+    def _views(self, doc: Document) -> list[str]:
+        views = [doc.text]
+        if self.config.prose_view and "```" in doc.text:
+            from secfoundry.corpus.process.contenttype import FENCE_RE
+
+            prose = FENCE_RE.sub("\n", doc.text)
+            if len(prose.strip()) >= self.config.prose_view_min_chars:
+                views.append(prose)
+        return views
+
+    def _keyword_override(self, doc: Document) -> bool:
+        c = self.config
+        if c.keyword_override_density is None:
+            return False
+        kw = doc.metadata.get("keywords")
+        if not isinstance(kw, dict) or "density" not in kw:
+            from secfoundry.corpus.process.keywords import score_text
+
+            s = score_text(doc.text)
+            kw = {"density": s.density, "distinct": s.distinct}
+        return kw["density"] >= c.keyword_override_density and kw.get("distinct", 0) >= c.keyword_override_distinct
+
+    def _score(self, docs: list[Document], idx: list[int]) -> dict[int, float]:
+        texts: list[str] = []
+        owner: list[int] = []
+        for i in idx:
+            for v in self._views(docs[i]):
+                texts.append(v)
+                owner.append(i)
+        p = self.model.predict_proba(texts)
+        out: dict[int, float] = {}
+        for i, v in zip(owner, p):
+            out[i] = max(out.get(i, 0.0), float(v))
+        return out
+
     def run_batch(self, docs: list[Document]) -> tuple[list[Document], list[Dropped]]:
         todo = [i for i, d in enumerate(docs) if not self._trusted(d)]
         probs: dict[int, float] = {}
         if todo:
             try:
-                p = self.model.predict_proba([docs[i].text for i in todo])
-                probs = {i: float(v) for i, v in zip(todo, p)}
+                probs = self._score(docs, todo)
             except Exception:  # a batch-level failure: fall back to one document at a time
                 for i in todo:
                     try:
-                        probs[i] = float(self.model.predict_proba([docs[i].text])[0])
+                        probs.update(self._score(docs, [i]))
                     except Exception as e:
                         probs[i] = float("nan")
                         docs[i].metadata["relevance_error"] = f"{type(e).__name__}: {e}"[:200]
@@ -262,6 +304,9 @@ class RelevanceStep(ProcessStep):
                 continue
             doc.metadata["relevance"] = round(p, 4)
             if p >= thr:
+                kept.append(doc)
+            elif self._keyword_override(doc):
+                doc.metadata["relevance_by"] = "keywords"
                 kept.append(doc)
             else:
                 dropped.append(Dropped(doc, self.name, f"relevance:{p:.2f}"))

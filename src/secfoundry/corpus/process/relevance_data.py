@@ -174,10 +174,12 @@ def manpage_negatives(cache: Path | None = None, mandir: Path = Path("/usr/share
     return out
 
 
-def hard_negatives(datasets_dir: Path | None, seed_texts: set[str]) -> list[Example]:
+def hard_negatives(datasets_dir: Path | None, seed_texts: set[str], derived: bool = True) -> list[Example]:
     from secfoundry.paths import cache_dir
 
     out = handwritten_negatives()
+    if not derived:
+        return out
     if datasets_dir is not None:
         out += pydocs_negatives(datasets_dir, seed_texts)
     out += manpage_negatives(cache_dir("corpus") / "relevance-manpage-negatives.jsonl")
@@ -199,7 +201,7 @@ def training_set(seed: str | Path | None = None, use_hard_negatives: bool = True
     return [e.text for e in train], [e.label for e in train], summary
 
 
-def eval_sets(seed: str | Path | None = None) -> dict[str, list[Example]]:
+def eval_sets(seed: str | Path | None = None, derived: bool = True) -> dict[str, list[Example]]:
     """Evaluation sets, all held out from training:
 
     * ``seed-test`` — the seed's test split as given;
@@ -215,8 +217,8 @@ def eval_sets(seed: str | Path | None = None) -> dict[str, list[Example]]:
     pos = [e for e in test if e.label == 1]
     n_neg = sum(1 for e in test if e.label == 0)
     seed_hn = [e for e in test if e.label == 0 and "hard-negative" in e.source]
-    extra = [e for e in hard_negatives(seed_path.parent if seed_path else None, {e.text for e in examples})
-             if e.split == "test"]
+    extra = [e for e in hard_negatives(seed_path.parent if seed_path else None, {e.text for e in examples},
+                                       derived) if e.split == "test"]
     first = seed_hn + [e for e in extra if e.source.startswith("handwritten:")]
     rest = sorted((e for e in extra if not e.source.startswith("handwritten:")),
                   key=lambda e: hashlib.sha1(e.text.encode()).hexdigest())
