@@ -276,6 +276,44 @@ def run_ours(info: dict[str, Any], work: Path, cpus: int) -> dict[str, Any]:
             "tokens": rep.tokens.total, "report": str(out / "report.html")}
 
 
+def profile_steps(run: Path) -> list[dict[str, Any]]:
+    """Each process step, in recipe order, on one collect partition, in this one process (the
+    engine records per-step document counts but not per-step time); then tokenization as the
+    pack step does it. Single-core figures, same load as the runs."""
+    import fnmatch
+
+    import pyarrow.parquet as pq
+
+    from secfoundry.corpus.engine.steps import build_step
+    from secfoundry.corpus.engine.storage import read_documents
+    from secfoundry.corpus.prepare.pack import load_tokenizer
+
+    part = sorted((run / "00-collect" / "data").glob("*.parquet"))[0]
+    docs = read_documents(part)
+    rows = []
+    for spec in PROCESS_STEPS:
+        step = build_step(spec["step"], {k: v for k, v in spec.items() if k not in ("step", "skip_sources")})
+        if callable(getattr(step, "setup", None)):
+            step.setup()
+        skip = spec.get("skip_sources", [])
+        sel = [d for d in docs if not any(fnmatch.fnmatch(d.source, p) for p in skip)]
+        rest = [d for d in docs if any(fnmatch.fnmatch(d.source, p) for p in skip)]
+        chars = sum(len(d.text) for d in sel)
+        t = time.perf_counter()
+        kept, _ = step.run_batch(sel)
+        secs = time.perf_counter() - t
+        rows.append({"step": spec["step"], "docs": len(sel), "chars": chars, "seconds": secs})
+        docs = kept + rest
+    texts = [r["text"] for r in pq.read_table(sorted((run / "02-prepare-5-pack" / "data").glob("*.parquet"))[0],
+                                               columns=["text"]).to_pylist()]
+    tok = load_tokenizer("smollm2-135m-instruct")
+    t = time.perf_counter()
+    n_tok = sum(len(x) for x in tok(texts, add_special_tokens=False)["input_ids"])
+    rows.append({"step": f"pack: tokenize ({n_tok:,} tokens)", "docs": len(texts), "chars": sum(map(len, texts)),
+                 "seconds": time.perf_counter() - t})
+    return rows
+
+
 # ---------------------------------------------------------------------------------------- main
 def kept_table(info: dict[str, Any], ours: dict[str, Any], dt_: dict[str, Any]) -> list[list[str]]:
     rows = []
@@ -302,16 +340,19 @@ def group_rates(info: dict[str, Any], kept: dict[str, int]) -> dict[str, float]:
 
 
 def render(info: dict[str, Any], ours: dict[str, Any], dtr: dict[str, Any], load: tuple[float, float, float],
-           load_after: tuple[float, float, float], cpus: int) -> str:
+           load_after: tuple[float, float, float], cpus: int, *, docs_arg: int, concurrent: bool,
+           profile: list[dict[str, Any]] | None = None) -> str:
     n = info["docs"]
     o_e2e = n / ours["seconds"]
     d_e2e = n / dtr["seconds"]
     lines = [
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `.venv/bin/python bench/corpus_throughput.py "
-        f"--docs {n} --write`, {cpus} worker processes each, **on the shared 2-core machine while other engineers' jobs "
-        f"ran**: load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} (1/5/15 min) before, "
-        f"{load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} after. Absolute docs/s are depressed by that load "
-        "(both pipelines ran back to back under it); the ratio is the comparable figure.",
+        f"--docs {docs_arg}{' --concurrent' if concurrent else ''} --write`, {cpus} worker processes each, **on the "
+        f"shared 2-core machine while other engineers' jobs ran**: load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} "
+        f"(1/5/15 min) before, {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} after. Absolute docs/s are "
+        "depressed by that load " + ("(both pipelines ran at the same time, so under the same load)"
+                                     if concurrent else "(both pipelines ran back to back under it)")
+        + "; the ratio is the comparable figure.",
         "",
         f"Input: {n:,} documents, {info['chars'] / 1e6:.1f} M characters — {info['by_format'].get('markdown', 0):,} "
         f"connector documents from the mirror (Markdown), {info['by_format'].get('text', 0):,} general-text documents, "
@@ -338,6 +379,14 @@ def render(info: dict[str, Any], ours: dict[str, Any], dtr: dict[str, Any], load
     ]
     for p in ours["phases"]:
         lines.append(f"| {p['phase']} | {p['docs_in']:,} | {p['docs_out']:,} | {p['seconds']:.1f} | {p['docs_per_s']:,.1f} |")
+    if profile:
+        lines += ["", "Per step (ours), one collect partition through the process steps in a single process, then "
+                  "tokenization as `pack` does it (the engine counts documents per step but does not time steps):", "",
+                  "| step | docs | M chars | s | docs/s | M chars/s |", "|---|---:|---:|---:|---:|---:|"]
+        for r in profile:
+            sec = max(r["seconds"], 1e-9)
+            lines.append(f"| {r['step']} | {r['docs']:,} | {r['chars'] / 1e6:.2f} | {r['seconds']:.2f} | "
+                         f"{r['docs'] / sec:,.0f} | {r['chars'] / 1e6 / sec:.2f} |")
     lines += ["", "Per stage (datatrove, wall time of each executor run):", "", "| stage | s | input docs/s |", "|---|---:|---:|"]
     for k, v in dtr["walls"].items():
         lines.append(f"| {k} | {v:.1f} | {n / v:,.1f} |")
@@ -377,6 +426,10 @@ def main() -> None:
     ap.add_argument("--mirror", type=Path, default=SHARED / "mirror")
     ap.add_argument("--only", choices=["ours", "datatrove"], default=None)
     ap.add_argument("--write", action="store_true", help="write the figures to BENCHMARKS.md")
+    ap.add_argument("--concurrent", action="store_true",
+                    help="run datatrove in a subprocess at the same time as ours (same load for both)")
+    ap.add_argument("--no-profile", dest="profile", action="store_false",
+                    help="skip the single-process per-step profile of our steps")
     args = ap.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -384,23 +437,42 @@ def main() -> None:
     info = build_input(args.work, args.docs, args.mirror)
     print(json.dumps({k: v for k, v in info.items() if k != "by_source"}), flush=True)
     load = os.getloadavg()
-    results: dict[str, Any] = {"input": info, "load_before": load}
+    results: dict[str, Any] = {"input": info, "load_before": load, "concurrent": args.concurrent}
+    dt_proc = None
+    dt_file = args.work / f"datatrove-{args.docs}.json"
+    if args.concurrent and args.only is None:
+        # both pipelines at once: each sees the same machine load for the same period
+        import subprocess
+
+        dt_file.unlink(missing_ok=True)
+        dt_proc = subprocess.Popen([sys.executable, __file__, "--only", "datatrove", "--docs", str(args.docs),
+                                    "--cpus", str(args.cpus), "--work", str(args.work), "--mirror", str(args.mirror)],
+                                   stdout=open(args.work / f"datatrove-{args.docs}.log", "w"), stderr=subprocess.STDOUT)
     if args.only in (None, "ours"):
         print("secfoundry pipeline ...", flush=True)
         results["ours"] = run_ours(info, args.work, args.cpus)
         print(json.dumps({k: results["ours"][k] for k in ("seconds", "ray_start", "warmup", "tokens")}), flush=True)
-    if args.only in (None, "datatrove"):
+    if dt_proc is not None:
+        if dt_proc.wait() != 0:
+            raise SystemExit(f"datatrove run failed, see {args.work}/datatrove-{args.docs}.log")
+        results["datatrove"] = json.loads(dt_file.read_text())
+    elif args.only in (None, "datatrove"):
         from datatrove_pipeline import run_datatrove
         from secfoundry.models.embedded import ensure_converted
 
         print("datatrove pipeline ...", flush=True)
         tok = str(ensure_converted() / "tokenizer.json")
         results["datatrove"] = run_datatrove(Path(info["dir"]), args.work / "datatrove", tok, workers=args.cpus)
+        dt_file.write_text(json.dumps(results["datatrove"], default=str))
         print(json.dumps({k: results["datatrove"][k] for k in ("seconds", "walls", "tokens")}), flush=True)
+    if "ours" in results and args.profile:
+        print("profiling our process steps on one partition ...", flush=True)
+        results["step_profile"] = profile_steps(args.work / "ours")
     results["load_after"] = os.getloadavg()
     (args.work / f"results-{args.docs}.json").write_text(json.dumps(results, indent=1, default=str))
     if "ours" in results and "datatrove" in results:
-        body = render(info, results["ours"], results["datatrove"], load, results["load_after"], args.cpus)
+        body = render(info, results["ours"], results["datatrove"], load, results["load_after"], args.cpus,
+                      docs_arg=args.docs, concurrent=args.concurrent, profile=results.get("step_profile"))
         print(body)
         if args.write:
             write_benchmarks(body)
