@@ -61,6 +61,12 @@ def test_cli_status_show_search_validate(real_kb: Path) -> None:
     out = runner.invoke(app, ["kb", "search", "cross site scripting", "--db", str(real_kb)])
     assert out.exit_code == 0 and "CWE-79" in out.output
 
+    lines = runner.invoke(app, ["kb", "search", "-", "--type", "cwe", "--k", "3", "--db", str(real_kb)],
+                          input="sql injection\n\ncross site scripting\n").output.strip().splitlines()
+    batch = [json.loads(x) for x in lines]
+    assert [b["query"] for b in batch] == ["sql injection", "cross site scripting"]
+    assert batch[0]["hits"][0]["id"] == "CWE-89" and len(batch[1]["hits"]) == 3
+
     val = json.loads(runner.invoke(app, ["kb", "validate", "cwe79", "CWE-99999", "--db", str(real_kb),
                                          "--json"]).output)
     assert val[0]["canonical"] == "CWE-79" and val[0]["known"] and val[1]["known"] is False

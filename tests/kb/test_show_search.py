@@ -117,3 +117,37 @@ def test_status(kb: KnowledgeBase) -> None:
     assert [s.name for s in st.sources] == ["alpha", "beta", "kev"]
     assert st.counts["records"] == 15 and st.dense["state"] == "fresh" and st.dense["rows"] > 15
     assert st.to_dict()["sources"][0]["version"] == "18.1"
+
+
+def test_interrupted_embedding_resumes_from_cache(kb_dir: Path, synth_mirror: Path, connectors, monkeypatch) -> None:
+    import secfoundry.kb.dense as dense
+
+    monkeypatch.setattr(dense, "CHUNK", 4)
+
+    class Flaky(HashEmbedder):
+        calls = 0
+
+        def encode(self, texts):
+            Flaky.calls += 1
+            if Flaky.calls == 2:
+                raise RuntimeError("killed while embedding")
+            return super().encode(texts)
+
+    kb = KnowledgeBase.open(kb_dir, embedder=Flaky())
+    r = kb.sync(mirror=synth_mirror, connectors=connectors)
+    assert r.dense is None and "killed while embedding" in r.dense_error
+    assert kb.store.get_meta("dense_state") == "stale" and not r.failed
+    kb2 = KnowledgeBase.open(kb_dir, embedder=HashEmbedder())
+    r2 = kb2.sync(mirror=synth_mirror, connectors=connectors)
+    assert [x.status for x in r2.results] == ["unchanged"] * 3
+    assert r2.dense is not None and r2.dense.cached == 4 and r2.dense.embedded == r2.dense.unique_texts - 4
+    assert kb2.search("lsass memory", k=1, lanes=("dense",))
+
+
+def test_kb_paths_file_form(tmp_path: Path) -> None:
+    from secfoundry.kb.sync import KBPaths
+
+    p = KBPaths.at(tmp_path / "my.sqlite")
+    assert p.db.name == "my.sqlite" and p.dense.name == "my.dense" and p.quarantine.parent == tmp_path
+    d = KBPaths.at(tmp_path / "kbdir")
+    assert d.db == tmp_path / "kbdir" / "kb.sqlite" and d.dense == tmp_path / "kbdir" / "dense"

@@ -236,10 +236,25 @@ def search(
     db: Optional[Path] = DbOpt,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Hybrid search (BM25 + all-MiniLM-L6-v2, reciprocal rank fusion)."""
+    """Hybrid search (BM25 + all-MiniLM-L6-v2, reciprocal rank fusion).
+
+    QUERY "-" reads one query per line from stdin and prints one JSON line per query, with the
+    model loaded once (for scripts and batch lookups).
+    """
     from rich.table import Table
 
     kb = _kb(db)
+    if query == "-":
+        import sys
+
+        kb.warm()
+        for line in sys.stdin:
+            if line.strip():
+                t1 = time.perf_counter()
+                hits = kb.search(line.strip(), type=type_, k=k)
+                typer.echo(json.dumps({"query": line.strip(), "ms": round((time.perf_counter() - t1) * 1000, 2),
+                                       "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
+        return
     t0 = time.perf_counter()
     hits = kb.search(query, type=type_, k=k)
     ms = (time.perf_counter() - t0) * 1000
