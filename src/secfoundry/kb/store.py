@@ -402,11 +402,13 @@ class Store:
     def edges(self, rid: str) -> list[tuple[str, str, str, str, str, str, str]]:
         """Both directions in one go, for show(): (direction, source, relation type, other id,
         note, other's name, other's type). Other ids held by several sources repeat."""
-        q = ("SELECT 'out', r.source, r.type, r.dst, r.note, o.name, o.type FROM relations r "
-             "LEFT JOIN records o ON o.id = r.dst WHERE r.src=? "
-             "UNION ALL SELECT 'in', r.source, r.type, r.src, r.note, o.name, o.type FROM relations r "
-             "LEFT JOIN records o ON o.id = r.src WHERE r.dst=?")
-        return [tuple(x or "" for x in row) for row in self.conn.execute(q, (rid, rid))]  # type: ignore[misc]
+        q = ("SELECT 'out', r.source, r.type, r.dst, coalesce(r.note, ''), coalesce(o.name, ''), "
+             "coalesce(o.type, '') FROM relations r LEFT JOIN records o ON o.id = r.dst WHERE r.src=? "
+             "UNION ALL SELECT 'in', r.source, r.type, r.src, coalesce(r.note, ''), coalesce(o.name, ''), "
+             "coalesce(o.type, '') FROM relations r LEFT JOIN records o ON o.id = r.src WHERE r.dst=?")
+        cur = self.conn.cursor()
+        cur.row_factory = None  # plain tuples: ~3x cheaper than sqlite3.Row on hub ids (1k+ edges)
+        return cur.execute(q, (rid, rid)).fetchall()
 
     def summaries(self, rids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """id -> (name, type) for many ids at once (current records preferred)."""
