@@ -25,6 +25,18 @@ def test_collect_status_steps(ray_local, tmp_path):
     assert r.exit_code == 2
 
 
+def test_run_writes_summary_and_report(ray_local, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": f"CVE-2024-{i:04d} exploit in the firewall"}) + "\n" for i in range(20)))
+    rec = tmp_path / "r.yaml"
+    rec.write_text(f"inputs: [{{kind: jsonl, paths: ['{src}']}}]\n"
+                   "stages: [{name: process, steps: [{step: sample, fraction: 0.5}]}]\n")
+    r = CliRunner().invoke(app, ["corpus", "run", str(rec), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "sample:out" in r.output and (tmp_path / "o" / "summary.json").exists()
+    assert (tmp_path / "o" / "report.html").exists()
+
+
 def test_run_until_unknown_stage(ray_local, tmp_path):
     rec = tmp_path / "r.yaml"
     src = tmp_path / "in.jsonl"

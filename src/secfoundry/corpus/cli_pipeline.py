@@ -21,7 +21,7 @@ def _console():
 
 
 def _run(recipe, out: Path, mirror: Optional[Path], ray_address: Optional[str], until: Optional[str],
-         num_cpus: Optional[int], verbose: bool, retry_failed: bool = False) -> None:
+         num_cpus: Optional[int], verbose: bool, retry_failed: bool = False, report: bool = False) -> None:
     from secfoundry.corpus.pipeline import PhaseFailed, run_recipe
     from secfoundry.errors import InputError
     from secfoundry.paths import mirror_dir
@@ -43,6 +43,14 @@ def _run(recipe, out: Path, mirror: Optional[Path], ray_address: Optional[str], 
     summary.render(console)
     console.print(f"documents: {summary.to_dict()['documents_out']:,} in {len(summary.output_files)} file(s); "
                   f"summary: {out / 'summary.json'}")
+    if report:
+        try:
+            from secfoundry.corpus.report import write_report
+
+            console.print(f"report: {write_report(out)}")
+        except Exception as e:  # the corpus is done; a report problem must not hide that
+            console.print(f"[yellow]report not written: {type(e).__name__}: {e} "
+                          f"(try `secfoundry corpus report {out}`)[/]")
 
 
 def _load(recipe_path: Path):
@@ -68,9 +76,10 @@ def run_cmd(
     verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs and progress."),
     retry_failed: bool = typer.Option(False, "--retry-failed",
                                       help="Retry collect inputs that failed (later stages are rebuilt)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/report.html (+ .md) at the end."),
 ) -> None:
     """Run a corpus recipe: collect → process → prepare. Rerun the same command to resume."""
-    _run(_load(recipe), out, mirror, ray_address, until, num_cpus, verbose, retry_failed)
+    _run(_load(recipe), out, mirror, ray_address, until, num_cpus, verbose, retry_failed, report)
 
 
 @app.command("collect")
