@@ -233,3 +233,18 @@ def test_extending_a_run_keeps_earlier_benchmarks(tmp_path):
     assert set(results) == {"toy-mcq", "toy-b"} and sum(n for *_x, n in m.calls) == 3
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["run"]["benchmarks"] == ["toy-mcq", "toy-b"] and len(cfg["resumed"]) == 1
+
+
+def test_batches_respect_rows_and_padding_budget():
+    from secfoundry.eval.runner import batches
+    from secfoundry.eval.task import Request
+
+    reqs = [Request(item_id=str(i), kind="generate", prompt="x" * n) for i, n in
+            enumerate([100] * 10 + [9000, 8000, 7000])]
+    out = batches(reqs, batch_size=4, char_budget=20000)
+    assert [len(b) for b in out] == [2, 2, 4, 4, 1]  # 9000+8000 (padded 18000), 7000+100, then 100s
+    for b in out:
+        assert len(b) <= 4 and max(len(r.prompt) for r in b) * len(b) <= 20000
+    assert sorted(r.item_id for b in out for r in b) == sorted(r.item_id for r in reqs)
+    choice = [Request(item_id="c", kind="choice", prompt="q" * 10, prefix="p" * 100000)]
+    assert batches(choice, 4, 20000) == [choice]  # the cached prefix does not count

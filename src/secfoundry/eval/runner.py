@@ -254,13 +254,44 @@ def _gen_key(g: GenerationConfig | None) -> str:
     return json.dumps(dataclasses.asdict(g) if g else None, sort_keys=True)
 
 
+# Padded batches cost (rows x longest prompt), and attention grows with the square of the length:
+# long prompts (CTIBench-TAA reports, ~3k tokens) go in small batches, short ones in full batches.
+BATCH_CHAR_BUDGET = 24_000  # about 6k tokens of prompt text per batch
+
+
+def _prompt_chars(r: Request) -> int:
+    """Prompt length the backend actually runs (the cached prefix of a choice request is free)."""
+    p = r.prompt if isinstance(r.prompt, str) else "".join(m.get("content", "") for m in r.prompt)
+    return len(p) + (len(r.prefix) if r.kind == "generate" else 0)
+
+
+def batches(reqs: list[Request], batch_size: int, char_budget: int = BATCH_CHAR_BUDGET) -> list[list[Request]]:
+    """Length-sorted batches of at most ``batch_size`` rows whose padded size (rows x longest
+    prompt) stays within ``char_budget`` (a single longer prompt still gets its own batch)."""
+    ordered = sorted(reqs, key=lambda r: -_prompt_chars(r))
+    out: list[list[Request]] = []
+    cur: list[Request] = []
+    longest = 0
+    for r in ordered:
+        n = _prompt_chars(r)
+        if cur and (len(cur) >= batch_size or max(longest, n) * (len(cur) + 1) > char_budget):
+            out.append(cur)
+            cur, longest = [], 0
+        cur.append(r)
+        longest = max(longest, n)
+    if cur:
+        out.append(cur)
+    return out
+
+
 def execute(model: LanguageModel, requests: list[Request], batch_size: int,
             on_batch: Callable[[list[Request], list[Response]], None]) -> None:
     """Answer ``requests`` in batches; ``on_batch`` receives each finished batch.
 
     Choice requests are grouped by (prefix, choices): a group shares its few-shot prefix, so a
-    prefix-caching backend computes it once. Within a group, contexts are sorted by length to
-    limit padding. Backend failures become ``Response.error`` (invalid, never a crash).
+    prefix-caching backend computes it once. Within a group, prompts are sorted by length and
+    batched under a padding budget. Backend failures become ``Response.error`` (invalid, never
+    a crash).
     """
     groups: dict[tuple, list[Request]] = defaultdict(list)
     for r in requests:
@@ -269,10 +300,7 @@ def execute(model: LanguageModel, requests: list[Request], batch_size: int,
         else:
             groups[("generate", _gen_key(r.gen))].append(r)
     for key, reqs in groups.items():
-        if key[0] == "choice":
-            reqs = sorted(reqs, key=lambda r: -len(r.prompt))
-        for i in range(0, len(reqs), batch_size):
-            batch = reqs[i:i + batch_size]
+        for batch in batches(reqs, batch_size):
             on_batch(batch, _answer(model, key[0], batch))
 
 
