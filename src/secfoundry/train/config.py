@@ -77,7 +77,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     peak_flops: float = 0.0  # per-device peak FLOP/s for MFU (0: not reported)
     threads: int | None = None  # torch intra-op threads on CPU
-    compile: bool = False  # torch.compile the model
+    # torch.compile: false | "layers" (each decoder layer; true means this) | "model".
+    compile: bool | str = False
+    # Rows per chunk of the fused head + cross-entropy (train/loss.py); 0: HF loss on full logits.
+    loss_chunk: int = 1024
     tensorboard: bool = False
 
     # ---- loading -----------------------------------------------------------------------------

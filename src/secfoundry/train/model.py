@@ -57,6 +57,53 @@ def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
     return 6.0 * n_matmul + 12.0 * c.num_hidden_layers * c.hidden_size * seq_len
 
 
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The repeated transformer blocks (``model.model.layers`` for Llama-family models)."""
+    base = model.get_decoder() if hasattr(model, "get_decoder") else None
+    if base is not None and isinstance(getattr(base, "layers", None), torch.nn.ModuleList):
+        return base.layers
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"{type(model).__name__}: no decoder layer list to compile")
+    return max(lists, key=len)
+
+
+COMPILE_MODES = ("none", "layers", "model")
+
+
+def compile_mode(value: bool | str | None) -> str:
+    """``compile`` config value -> mode. ``true`` means "layers" (the cheap, equally fast kind)."""
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "layers"
+    mode = str(value).lower()
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile: expected one of {COMPILE_MODES} or true/false, got {value!r}")
+    return mode
+
+
+def compile_model(model: torch.nn.Module, mode: str, *, base_only: bool = False) -> None:
+    """torch.compile in place (``Module.compile``), so parameter names, checkpoints and exports
+    are unchanged.
+
+    "layers" compiles each decoder layer; all layers share one compiled graph (the parameters are
+    graph inputs), so the compile cost is one layer's, not the model's, and it does not grow with
+    depth. "model" compiles the whole forward (``base_only``: the decoder stack without the head,
+    when the loss is computed from hidden states by the fused loss).
+    """
+    if mode == "none":
+        return
+    if mode == "layers":
+        for layer in decoder_layers(model):
+            layer.compile()
+    elif mode == "model":
+        target = model.get_decoder() if base_only else model
+        target.compile()
+    else:
+        raise ValueError(f"unknown compile mode {mode!r}")
+
+
 def export_hf(model: torch.nn.Module, tokenizer, out: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
     """An HF model directory (safetensors + tokenizer) that transformers and the eval harness load."""
     out = Path(out)

@@ -1,8 +1,10 @@
 """Continued pretraining loop (single process, or distributed under ``accelerate launch``).
 
-Speed choices (measured in bench/train_throughput.py): packed rows with no padding, fused AdamW,
-fp32 master weights with bf16 autocast, loss accumulated on device and read back only when
-logging (no per-step host syncs), optional torch.compile.
+Speed choices (measured in bench/train_throughput.py, figures in BENCHMARKS.md): packed rows with
+no padding, fused AdamW, fp32 master weights with bf16 autocast, loss accumulated on device and
+read back only when logging (no per-step host syncs), the loss computed from hidden states in
+chunks so the (tokens x vocab) fp32 logits never exist (train/loss.py), and torch.compile of the
+decoder layers (``compile: layers``; one compiled graph shared by every layer).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import torch
 from secfoundry.train import checkpoint as ckpt
 from secfoundry.train.config import TrainConfig, dumps
 from secfoundry.train.data import MixedBatches, eval_batches, is_general
-from secfoundry.train.model import export_hf, flops_per_token, load_model, load_tokenizer
+from secfoundry.train.loss import causal_lm_loss, supports_fused_loss
+from secfoundry.train.model import compile_mode, compile_model, export_hf, flops_per_token, load_model, load_tokenizer
 from secfoundry.train.schedule import lr_at
 
 
@@ -88,8 +91,13 @@ class Trainer:
         opt = torch.optim.AdamW(_param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                 betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps, fused=fused)
         model, opt = acc.prepare(model, opt)
-        if cfg.compile:
-            model = torch.compile(model)
+        # The fused loss reads the head weight directly, which only a bare (unwrapped) module
+        # allows: DeepSpeed/FSDP shard parameters and gather them in module hooks, DDP expects
+        # its own forward. Those runs keep the HF loss over full logits.
+        self.fused_loss = (cfg.loss_chunk > 0 and acc.distributed_type.value == "NO"
+                           and supports_fused_loss(acc.unwrap_model(model)))
+        t_compile = time.time()
+        compile_model(acc.unwrap_model(model), compile_mode(cfg.compile), base_only=self.fused_loss)
 
         step, tokens_seen, history = 0, 0, []
         if resume:
@@ -130,8 +138,7 @@ class Trainer:
                 batch = data.next_batch().to(acc.device)
                 ctx = acc.no_sync(model) if micro < cfg.grad_accum - 1 else _null()
                 with ctx, acc.autocast():
-                    out = model(input_ids=batch, labels=batch, use_cache=False)
-                    loss = out.loss / cfg.grad_accum
+                    loss = self._loss(model, batch) / cfg.grad_accum
                 acc.backward(loss)
                 loss_acc += loss.detach()
             n_acc += 1
@@ -146,6 +153,9 @@ class Trainer:
             tokens_seen += cfg.micro_batch_size * cfg.grad_accum * seq_len * acc.num_processes
             if prog:
                 prog.update(step)
+            if steps_this_run == 1 and compile_mode(cfg.compile) != "none":
+                # Compilation happens lazily in the first step; its cost is worth knowing.
+                acc.print(f"first step (incl. torch.compile) took {time.time() - t_compile:.1f} s")
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 now = time.time()
                 mean_loss = (acc.reduce(loss_acc, "mean") / max(1, n_acc)).item()  # the only host sync
@@ -179,6 +189,12 @@ class Trainer:
         acc.wait_for_everyone()
         return TrainResult(self.out, step, tokens_seen, final_loss, evals, export_dir, time.time() - t_start)
 
+    def _loss(self, model, batch: torch.Tensor) -> torch.Tensor:
+        if self.fused_loss:
+            return causal_lm_loss(self.acc.unwrap_model(model), batch, chunk=self.cfg.loss_chunk,
+                                  compiled=compile_mode(self.cfg.compile) != "none")
+        return model(input_ids=batch, labels=batch, use_cache=False).loss
+
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, model, seq_len: int) -> dict[str, float]:
@@ -197,7 +213,7 @@ class Trainer:
         res = {}
         for name, shards, select in sets:
             r = heldout_loss(model, shards, cfg.data.eval_split, seq_len, cfg.micro_batch_size, cfg.eval_batches,
-                             select, acc.device, acc.autocast)
+                             select, acc.device, acc.autocast, fused=self.fused_loss)
             if r is not None:
                 res[f"eval_{name}_loss"] = r
                 res[f"eval_{name}_ppl"] = math.exp(r)
@@ -235,14 +251,26 @@ class Trainer:
 
 @torch.no_grad()
 def heldout_loss(model, shards, split: str, seq_len: int | None, micro_batch_size: int, max_batches: int,
-                 select=None, device="cpu", autocast=None) -> float | None:
-    """Mean next-token loss over held-out packed rows (None when the selection is empty)."""
+                 select=None, device="cpu", autocast=None, fused: bool | None = None) -> float | None:
+    """Mean next-token loss over held-out packed rows (None when the selection is empty).
+
+    ``fused`` (default: when the model is a bare single-process HF model that supports it)
+    computes the loss without materialising the (rows x vocab) logits.
+    """
+    if fused is None:
+        from transformers import PreTrainedModel
+
+        fused = (isinstance(model, PreTrainedModel) and supports_fused_loss(model)
+                 and not (torch.distributed.is_available() and torch.distributed.is_initialized()))
     total, count = 0.0, 0
     for batch in eval_batches(shards, split, seq_len, micro_batch_size, max_batches, sources=select):
         batch = batch.to(device)
         ctx = autocast() if autocast else torch.autocast("cpu", dtype=torch.bfloat16)
         with ctx:
-            loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+            if fused:
+                loss = causal_lm_loss(model, batch)
+            else:
+                loss = model(input_ids=batch, labels=batch, use_cache=False).loss
         n = batch.numel() - batch.shape[0]
         total += float(loss) * n
         count += n
