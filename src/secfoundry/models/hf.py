@@ -32,7 +32,7 @@ import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from secfoundry.errors import InputError
 from secfoundry.models.base import Capabilities, GenerationConfig, LanguageModel, Message, Prompt
@@ -203,10 +203,7 @@ class HFModel(LanguageModel):
         pre = self._get_prefix(prefix)
         rows = [self._encode(ctx, special=not prefix) for ctx in contexts]
         wants = [[len(r) - 1] for r in rows]
-        out: list[list[float]] = []
-        for lp in self._score_rows(pre, rows, wants, prefix):
-            out.append(lp[0, targets].tolist())
-        return out
+        return self._score_rows(pre, rows, wants, prefix, lambda i, lp: lp[0, targets].tolist())
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]], prefix: str = "") -> list[tuple[float, bool]]:
         pre = self._get_prefix(prefix)
@@ -223,13 +220,12 @@ class HFModel(LanguageModel):
             rows.append(row)
             wants.append([len(c_ids) - 1 + j for j in range(len(k_ids))])
             conts.append(k_ids)
-        results = []
-        for lp, k_ids in zip(self._score_rows(pre, rows, wants, prefix), conts):
-            tgt = self._torch.tensor(k_ids)
+        def reduce(i: int, lp) -> tuple[float, bool]:
+            tgt = self._torch.tensor(conts[i])
             picked = lp.gather(1, tgt[:, None])[:, 0]
-            greedy = bool((lp.argmax(dim=1) == tgt).all())
-            results.append((float(picked.sum()), greedy))
-        return results
+            return float(picked.sum()), bool((lp.argmax(dim=1) == tgt).all())
+
+        return self._score_rows(pre, rows, wants, prefix, reduce)
 
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig | None = None) -> list[str]:
         import torch
@@ -249,10 +245,10 @@ class HFModel(LanguageModel):
             temperature=cfg.temperature if cfg.temperature > 0 else None,
             top_p=cfg.top_p if cfg.temperature > 0 else None, top_k=0 if cfg.temperature > 0 else None,
             eos_token_id=eos, pad_token_id=self.pad_id, bos_token_id=base.bos_token_id,
+            stop_strings=list(cfg.stop) or None,
         )
-        extra: dict[str, Any] = {}
-        if cfg.stop:
-            extra = {"stop_strings": list(cfg.stop), "tokenizer": self.tokenizer}
+        # the tokenizer lets transformers stop as soon as a stop string appears in the text
+        extra: dict[str, Any] = {"tokenizer": self.tokenizer} if cfg.stop else {}
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         outputs: list[str] = [""] * len(encoded)
         limit = self.max_length - cfg.max_new_tokens
@@ -315,9 +311,11 @@ class HFModel(LanguageModel):
             logits = torch.tanh(logits / self._softcap) * self._softcap
         return torch.log_softmax(logits, dim=-1)
 
-    def _score_rows(self, pre: _Prefix | None, rows: list[list[int]], wants: list[list[int]], prefix: str):
-        """For each row, log-softmax (len(want), V) of the next-token distribution at each wanted
-        position (suffix coordinates; -1 = the prefix's last position). Yields in input order."""
+    def _score_rows(self, pre: _Prefix | None, rows: list[list[int]], wants: list[list[int]], prefix: str,
+                    reduce: Callable[[int, Any], Any]) -> list[Any]:
+        """For each row i, ``reduce(i, lp)`` where lp is the log-softmax (len(want), V) of the
+        next-token distribution at each wanted position (suffix coordinates; -1 = the prefix's
+        last position). Reduced right away so full-vocabulary rows never pile up. Input order."""
         torch = self._torch
         if prefix and pre is None:  # caching disabled: the same ids, recomputed in every row
             p_ids = self._encode(prefix, special=True)
@@ -351,7 +349,7 @@ class HFModel(LanguageModel):
                     counts.append(len(ws))
                 lp = self._logprobs(torch.stack(gathered)).cpu()
                 for i, part in zip(idx, torch.split(lp, counts)):
-                    results[i] = part
+                    results[i] = reduce(i, part)
         return results
 
     def _run(self, pre: _Prefix | None, rows: list[list[int]], S: int):
