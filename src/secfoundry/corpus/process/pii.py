@@ -70,7 +70,7 @@ SECRET_KV_RE = re.compile(
     r"(?P<key>\b[\w.-]*(?:secret|passwd|password|pwd|passphrase|token|api[_-]?key|apikey|access[_-]?key|"
     r"private[_-]?key|client[_-]?secret|auth[_-]?key|credentials?)[\w.-]*)"
     r"(?P<sep>[\"']?\s*(?:=|:|=>|:=)\s*[\"']?)"
-    r"(?P<val>[^\s\"'`,;<>]{6,200})", re.I)
+    r"(?P<val>[^\s\"'`,;<>()\[\]{}&|]{6,200})(?![(\w])", re.I)
 
 # --- indicators (kept) -----------------------------------------------------------------------
 _IPV4 = r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.|\[\.\]|\(\.\))){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:/\d{1,2})?(?![\d.]\d)"
@@ -106,8 +106,12 @@ ROLE_LOCALPARTS = {
     "postmaster", "hostmaster", "webmaster", "noreply", "no-reply", "donotreply", "do-not-reply",
     "privacy", "dpo", "phishing", "spam", "report", "reports", "cve", "cve-request", "oss-security",
     "support", "info", "contact", "help", "helpdesk", "sales", "press", "media", "legal", "admin",
-    "root", "git", "announce", "distros", "linux-distros", "team", "office",
+    "root", "git", "announce", "distros", "linux-distros", "team", "office", "cna",
 }
+# tokens of list/role local parts ("package-announce", "oss-security", "cna")
+ROLE_TOKENS = {"announce", "security", "abuse", "psirt", "cert", "csirt", "cna", "vuln", "vulns", "noreply",
+               "list", "lists", "users", "devel", "discuss", "bugs", "issues", "advisories", "advisory",
+               "alerts", "secalert", "incident", "noc", "soc", "support"}
 DOC_DOMAINS_RE = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net|edu)|example|test|invalid|localhost|"
                             r"local|lan|internal|corp|domain\.tld|contoso\.com|fabrikam\.com)$", re.I)
 IOC_CONTEXT_RE = re.compile(r"\b(?:IOCs?|IoCs?|indicators?(?: of compromise)?|phishing|sender|senders|"
@@ -129,6 +133,10 @@ CARD_RE = re.compile(r"(?<![0-9A-Za-z_.-])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z_-]|\
 SSN_RE = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
 SSN_CONTEXT_RE = re.compile(r"\b(?:SSN|social security(?: number| no\.?)?)\s*[:#]?\s*(?P<num>\d{9}|\d{3} \d{2} \d{4})\b", re.I)
 NINO_RE = re.compile(r"\b(?![DFIQUV])[A-CEGHJ-PR-TW-Z](?![DFIOQUV])[A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
+IBAN_COUNTRIES = set(
+    "AD AE AL AT AZ BA BE BG BH BI BR BY CH CR CY CZ DE DJ DK DO EE EG ES FI FK FO FR GB GE GI GL GR GT "
+    "HR HU IE IL IQ IS IT JO KW KZ LB LC LI LT LU LV LY MC MD ME MK MN MR MT MU NI NL NO OM PK PL PS PT QA "
+    "RO RS RU SA SC SD SE SI SK SM SO ST SV TL TN TR UA VA VG XK YE".split())
 IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 
 
@@ -165,6 +173,8 @@ def card_issuer_ok(d: str) -> bool:
 
 def iban_ok(s: str) -> bool:
     s = s.replace(" ", "")
+    if s[:2] not in IBAN_COUNTRIES:  # e.g. US patent numbers pass mod-97 one time in 97
+        return False
     if not 15 <= len(s) <= 34:
         return False
     moved = s[4:] + s[:4]
@@ -285,6 +295,15 @@ class PIIScrubber:
         c = self.config
         if PLACEHOLDER_VALUES.match(val) or len(val) < c.secret_min_len:
             return False
+        if val.startswith(("/", "./", "../", "~/", "%", "$", "@", "\\")) or re.match(r"[A-Za-z]:\\", val):
+            return False  # paths, variables, templates
+        if re.fullmatch(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+\.?", val):
+            return False  # dotted identifiers: request.cookies.token, hmac.toHex
+        if re.fullmatch(r"[A-Z0-9_-]+", val) and not re.search(r"\d", val):
+            return False  # RANDOM-TOKEN-VALUE style placeholders
+        # generated secrets mix letters and digits (a random 16-char string has no digit ~6% of the time)
+        if not (re.search(r"\d", val) and re.search(r"[A-Za-z]", val)):
+            return False
         if re.fullmatch(r"[\d.:/-]+", val):  # numbers, versions, dates, IPs
             return False
         if re.fullmatch(r"[a-z]+(?:[_-][a-z]+)*", val):  # plain words / identifiers
@@ -298,7 +317,12 @@ class PIIScrubber:
             return True
         if DOC_DOMAINS_RE.search(domain.lower()):
             return True
-        if c.keep_role_emails and local.lower() in ROLE_LOCALPARTS:
+        if c.keep_role_emails and (local.lower() in ROLE_LOCALPARTS
+                                   or set(re.split(r"[-._+]", local.lower())) & ROLE_TOKENS):
+            return True
+        # part of a URL (mailing-list archive paths, mailto-less links): a reference, not a contact
+        ls = text.rfind(" ", 0, m.start()) + 1
+        if re.match(r"(?:h[tx]{2}ps?|ftp)(?:\[?:\]?)//", text[ls:m.start()], re.I):
             return True
         if c.keep_ioc_emails and not PERSONAL_CUE_RE.search(text[max(0, m.start() - 60):m.start()]):
             # the clause the address sits in (split at ; . ! ? followed by a space, and newlines)
