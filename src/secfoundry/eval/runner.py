@@ -652,6 +652,10 @@ def run_eval(cfg: RunConfig, model: LanguageModel | None = None, tasks: dict[str
     try:
         for name in names:
             bo = _run_benchmark(name, tasks[name], model, protocol, cfg, data_dir, store, out, progress)
+            prior = results.get(name) or {}
+            if isinstance(prior.get("elapsed_s"), (int, float)) and bo.answered < bo.requests:
+                # resumed: the time spent by earlier invocations counts too
+                bo.result["elapsed_s"] = round(bo.result["elapsed_s"] + prior["elapsed_s"], 3)
             results[name] = bo.result
             outcome.benchmarks.append(bo)
             _write_json(results_path, results)  # partial results survive a later crash
