@@ -147,17 +147,22 @@ def _source_docs(name: str, mirror: Path, n: int) -> Iterator[dict[str, Any]]:
         yield {"id": d.id, "text": d.text, "source": d.source, "url": d.url, "title": d.title, "format": "markdown"}
 
 
-def _general_docs(n_per_file: int, skip: int = 0) -> Iterator[dict[str, Any]]:
-    from secfoundry.corpus.collect.general import general_files, iter_general_documents
-
-    for f in general_files(str(SHARED / "datasets" / "general-text")):
-        for k, d in enumerate(iter_general_documents(f, max_docs=skip + n_per_file)):
-            if k >= skip:
-                yield {"id": d.id, "text": d.text, "source": d.source, "url": d.url, "title": d.title, "format": "text"}
+def _round_robin(pools: list[list[dict[str, Any]]], n: int) -> list[dict[str, Any]]:
+    """Take documents from each pool in turn until ``n`` (small pools run out, big ones fill in);
+    what is taken is removed from the pools."""
+    out: list[dict[str, Any]] = []
+    while len(out) < n and any(pools):
+        for pool in pools:
+            if pool and len(out) < n:
+                out.append(pool.pop(0))
+    return out
 
 
 def build_input(work: Path, n_docs: int, mirror: Path, seed: int = 0, files: int = 10) -> dict[str, Any]:
-    """~55% connector documents, ~22% general text, ~23% HTML pages built from other documents."""
+    """General text (at most 15%: the shared set holds ~3k documents; 2/3 as text, 1/3 as HTML
+    pages), ~15% HTML pages built from connector documents, the rest connector documents
+    (Markdown), each drawn round-robin over the connectors / general files."""
+    from secfoundry.corpus.collect.general import general_files, iter_general_documents
     from secfoundry.corpus.sources.base import registry
 
     out = work / f"input-{n_docs}"
@@ -165,30 +170,27 @@ def build_input(work: Path, n_docs: int, mirror: Path, seed: int = 0, files: int
     if manifest.exists():
         return json.loads(manifest.read_text())
     t0 = time.time()
-    names = [n for n in sorted(registry()) if n not in SKIP_SOURCES]
-    n_sec = int(n_docs * 0.55)
-    n_gen = int(n_docs * 0.22)
-    n_html = n_docs - n_sec - n_gen
-    per_src = max(1, n_sec // len(names))
-    html_per_src = max(1, (n_html // 2) // len(names))
     rng = random.Random(seed)
-    docs: list[dict[str, Any]] = []
-    html_from: list[dict[str, Any]] = []
+    n_gen_all = int(n_docs * 0.15)
+    gen_pools = []
+    for f in general_files(str(SHARED / "datasets" / "general-text")):
+        gen_pools.append([{"id": d.id, "text": d.text, "source": d.source, "url": d.url, "title": d.title, "format": "text"}
+                          for d in iter_general_documents(f, max_docs=n_gen_all)])
+    gen_all = _round_robin(gen_pools, n_gen_all)
+    n_gen_html = len(gen_all) // 3
+    gen_html, gen = gen_all[:n_gen_html], gen_all[n_gen_html:]
+    n_sec_html = int(n_docs * 0.15)
+    n_sec = n_docs - len(gen_all) - n_sec_html
+    names = [n for n in sorted(registry()) if n not in SKIP_SOURCES]
+    fetch = max(1, 2 * (n_sec + n_sec_html) // len(names))
+    pools = []
     for name in names:
         t = time.time()
-        got = list(_source_docs(name, mirror, per_src + html_per_src))
-        docs += got[:per_src]
-        html_from += got[per_src:]
-        print(f"  {name}: {len(got[:per_src])} docs + {len(got[per_src:])} for HTML ({time.time() - t:.1f}s)", flush=True)
-    from secfoundry.corpus.collect.general import general_files
-
-    gen_files = max(1, len(general_files(str(SHARED / "datasets" / "general-text"))))
-    n_gen += n_sec - len(docs)  # sources with fewer documents than their share: more general text
-    per_file = max(1, n_gen // gen_files)
-    gen = list(_general_docs(per_file))
-    docs += gen
-    gen_html = list(_general_docs(max(1, (n_html - len(html_from)) // gen_files), skip=per_file))
-    for d in html_from + gen_html:
+        pools.append(list(_source_docs(name, mirror, fetch)))
+        print(f"  {name}: {len(pools[-1])} documents rendered ({time.time() - t:.1f}s)", flush=True)
+    docs = _round_robin(pools, n_sec) + gen
+    sec_html = _round_robin(pools, n_sec_html)  # documents not used as Markdown: no planted duplicates
+    for d in sec_html + gen_html:
         origin = d["source"]
         docs.append({"id": "web:" + hashlib.sha1(d["id"].encode()).hexdigest()[:20], "text": html_page(d, rng),
                      "source": "web:general" if origin.startswith("general") else f"web:{origin}",
