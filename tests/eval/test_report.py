@@ -31,6 +31,7 @@ def two_runs(tmp_path):
     res = json.loads((dirs[0] / "results.json").read_text())
     res["toy-vsp"] = {"score": 1.9, "headline": "mad", "higher_is_better": False, "n": 7, "n_valid": 6,
                       "parse_failures": 1, "ci95": [1.5, 2.3], "mad": 1.9}
+    res["toy-mcq"]["permute"] = {"variant_scores": {"original": 50.0, "rot1": 25.0}, "consistency": 12.5}
     (dirs[0] / "results.json").write_text(json.dumps(res))
     return dirs
 
@@ -49,6 +50,7 @@ def test_html_and_markdown(two_runs, tmp_path):
     assert "(std, 2 trials)" in md and "[1.5, 2.3]" in md
     assert "![scores](report.png)" in md
     assert "lenient_accuracy" in md  # all named metrics are listed
+    assert "| permute: variant_scores.rot1 | 25 | – |" in md and "| permute: consistency | 12.5 | – |" in md
 
 
 def test_md_out_and_errors(two_runs, tmp_path):

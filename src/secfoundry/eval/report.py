@@ -179,6 +179,27 @@ def _detail_metrics(runs: list[Run], b: str) -> list[str]:
     return keys
 
 
+def _flat(d: dict[str, Any], pre: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k == "std":
+            continue
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{pre}{k}."))
+        else:
+            out[pre + k] = v
+    return out
+
+
+def _permute_rows(perm: list[dict[str, Any] | None]) -> list[tuple[str, list[Any]]]:
+    """Permutation figures of each run, nested dicts flattened (variant_scores.rot1, ...)."""
+    flat = [_flat(p) if p else {} for p in perm]
+    keys: list[str] = []
+    for f in flat:
+        keys.extend(k for k in f if k not in keys)
+    return [(k, [f.get(k) for f in flat]) for k in keys]
+
+
 def render_markdown(runs: list[Run], benchmarks: list[str], png_name: str | None) -> str:
     lines = ["# Evaluation report", "", "## Runs", "", "| # | run | model | protocol | instruct | items/benchmark | started |",
              "|---|---|---|---|---|---|---|"]
@@ -215,13 +236,8 @@ def render_markdown(runs: list[Run], benchmarks: list[str], png_name: str | None
                   "|---|" + "---|" * len(runs)]
         for k in keys:
             lines.append(f"| {k} | " + " | ".join(fmt_score(r.results.get(b, {}).get(k)) for r in runs) + " |")
-        perm = [r.results.get(b, {}).get("permute") for r in runs]
-        if any(perm):
-            pk: list[str] = []
-            for p in perm:
-                pk.extend(k for k in (p or {}) if k not in pk and k != "std")
-            for k in pk:
-                lines.append(f"| permute: {k} | " + " | ".join(fmt_score((p or {}).get(k)) for p in perm) + " |")
+        for k, vals in _permute_rows([r.results.get(b, {}).get("permute") for r in runs]):
+            lines.append(f"| permute: {k} | " + " | ".join(fmt_score(v) for v in vals) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -275,14 +291,8 @@ def render_html(runs: list[Run], benchmarks: list[str], png: bytes | None) -> st
         for k in keys:
             out.append(f"<tr><td>{e(k)}</td>" + "".join(f"<td>{fmt_score(r.results.get(b, {}).get(k))}</td>" for r in runs)
                        + "</tr>")
-        perm = [r.results.get(b, {}).get("permute") for r in runs]
-        if any(perm):
-            pk: list[str] = []
-            for p in perm:
-                pk.extend(k for k in (p or {}) if k not in pk and k != "std")
-            for k in pk:
-                out.append(f"<tr><td>permute: {e(k)}</td>" + "".join(
-                    f"<td>{fmt_score((p or {}).get(k))}</td>" for p in perm) + "</tr>")
+        for k, vals in _permute_rows([r.results.get(b, {}).get("permute") for r in runs]):
+            out.append(f"<tr><td>permute: {e(k)}</td>" + "".join(f"<td>{fmt_score(v)}</td>" for v in vals) + "</tr>")
         out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out)
