@@ -36,9 +36,41 @@ class ReplicateConfig:
     results_md: Path | None = REPO / "RESULTS.md"
 
 
+def general_heldout(recipe: Path, out: Path, seq_len: int, take: int = 60) -> Path | None:
+    """Pack general text the corpus never saw: the documents after the recipe's ``max_docs`` of
+    each general-text file (same distributions as the replay, disjoint documents)."""
+    import yaml
+
+    from secfoundry.corpus.collect.general import general_files, iter_general_documents
+    from secfoundry.corpus.prepare.pack import PackConfig, pack_partition, write_manifest
+
+    if (out / "manifest.json").exists():
+        return out
+    spec = yaml.safe_load(Path(recipe).read_text())
+    rows = []
+    for inp in spec.get("inputs", []):
+        if inp.get("kind") != "general":
+            continue
+        skip = int(inp.get("max_docs") or 0)
+        base = Path(inp["path"])
+        for f in general_files(str(base if base.is_absolute() else Path.cwd() / base)):
+            for i, d in enumerate(iter_general_documents(f)):
+                if i >= skip + take:
+                    break
+                if i >= skip:
+                    rows.append({"id": d.id, "text": d.text, "source": d.source, "license": d.license})
+    if not rows:
+        return None
+    cfg = PackConfig(seq_len=seq_len, test_fraction=1.0)
+    pack_partition(rows, out, "heldout", cfg)
+    write_manifest(out, cfg, extra={"what": f"general-text documents after max_docs, {take} per file"})
+    return out
+
+
 def heldout_perplexities(model_dir: str | Path, shards: Path, seq_len: int, batch: int = 8,
-                         max_batches: int = 0) -> dict[str, float]:
-    """Security and general held-out perplexity of an HF model directory on the corpus test split."""
+                         max_batches: int = 0, general_shards: Path | None = None) -> dict[str, float]:
+    """Security (corpus test split) and general (held-out general text when given, else the
+    corpus test split's general:* sources) perplexity of an HF model directory."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -48,8 +80,10 @@ def heldout_perplexities(model_dir: str | Path, shards: Path, seq_len: int, batc
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32)
     model.eval()
     out = {}
-    for name, sel in (("security", lambda s: not is_general(s)), ("general", is_general)):
-        loss = heldout_loss(model, shards, "test", seq_len, batch, max_batches, sel)
+    sets = [("security", shards, lambda s: not is_general(s)),
+            ("general", general_shards, None) if general_shards else ("general", shards, is_general)]
+    for name, sh, sel in sets:
+        loss = heldout_loss(model, sh, "test", seq_len, batch, max_batches, sel)
         if loss is not None:
             out[f"{name}_loss"] = loss
             out[f"{name}_ppl"] = math.exp(loss)
@@ -84,10 +118,12 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
                                                      f"out_dir={out / 'train'}", *cfg.train_overrides])
     seq_len = tcfg.data.seq_len or 512
     base = ensure_converted()
+    general = general_heldout(cfg.corpus_recipe, out / "general-heldout", seq_len)
 
     t = time.time()
     say("[2/5] evaluate the base model")
-    base_ppl = _cached(out / "base_ppl.json", lambda: heldout_perplexities(base, shards, seq_len, max_batches=cfg.ppl_batches))
+    base_ppl = _cached(out / "base_ppl.json", lambda: heldout_perplexities(base, shards, seq_len, max_batches=cfg.ppl_batches,
+                                                                                 general_shards=general))
     base_res = _eval(base, cfg, out / "eval-base")
     timings["eval_base_s"] = time.time() - t
 
@@ -99,7 +135,8 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
 
     t = time.time()
     say("[4/5] evaluate the continued model")
-    cpt_ppl = _cached(out / "cpt_ppl.json", lambda: heldout_perplexities(cpt, shards, seq_len, max_batches=cfg.ppl_batches))
+    cpt_ppl = _cached(out / "cpt_ppl.json", lambda: heldout_perplexities(cpt, shards, seq_len, max_batches=cfg.ppl_batches,
+                                                                               general_shards=general))
     cpt_res = _eval(cpt, cfg, out / "eval-cpt")
     timings["eval_cpt_s"] = time.time() - t
 

@@ -38,3 +38,19 @@ def test_heldout_perplexities_split_security_general(tmp_path):
     ppl = heldout_perplexities(model_dir, sh, seq_len=16, batch=2)
     assert set(ppl) == {"security_loss", "security_ppl", "general_loss", "general_ppl"}
     assert 100 < ppl["security_ppl"] < 2000  # random model over a 512 vocabulary
+
+
+def test_general_heldout_skips_what_the_corpus_used(tmp_path, tiny_llama_dir, monkeypatch):
+    import secfoundry.corpus.prepare.pack as pack
+    from secfoundry.corpus.prepare.shards import Manifest
+    from secfoundry.experiment import general_heldout
+
+    gdir = tmp_path / "general"
+    gdir.mkdir()
+    (gdir / "wikitext2-x.jsonl").write_text("\n".join(json.dumps({"text": f"Article {i}. " * 40}) for i in range(30)))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"inputs:\n  - kind: general\n    path: {gdir}\n    max_docs: 10\n")
+    monkeypatch.setattr(pack, "load_tokenizer", lambda spec: __import__("transformers").AutoTokenizer.from_pretrained(tiny_llama_dir))
+    out = general_heldout(recipe, tmp_path / "held", seq_len=32, take=5)
+    man = Manifest.load(out)
+    assert man.splits["test"]["general:wikitext"].n_docs == 5 and "train" not in man.splits

@@ -79,3 +79,18 @@ def test_pack_roundtrip_split_and_resume(tmp_path, tiny_llama_dir):
     assert "MIT" in man2.splits["train"]["attack"].licenses
     with pytest.raises(FileNotFoundError):
         Manifest.load(tmp_path / "nope")
+
+
+def test_pack_step_keeps_small_test_splits(tmp_path, tiny_llama_dir):
+    from secfoundry.corpus.prepare.pack import PackShards, PackShardsConfig
+
+    docs = [Document(id=f"g{i}", text=f"General text number {i}, about gardens and rivers. " * 3, source="general:wiki")
+            for i in range(400)]
+    step = PackShards(PackShardsConfig(tokenizer=str(tiny_llama_dir), seq_len=64, test_fraction=0.05,
+                                       out=str(tmp_path / "shards")))
+    kept, dropped = fit_and_run(step, docs, tmp_path, parts=8)
+    assert len(kept) == 400 and not dropped
+    man = Manifest.load(tmp_path / "shards")
+    # ~20 test documents spread over 8 partitions: packed together they fill rows.
+    assert man.splits["test"]["general:wiki"].n_seqs >= 5
+    assert man.splits["train"]["general:wiki"].n_docs + man.splits["test"]["general:wiki"].n_docs == 400

@@ -91,10 +91,11 @@ class _RowWriter:
 
 
 def pack_partition(rows: Iterable[Mapping[str, Any]], out_dir: Path, part: str, cfg: PackConfig,
-                   tokenizer=None) -> dict[str, Any]:
+                   tokenizer=None, only_split: str | None = None) -> dict[str, Any]:
     """Pack one partition of documents (dicts with id, text, source, license, version).
 
-    Returns (and records in ``_parts/<part>.json``) per split/source counts. Idempotent.
+    ``only_split`` packs just that split's documents (the others are skipped). Returns (and
+    records in ``_parts/<part>.json``) per split/source counts. Idempotent.
     """
     out_dir = Path(out_dir)
     done = out_dir / PARTS_DIR / f"{part}.json"
@@ -111,6 +112,8 @@ def pack_partition(rows: Iterable[Mapping[str, Any]], out_dir: Path, part: str, 
         enc = tok([r["text"] for r in batch], add_special_tokens=False)["input_ids"]
         for r, ids in zip(batch, enc):
             split = split_of(str(r["id"]).split("#r", 1)[0], cfg.test_fraction)  # copies follow their original
+            if only_split and split != only_split:
+                continue
             src = str(r.get("source") or "unknown").replace("/", "_")
             key = (split, src)
             if key not in writers:
@@ -212,21 +215,34 @@ class PackShards(GlobalStep):
                           batch_size=c.batch_size, add_bos=c.add_bos)
         import ray
 
+        # Train rows: one packing task per partition. Test rows: one pass over all partitions,
+        # since the 1% held-out split of a small source is shorter than a row in any single
+        # partition and would be lost to per-partition tails.
         todo = [p for p in ctx.partitions if not (out / PARTS_DIR / f"{Path(p).stem}.json").exists()]
         if todo and ctx.num_cpus > 1 and ray.is_initialized() and len(todo) > 1:
-            # One Ray task per partition: tokenization dominates and parallelises perfectly.
             remote = ray.remote(_pack_file)
-            ray.get([remote.remote(str(p), str(out), pcfg) for p in todo])
+            ray.get([remote.remote(str(p), str(out), pcfg, None, "train") for p in todo])
         else:
             tok = load_tokenizer(c.tokenizer) if todo else None
             for p in todo:
-                _pack_file(str(p), str(out), pcfg, tok)
+                _pack_file(str(p), str(out), pcfg, tok, "train")
+        if c.test_fraction > 0 and not (out / PARTS_DIR / "test-all.json").exists():
+            import pyarrow.parquet as pq
+
+            def test_rows():
+                for p in ctx.partitions:
+                    for b in pq.ParquetFile(p).iter_batches(columns=["id", "text", "source", "license", "version"]):
+                        for r in b.to_pylist():
+                            if split_of(str(r["id"]).split("#r", 1)[0], c.test_fraction) == "test":
+                                yield r
+
+            pack_partition(test_rows(), out, "test-all", pcfg, tokenizer=load_tokenizer(c.tokenizer), only_split="test")
         man = write_manifest(out, pcfg, extra={"phase": ctx.phase_dir.name})
         (ctx.state_dir / "pack.json").write_text(json.dumps({"out": str(out), "tokens": man.tokens("train")}))
 
 
-def _pack_file(path: str, out: str, cfg: PackConfig, tokenizer=None) -> dict[str, Any]:
+def _pack_file(path: str, out: str, cfg: PackConfig, tokenizer=None, only_split: str | None = None) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path, columns=["id", "text", "source", "license", "version"])
-    return pack_partition(table.to_pylist(), Path(out), Path(path).stem, cfg, tokenizer=tokenizer)
+    return pack_partition(table.to_pylist(), Path(out), Path(path).stem, cfg, tokenizer=tokenizer, only_split=only_split)
