@@ -112,6 +112,8 @@ def recall(kb: Any, items: list[dict[str, Any]], type_: str, batch: int = 256,
     t0 = time.perf_counter()
     embed_s = 0.0
     for start in range(0, len(items), batch):
+        if start and start % 2048 == 0:  # items are shuffled: a running figure is a fair sample
+            print(f"  {start}/{len(items)} recall@10 fused {hits['fused'] / start:.4f}", flush=True)
         chunk = items[start:start + batch]
         te = time.perf_counter()
         qv = s.embedder.encode([it["q"] for it in chunk]) if s.dense is not None else [None] * len(chunk)
@@ -136,8 +138,7 @@ def recall(kb: Any, items: list[dict[str, Any]], type_: str, batch: int = 256,
 
 def attack_items(path: Path, limit: int | None, rng: random.Random) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.open()]
-    if limit:
-        rows = rng.sample(rows, limit)
+    rows = rng.sample(rows, limit) if limit else rng.sample(rows, len(rows))  # shuffled
     return [{"q": r["text"], "gold": {r["technique_id"]}, "family": {r["technique_id"].split(".")[0]},
              "exclude": {(r["source_id"], r["technique_id"])}} for r in rows]
 

@@ -25,7 +25,11 @@ from secfoundry.kb.dense import DenseIndex, Embedder
 from secfoundry.kb.store import Store
 
 RRF_K = 60
-LANE_WEIGHTS = {"id": 10.0, "bm25": 1.0, "passages": 1.0, "dense": 1.0}
+# Passages carry the most specific evidence (another procedure example of the same technique,
+# an observed example of the same CWE): weight 2. Chosen on a 400-sentence / 300-CVE sample
+# (equal weights: 0.89 / 0.717 recall@10; passages x2: 0.918 / 0.727).
+LANE_WEIGHTS = {"id": 10.0, "bm25": 1.0, "passages": 2.0, "dense": 1.0}
+PASSAGE_VOTE_K = 5  # a record's passage-lane score: sum of 1 / (PASSAGE_VOTE_K + rank) over its passages
 CANDIDATES = 100  # per lane, before fusion
 # Query terms in more than this share of a table's rows can be dropped from its BM25 query
 # (faster on long queries). Off by default: at 0.05 it saved ~25% CPU but cost 6 points of
@@ -171,22 +175,24 @@ class Searcher:
 
     def _lane_passages(self, match: str, types: list[str] | None, n: int,
                        exclude: "_Exclusion | None") -> tuple[list[str], dict[str, str]]:
+        """Records ranked by the votes of their matching passages (several procedure examples
+        of one technique outrank a single lucky match), with the best passage as evidence."""
         sql = ("SELECT p.target, p.via, p.ref, p.text FROM passages_fts JOIN passages p ON p.pid = passages_fts.rowid "
                "WHERE passages_fts MATCH ? ORDER BY bm25(passages_fts) LIMIT ?")
-        ranked: dict[str, None] = {}
+        votes: dict[str, float] = {}
         evidence: dict[str, str] = {}
+        rank = 0
         for target, via, ref, text in self.store.conn.execute(sql, (match, n * 5)):
             if exclude and (exclude.hit(via, target) or exclude.hit(ref, target)):
                 continue
             t = self.catalog.get(target)
             if t is None or (types is not None and t[0] not in types):
                 continue
-            if target not in ranked:
-                ranked[target] = None
-                evidence[target] = text
-            if len(ranked) >= n:
-                break
-        return list(ranked), evidence
+            rank += 1
+            votes[target] = votes.get(target, 0.0) + 1.0 / (PASSAGE_VOTE_K + rank)
+            evidence.setdefault(target, text)
+        ranked = sorted(votes, key=lambda i: (-votes[i], i))[:n]
+        return ranked, {i: evidence[i] for i in ranked}
 
     def _lane_dense(self, qvec: np.ndarray, types: list[str] | None, n: int,
                     exclude: "_Exclusion | None") -> list[str]:
