@@ -82,6 +82,23 @@ def test_cli_resync_is_incremental(real_kb: Path, mirror: Path) -> None:
     assert [r["status"] for r in report["results"]] == ["unchanged"] * 3 and report["dense"] is None
 
 
+def test_epss_merges_into_cve(real_kb: Path, tmp_path: Path) -> None:
+    """EPSS is not mirrored upstream: a small file in its format, synced next to KEV."""
+    d = tmp_path / "mirror" / "epss"
+    d.mkdir(parents=True)
+    (d / "epss_scores-2025-08-25.csv").write_text(
+        "#model_version:v2025.03.14,score_date:2025-08-25T12:55:00Z\ncve,epss,percentile\n"
+        "CVE-2024-3400,0.94335,0.99961\nCVE-2021-44228,0.94358,0.99995\n")
+    res = runner.invoke(app, ["kb", "sync", "--mirror", str(tmp_path / "mirror"), "--sources", "epss", "--db",
+                              str(real_kb), "--embedder", "hashing"])
+    assert res.exit_code == 0, res.output
+    e = json.loads(runner.invoke(app, ["kb", "show", "CVE-2024-3400", "--db", str(real_kb), "--json"]).output)
+    assert e["epss"]["epss"] == pytest.approx(0.94335) and e["kev"]["date_added"] == "2024-04-12"
+    assert {s["source"] for s in e["sources"]} == {"kev", "epss"} and e["name"].startswith("Palo Alto")
+    out = runner.invoke(app, ["kb", "show", "CVE-2024-3400", "--db", str(real_kb)]).output
+    assert "EPSS: 0.94335" in out and "Known Exploited" in out
+
+
 def test_cli_unknown_source(tmp_path: Path, mirror: Path) -> None:
     res = runner.invoke(app, ["kb", "sync", "--mirror", str(mirror), "--sources", "nope", "--db", str(tmp_path)])
     assert res.exit_code == 2 and "unknown source" in res.output

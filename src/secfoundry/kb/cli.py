@@ -187,7 +187,8 @@ def _render_entry(console: Any, e: Any, limit: int) -> None:
             f"{k.get('required_action') or k.get('requiredAction', '')}", title="[red]Known Exploited[/red]",
             title_align="left"))
     if e.epss:
-        console.print(f"EPSS: {e.epss.get('epss')} (percentile {e.epss.get('percentile')}) {e.epss.get('date', '')}")
+        console.print(f"EPSS: {e.epss.get('epss')} (percentile {e.epss.get('percentile')}) scored "
+                      f"{e.epss.get('score_date', '')}, model {e.epss.get('model_version', '')}")
     for section, refs in e.sections.items():
         t = Table(title=f"{section.replace('_', ' ')} ({len(refs)})", title_justify="left", show_header=False,
                   box=None, pad_edge=False)
