@@ -37,7 +37,7 @@ def test_chain_on_mixed_batch(small_model):
     docs = [
         Document(id="html", source="crawl", text=(PAGES / "blog_python_powershell.html").read_text(),
                  metadata={"mime": "text/html"}),
-        Document(id="cake", source="crawl", text="Mix flour, sugar and eggs. Bake the cake for forty minutes. " * 5),
+        Document(id="cake", source="crawl", text="Mix flour, sugar and eggs. Bake the cake for forty minutes. " * 10),
         Document(id="cve", source="cve", text="# CVE-2024-0001\n\nReported by jane.roe@gmail.com."),
         Document(id="bad", source="crawl", text=None),  # type: ignore[arg-type]  # bad row: dropped, not raised
     ]

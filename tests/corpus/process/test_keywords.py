@@ -31,7 +31,7 @@ def test_identifier_patterns():
 
 
 def test_prefilter_decisions():
-    step = KeywordStep()
+    step = KeywordStep(KeywordConfig(defer_below_words=0))
     sec = Document(id="1", source="crawl", text=(
         "The ransomware operators used phishing emails for initial access, then moved laterally "
         "with PsExec and dumped credentials with Mimikatz before exfiltration."))
@@ -43,7 +43,7 @@ def test_prefilter_decisions():
     assert d.doc is None and d.reason.startswith("keywords:")
     # high-value connector documents always pass
     assert step(Document(id="3", source="cwe", text="Improper handling of a list.")).doc is not None
-    assert KeywordStep(KeywordConfig(trust_high_value=False))(
+    assert KeywordStep(KeywordConfig(trust_high_value=False, defer_below_words=0))(
         Document(id="4", source="cwe", text="Nothing here at all.")).doc is None
 
 
@@ -57,3 +57,9 @@ def test_custom_list_and_errors(tmp_path):
     bad.write_text("ok\nterm\tnot-a-number\n")
     with pytest.raises(InputError, match="row 2"):
         KeywordList.load(bad)
+
+
+def test_short_documents_deferred_to_the_classifier():
+    step = KeywordStep()
+    short = step(Document(id="s", source="crawl", text="Milan can encode files about the targeted system."))
+    assert short.doc is not None and short.doc.metadata["keywords"]["deferred"]

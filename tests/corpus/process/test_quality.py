@@ -28,7 +28,7 @@ def test_junk_dropped():
 
 def test_security_documents_protected():
     q = QualityStep()
-    cve = doc("# CVE-2024-3094\n\nxz 5.6.0 backdoor.\n\n- **cvss**: 10.0", source="cve")
+    cve = doc("# CVE-2024-3094\n\nxz backdoor.", source="cve")
     sigma = doc("title: x\nlogsource:\n  product: windows\ndetection:\n  sel:\n    a|contains: '-enc'\n  condition: sel\n")
     log = doc("\n".join(f"Jan 12 10:46:4{i} host sshd[1]: Failed password for root from 203.0.113.{i}" for i in range(9)))
     attack = doc("T1059.001 PowerShell", source="attack")
@@ -60,3 +60,13 @@ def test_prose_with_code_and_tables_not_symbol_junk():
 def test_config_can_disable_protection():
     q = QualityStep(QualityConfig(protect_high_value=False, protect_ids=False, protect_structured=False))
     assert q(doc("CVE-2024-1 short", source="cve")).doc is None
+
+
+def test_short_security_text_kept_short_general_text_dropped():
+    q = QualityStep()
+    text = "Lizar has a module to collect usernames and passwords stored in browsers."
+    assert q(doc(text, relevance=0.93)).doc is not None  # the classifier found it relevant
+    assert q(doc(text, relevance=0.2)).reason == "quality:too_short"
+    assert q(doc("The RAT steals credentials and exfiltrates them to its C2 server.")).doc is not None  # keywords
+    gen = doc("The weather was lovely and we walked along the beach until sunset.")
+    assert q(gen).reason == "quality:too_short"

@@ -144,6 +144,9 @@ class KeywordConfig:
     keywords_file: str | None = None  # default: the shipped list
     min_score: float = 1.0
     min_density: float = 1.0
+    # Short documents carry too few words for density to mean much; the classifier is cheap on
+    # them, so the prefilter lets them through and the classifier decides.
+    defer_below_words: int = 80
     trust_high_value: bool = True  # high-value connector documents always pass
     extra_high_value: list[str] = field(default_factory=list)
 
@@ -167,6 +170,9 @@ class KeywordStep(ProcessStep):
         doc.metadata["keywords"] = {"score": s.weighted, "density": s.density, "distinct": s.distinct,
                                     "top": [t for t, _ in top]}
         if self.config.trust_high_value and is_high_value(doc.source, self.config.extra_high_value):
+            return Decision(doc)
+        if s.words < self.config.defer_below_words:
+            doc.metadata["keywords"]["deferred"] = True
             return Decision(doc)
         if not self.passes(s):
             return Decision(None, f"keywords:{s.weighted:.1f}")

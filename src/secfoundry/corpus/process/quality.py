@@ -42,7 +42,8 @@ BOILERPLATE_LINE_RE = re.compile(
 
 @dataclass
 class QualityConfig:
-    min_words: int = 30  # prose documents with fewer words are dropped
+    min_words: int = 30  # prose documents with fewer words are dropped ...
+    min_words_security: int = 8  # ... unless they show security evidence (classifier/keywords)
     max_dup_line_frac: float = 0.35  # share of lines that repeat an earlier line
     max_dup_line_char_frac: float = 0.35
     max_top_ngram_frac: float = 0.25  # chars covered by the most frequent word 3-gram
@@ -120,6 +121,19 @@ class QualityStep(ProcessStep):
             return "security-ids"
         return ""
 
+    @staticmethod
+    def _security_evidence(doc: Document) -> bool:
+        """A short text is worth keeping when it is about security (as earlier steps measured)."""
+        rel = doc.metadata.get("relevance")
+        if isinstance(rel, (int, float)) and rel >= 0.5:
+            return True
+        kw = doc.metadata.get("keywords")
+        if not isinstance(kw, dict):
+            from secfoundry.corpus.process.keywords import score_text
+
+            kw = {"score": score_text(doc.text).weighted}
+        return kw.get("score", 0.0) >= 1.0
+
     def audit(self, doc: Document) -> QualityReport:
         """Every check that fires on ``doc``, and whether the document is protected."""
         c = self.config
@@ -136,7 +150,8 @@ class QualityStep(ProcessStep):
                 failed.append("repetition_lines")
             return QualityReport(ctype, self.protection(doc, ctype), failed)
 
-        if len(WORD_RE.findall(text)) < c.min_words:
+        n_words = len(WORD_RE.findall(text))
+        if n_words < c.min_words and (n_words < c.min_words_security or not self._security_evidence(doc)):
             failed.append("too_short")
         plines = [ln.strip() for ln in prose.split("\n") if ln.strip()]
         dl, dc = _dup_lines(plines)
