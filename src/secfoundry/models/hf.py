@@ -91,6 +91,8 @@ class HFModel(LanguageModel):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         prefix_attention_mode = prefix_attention
+        if prefix_attention_mode not in ("auto", "shared", "expand"):
+            raise ValueError(f"prefix_attention must be auto, shared or expand, not {prefix_attention_mode!r}")
         if threads:
             torch.set_num_threads(int(threads))
         self.spec = spec or f"hf:{path}"
@@ -132,8 +134,6 @@ class HFModel(LanguageModel):
 
         # "shared": prefix attended without copies (prefix_attention.py); "expand": the prefix KV
         # expanded to the batch in a DynamicCache (any architecture)
-        if prefix_attention_mode not in ("auto", "shared", "expand"):
-            raise ValueError(f"prefix_attention must be auto, shared or expand, not {prefix_attention_mode!r}")
         ok = prefix_attention.supported(self.model)
         if prefix_attention_mode == "shared" and not ok:
             raise ValueError(f"{self.spec}: shared-prefix attention does not support this architecture "
