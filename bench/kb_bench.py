@@ -166,7 +166,8 @@ def main() -> None:
     ap.add_argument("--cves", type=int, default=1000)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--parts", default="sync,lookup,search,recall", help="Comma-separated subset to run.")
+    ap.add_argument("--parts", default="sync,lookup,search,recall-cve,recall-procedures",
+                    help="Comma-separated subset to run.")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     res: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
@@ -186,8 +187,10 @@ def main() -> None:
     if "lookup" in parts:
         res["lookup"] = bench_lookup(kb, lookup_ids(kb, 1000, rng))
         print("lookup", res["lookup"], flush=True)
-    procs = attack_items(args.datasets / "attack-procedure-examples.jsonl", args.procedures or None, rng)
-    cves = cve_items(args.datasets / "cve-records.jsonl.gz", kb, args.cves, rng)
+    # One seeded generator per dataset: each sample is independent of what else runs.
+    procs = attack_items(args.datasets / "attack-procedure-examples.jsonl", args.procedures or None,
+                         random.Random(args.seed + 1))
+    cves = cve_items(args.datasets / "cve-records.jsonl.gz", kb, args.cves, random.Random(args.seed + 2))
     queries = [(it["q"], "technique") for it in rng.sample(procs, 150)]
     queries += [(it["q"], "weakness") for it in rng.sample(cves, 100)]
     queries += [(q, None) for q in ("credential dumping from lsass", "sql injection login form", "ransomware "
@@ -198,9 +201,10 @@ def main() -> None:
     if "search" in parts:
         res["search_latency"] = bench_search_latency(kb, queries)
         print("search", res["search_latency"], flush=True)
-    if "recall" in parts:
+    if "recall-cve" in parts:
         res["recall_cve_cwe"] = recall(kb, cves, "weakness")
         print("cve->cwe", res["recall_cve_cwe"], flush=True)
+    if "recall-procedures" in parts:
         res["recall_attack_procedures"] = recall(kb, procs, "technique")
         print("procedures", res["recall_attack_procedures"], flush=True)
     res["machine"]["loadavg_end"] = os.getloadavg()
