@@ -43,6 +43,9 @@ def test_compile_mode_values():
     from secfoundry.train.model import compile_mode
 
     assert compile_mode(False) == compile_mode(None) == compile_mode("none") == "none"
+    assert compile_mode("auto", max_steps=10) == "none"  # short runs: compiling would dominate
+    assert compile_mode("auto", max_steps=400) == "layers"
+    assert compile_mode("auto", max_steps=400, distributed="DEEPSPEED") == "none"
     assert compile_mode(True) == compile_mode("layers") == "layers"
     assert compile_mode("model") == "model"
     with pytest.raises(ValueError, match="compile"):

@@ -77,8 +77,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     peak_flops: float = 0.0  # per-device peak FLOP/s for MFU (0: not reported)
     threads: int | None = None  # torch intra-op threads on CPU
-    # torch.compile: false | "layers" (each decoder layer; true means this) | "model".
-    compile: bool | str = False
+    # torch.compile: "auto" | false | "layers" (each decoder layer; true means this) | "model".
+    # "auto" = "layers" for runs of >= 50 steps (the one-off compile, ~0.5-1.5 min on 2 CPU cores,
+    # is then small next to the run) unless under DeepSpeed; otherwise no compile.
+    compile: bool | str = "auto"
     # Rows per chunk of the fused head + cross-entropy (train/loss.py); 0: HF loss on full logits.
     loss_chunk: int = 1024
     tensorboard: bool = False

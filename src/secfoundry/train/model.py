@@ -71,15 +71,23 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 COMPILE_MODES = ("none", "layers", "model")
 
 
-def compile_mode(value: bool | str | None) -> str:
-    """``compile`` config value -> mode. ``true`` means "layers" (the cheap, equally fast kind)."""
+AUTO_COMPILE_MIN_STEPS = 50
+
+
+def compile_mode(value: bool | str | None, *, max_steps: int = 0, distributed: str = "NO") -> str:
+    """``compile`` config value -> mode. ``true`` means "layers" (the cheap kind, see
+    :func:`compile_model`). ``"auto"``: "layers" for runs long enough to repay the one-off
+    compile, except under DeepSpeed (ZeRO-3 gathers parameters in module hooks that split the
+    compiled graphs)."""
     if value is None or value is False:
         return "none"
     if value is True:
         return "layers"
     mode = str(value).lower()
+    if mode == "auto":
+        return "layers" if max_steps >= AUTO_COMPILE_MIN_STEPS and distributed != "DEEPSPEED" else "none"
     if mode not in COMPILE_MODES:
-        raise ValueError(f"compile: expected one of {COMPILE_MODES} or true/false, got {value!r}")
+        raise ValueError(f"compile: expected auto, one of {COMPILE_MODES} or true/false, got {value!r}")
     return mode
 
 

@@ -96,8 +96,9 @@ class Trainer:
         # its own forward. Those runs keep the HF loss over full logits.
         self.fused_loss = (cfg.loss_chunk > 0 and acc.distributed_type.value == "NO"
                            and supports_fused_loss(acc.unwrap_model(model)))
+        self.compile_mode = compile_mode(cfg.compile, max_steps=cfg.max_steps, distributed=acc.distributed_type.value)
         t_compile = time.time()
-        compile_model(acc.unwrap_model(model), compile_mode(cfg.compile), base_only=self.fused_loss)
+        compile_model(acc.unwrap_model(model), self.compile_mode, base_only=self.fused_loss)
 
         step, tokens_seen, history = 0, 0, []
         if resume:
@@ -153,7 +154,7 @@ class Trainer:
             tokens_seen += cfg.micro_batch_size * cfg.grad_accum * seq_len * acc.num_processes
             if prog:
                 prog.update(step)
-            if steps_this_run == 1 and compile_mode(cfg.compile) != "none":
+            if steps_this_run == 1 and self.compile_mode != "none":
                 # Compilation happens lazily in the first step; its cost is worth knowing.
                 acc.print(f"first step (incl. torch.compile) took {time.time() - t_compile:.1f} s")
             if step % cfg.log_every == 0 or step == cfg.max_steps:
@@ -192,7 +193,7 @@ class Trainer:
     def _loss(self, model, batch: torch.Tensor) -> torch.Tensor:
         if self.fused_loss:
             return causal_lm_loss(self.acc.unwrap_model(model), batch, chunk=self.cfg.loss_chunk,
-                                  compiled=compile_mode(self.cfg.compile) != "none")
+                                  compiled=self.compile_mode != "none")
         return model(input_ids=batch, labels=batch, use_cache=False).loss
 
     # ------------------------------------------------------------------------------------------
