@@ -87,13 +87,21 @@ class RelevanceModel:
 
     # -- persistence (no pickle) -----------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
+        import os
+
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(d / "relevance.npz", weights=self.weights.astype(np.float32),
-                            bias=np.array([self.bias], dtype=np.float32))
+        # temp files + rename, json last: concurrent workers training on first use never read a
+        # half-written model (training is deterministic, so whichever rename wins is the same)
+        tag = f".tmp-{os.getpid()}"
+        with open(d / f"relevance.npz{tag}", "wb") as f:
+            np.savez_compressed(f, weights=self.weights.astype(np.float32),
+                                bias=np.array([self.bias], dtype=np.float32))
         meta = {"format": MODEL_FORMAT, "features": asdict(self.features), "threshold": self.threshold,
                 "info": self.info}
-        (d / "relevance.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        (d / f"relevance.json{tag}").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        os.replace(d / f"relevance.npz{tag}", d / "relevance.npz")
+        os.replace(d / f"relevance.json{tag}", d / "relevance.json")
         return d
 
     @classmethod
