@@ -96,7 +96,7 @@ PROTECT_RE = re.compile("|".join(f"(?:{p})" for p in (
 
 # --- personal data --------------------------------------------------------------------------
 EMAIL_RE = re.compile(
-    r"(?<![\w.+-])(?P<local>[A-Za-z0-9._%+-]{1,64})\s?(?P<at>@|\[@\]|\(@\)|\[at\]|\(at\)|\s\[at\]\s)\s?"
+    r"(?<![\w.+-])(?P<local>[A-Za-z0-9._%+-]{1,64})(?P<at>@|[ ]?(?:\[@\]|\(@\)|\[at\]|\(at\))[ ]?)"
     r"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.|\[\.\]|\(\.\)|\[dot\]))+[A-Za-z]{2,24})\b")
 ROLE_LOCALPARTS = {
     "security", "secure", "abuse", "psirt", "cert", "csirt", "sirt", "soc", "noc", "incident", "incidents",
@@ -313,7 +313,7 @@ class PIIScrubber:
     def _keep_email(self, text: str, m: re.Match) -> bool:
         c = self.config
         local, at, domain = m.group("local"), m.group("at"), m.group("domain")
-        if at != "@" or "[" in domain or "(" in domain:  # defanged: written as an indicator
+        if at.strip() != "@" or "[" in domain or "(" in domain:  # defanged: written as an indicator
             return True
         if DOC_DOMAINS_RE.search(domain.lower()):
             return True
