@@ -100,3 +100,16 @@ def test_bad_html_never_raises():
         html_to_markdown(junk)
     assert looks_like_html("<html><body><p>a</p></body></html>")
     assert not looks_like_html("Use `<div>` elements for layout.")
+
+
+def test_markdown_quoting_html_is_not_extracted():
+    """XSS cheat sheets are Markdown full of tags; they must pass through untouched."""
+    md = ("# XSS Filter Evasion\n\nTry these payloads:\n\n```html\n<div><p>x</p></div>\n<a href=x>y</a>\n"
+          "<table><tr><td>z</td></tr></table>\n```\n\nAnd `</span>` inline, <b>bold</b> raw tag.\n")
+    assert not looks_like_html(md)
+    step = ExtractStep()
+    assert step(Document(id="m", text=md, source="crawl")).doc.text == md
+    snippet = "<p>one</p><p>two</p><p>three</p>"  # a bare fragment still counts as HTML
+    assert looks_like_html(snippet)
+    owasp = Document(id="o", text="<div>a</div><div>b</div><div>c</div>", source="owasp")
+    assert step(owasp).doc.text == owasp.text  # connectors render Markdown

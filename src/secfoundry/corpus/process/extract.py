@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import lxml.html
 from lxml import etree
 
-from secfoundry.corpus.process.base import Decision, ProcessStep
+from secfoundry.corpus.process.base import Decision, ProcessStep, is_high_value
 from secfoundry.documents import Document
 
 DROP_TAGS = {
@@ -58,10 +58,16 @@ class ExtractConfig:
 
 
 def looks_like_html(text: str) -> bool:
-    head = text[:2000].lstrip().lower()
-    if head.startswith(("<!doctype html", "<html", "<?xml")) and "<html" in text[:5000].lower():
+    """An HTML page, not Markdown that quotes HTML (XSS cheat sheets are full of tags)."""
+    head = text[:2000].lstrip("\ufeff \t\r\n").lower()
+    if head.startswith(("<!doctype html", "<html")) or (head.startswith("<?xml") and "<html" in text[:5000].lower()):
         return True
-    return len(re.findall(r"</(?:p|div|pre|table|li|span|a|h[1-6])>", text[:20000], re.I)) >= 3
+    if re.search(r"^(`{3,}|~{3,})", text[:20000], re.M):
+        return False  # fenced Markdown code: a Markdown document
+    lines = [ln.strip() for ln in text[:20000].split("\n") if ln.strip()]
+    tag_lines = sum(1 for ln in lines if ln.startswith("<"))
+    closing = len(re.findall(r"</(?:p|div|pre|table|li|span|a|h[1-6]|body|td|tr)>", text[:20000], re.I))
+    return head.startswith("<") and closing >= 3 and tag_lines >= 0.3 * max(len(lines), 1)
 
 
 def _classid(el) -> str:
@@ -438,6 +444,8 @@ class ExtractStep(ProcessStep):
             return True
         if doc.metadata.get("format") == "html":
             return True
+        if is_high_value(doc.source):
+            return False  # connectors render Markdown (which may quote HTML)
         return looks_like_html(doc.text)
 
     def apply(self, doc: Document) -> Decision:
