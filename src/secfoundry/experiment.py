@@ -31,7 +31,7 @@ class ReplicateConfig:
     benchmarks: list[str] = field(default_factory=lambda: ["ctibench-mcq", "cybermetric-500", "seceval"])
     shots: int = 5  # FAITH base-model protocol for both models: same prompts, logprob letters
     eval_limit: int | None = None
-    ppl_batches: int = 0  # 0: every held-out row
+    ppl_batches: int = 16  # held-out batches of 8 rows per set (sources interleaved); 0: every row
     train_overrides: list[str] = field(default_factory=list)
     results_md: Path | None = REPO / "RESULTS.md"
 
