@@ -248,3 +248,14 @@ def test_batches_respect_rows_and_padding_budget():
     assert sorted(r.item_id for b in out for r in b) == sorted(r.item_id for r in reqs)
     choice = [Request(item_id="c", kind="choice", prompt="q" * 10, prefix="p" * 100000)]
     assert batches(choice, 4, 20000) == [choice]  # the cached prefix does not count
+
+
+def test_headline_name_follows_the_protocol():
+    from secfoundry.eval.runner import _headline_name
+
+    class VSP(ToyMCQ):
+        headline = "mad"
+
+    assert _headline_name(VSP(), {"score": 0.66, "mad": 3.4, "vsp_score": 0.66, "vsp_score_stderr": 0.66}) == "vsp_score"
+    assert _headline_name(VSP(), {"score": 1.9, "mad": 1.9, "vsp_score": 0.8}) == "mad"
+    assert _headline_name(VSP(), {"score": 1.9, "headline": "custom"}) == "custom"

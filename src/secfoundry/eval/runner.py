@@ -879,8 +879,8 @@ def _score_benchmark(name: str, task: Task, cfg: RunConfig, plan: list[TrialPlan
         if len(parsed_by_variant) > 1:
             permute_trials.append(_permutation_metrics(task, tp.protocol, tp.scored, parsed_by_variant))
 
-    result: dict[str, Any] = {"benchmark": name, "headline": task.headline, "higher_is_better": task.higher_is_better,
-                              "kind": task.kind}
+    result: dict[str, Any] = {"benchmark": name, "headline": _headline_name(task, per_trial[0] if per_trial else {}),
+                              "higher_is_better": task.higher_is_better, "kind": task.kind}
     agg = aggregate_trials(per_trial)
     result.update(agg)
     result["trials"] = len(per_trial)
@@ -898,6 +898,20 @@ def _score_benchmark(name: str, task: Task, cfg: RunConfig, plan: list[TrialPlan
     if p0 is not None:
         result["mode"], result["protocol"], result["instruct"] = p0.mode, p0.name, p0.instruct
     return result
+
+
+def _headline_name(task: Task, metrics: dict[str, Any]) -> str:
+    """The named metric reported as ``score`` (it can depend on the protocol: CTIBench-VSP's
+    headline is the MAD under official and the per-item score under FAITH)."""
+    if isinstance(metrics.get("headline"), str):
+        return metrics["headline"]
+    score = metrics.get("score")
+    if score is None or metrics.get(task.headline) == score:
+        return task.headline
+    for k, v in metrics.items():
+        if k != "score" and v == score and not isinstance(v, bool) and "stderr" not in k and "ci95" not in k:
+            return k
+    return task.headline
 
 
 def _permutation_metrics(task: Task, protocol: Protocol, scored: list[Item],
