@@ -150,7 +150,9 @@ def chart_png(runs: list[Run], benchmarks: list[str]) -> bytes | None:
                 hi.append(err[1] if err else 0.0)
             ax.bar(xs, ys, width=width * 0.95, yerr=[lo, hi], capsize=2, label=run.label if ax is axes[0][0] else None)
         ax.set_xticks(range(len(bs)))
-        ax.set_xticklabels(bs, rotation=35, ha="right", fontsize=8)
+        # "*": generated base-style because logprob mode does not apply (see mode_fallback)
+        ax.set_xticklabels([b + (" *" if any((r.results.get(b) or {}).get("mode_fallback") for r in runs) else "")
+                            for b in bs], rotation=35, ha="right", fontsize=8)
         heads = sorted({str(_meta(runs, b).get("headline", "score")) for b in bs})
         ax.set_ylabel(", ".join(heads))
         ax.set_title(title, fontsize=9)
@@ -224,7 +226,10 @@ def render_markdown(runs: list[Run], benchmarks: list[str], png_name: str | None
             txt, _e = _spread(res)
             cells.append(f"**{fmt_score(res.get('score'))}** {txt}<br>{_counts(res)}")
         arrow = "↑" if m.get("higher_is_better", True) else "↓"
-        lines.append(f"| {b} | {m.get('headline', 'score')} {arrow} | " + " | ".join(cells) + " |")
+        star = " \\*" if any((r.results.get(b) or {}).get("mode_fallback") for r in runs) else ""
+        lines.append(f"| {b}{star} | {m.get('headline', 'score')} {arrow} | " + " | ".join(cells) + " |")
+    if any((r.results.get(b) or {}).get("mode_fallback") for r in runs for b in benchmarks):
+        lines += ["", "\\* not single-answer multiple choice: generated base-style in a logprob run (`mode_fallback`)."]
     if png_name:
         lines += ["", f"![scores]({png_name})"]
     lines += ["", "## All metrics", ""]
@@ -268,7 +273,8 @@ def render_html(runs: list[Run], benchmarks: list[str], png: bytes | None) -> st
     for b in benchmarks:
         m = _meta(runs, b)
         arrow = "↑" if m.get("higher_is_better", True) else "↓"
-        out.append(f"<tr><td>{e(b)}</td><td>{e(str(m.get('headline', 'score')))} {arrow}</td>")
+        star = " *" if any((r.results.get(b) or {}).get("mode_fallback") for r in runs) else ""
+        out.append(f"<tr><td>{e(b + star)}</td><td>{e(str(m.get('headline', 'score')))} {arrow}</td>")
         for r in runs:
             res = r.results.get(b)
             if not res:
@@ -279,6 +285,9 @@ def render_html(runs: list[Run], benchmarks: list[str], png: bytes | None) -> st
                        f"<br><span class='c'>{e(_counts(res))}</span></td>")
         out.append("</tr>")
     out.append("</table>")
+    if any((r.results.get(b) or {}).get("mode_fallback") for r in runs for b in benchmarks):
+        out.append("<p>* not single-answer multiple choice: generated base-style in a logprob run "
+                   "(<code>mode_fallback</code>).</p>")
     if png:
         out.append(f"<img alt='scores with 95% CI' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
     out.append("<h2>All metrics</h2>")
