@@ -57,7 +57,7 @@ def test_choice_logprobs_cached_equals_full_forward(tiny, hf_ref, batch_size, mo
     got = tiny.choice_logprobs(CONTEXTS, CHOICES, prefix=PREFIX)
     assert len(got) == len(CONTEXTS)
     for ctx, row in zip(CONTEXTS, got):
-        ref = _ref_next_logprobs(hf_ref, _ids(tok, PREFIX, True) + _ids(tok, ctx, False))
+        ref = _ref_next_logprobs(hf_ref, _ids(tok, PREFIX + ctx, True))
         assert row == pytest.approx([float(ref[t[0]]) for t in targets], abs=1e-4)
     tiny.batch_size = 16
     tiny._shared_attention = True
@@ -66,9 +66,9 @@ def test_choice_logprobs_cached_equals_full_forward(tiny, hf_ref, batch_size, mo
 def test_prefix_cache_reused_and_matches_uncached(tiny):
     tiny.clear_prefix_cache()
     a = tiny.choice_logprobs(CONTEXTS[:2], CHOICES, prefix=PREFIX)
-    entry = tiny._prefixes[PREFIX]
+    entry = tiny._prefixes[PREFIX.rstrip()]  # trailing whitespace goes with the suffixes
     b = tiny.choice_logprobs(CONTEXTS[2:], CHOICES, prefix=PREFIX)
-    assert tiny._prefixes[PREFIX] is entry and len(tiny._prefixes) == 1
+    assert tiny._prefixes[PREFIX.rstrip()] is entry and len(tiny._prefixes) == 1
     tiny.prefix_cache_enabled = False
     try:
         c = tiny.choice_logprobs(CONTEXTS, CHOICES, prefix=PREFIX)
@@ -117,7 +117,7 @@ def test_loglikelihood_equals_manual_sum(tiny, hf_ref, prefix):
         n = len(ctx) - len(ctx.rstrip(" "))
         if n:
             ctx, cont = ctx[:-n], ctx[-n:] + cont
-        ctx_ids = (_ids(tok, prefix, True) + _ids(tok, ctx, False)) if prefix else _ids(tok, ctx, True)
+        ctx_ids = _ids(tok, prefix + ctx, True)  # the joint tokenization
         ref_lp, ref_greedy = _manual_loglik(hf_ref, ctx_ids, _ids(tok, cont, False))
         assert lp == pytest.approx(ref_lp, abs=1e-3)
         assert greedy == ref_greedy
@@ -229,5 +229,5 @@ def test_portable_shared_prefix_attention(tiny, hf_ref, monkeypatch):
     tiny.clear_prefix_cache()
     got = tiny.choice_logprobs(CONTEXTS, CHOICES, prefix=PREFIX)
     for ctx, row in zip(CONTEXTS, got):
-        ref = _ref_next_logprobs(hf_ref, _ids(tok, PREFIX, True) + _ids(tok, ctx, False))
+        ref = _ref_next_logprobs(hf_ref, _ids(tok, PREFIX + ctx, True))
         assert row == pytest.approx([float(ref[_ids(tok, c, False)[0]]) for c in CHOICES], abs=1e-4)

@@ -6,6 +6,7 @@ Skipped when llama-cpp-python is not installed (it is the optional extra [llamac
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 
 import pytest
@@ -55,10 +56,18 @@ def test_letter_scoring_agrees_with_hf(pair):
     b = hf.choice_logprobs(CTXS, LETTERS, prefix=PREFIX)
     argmax = lambda rows: [max(range(4), key=r.__getitem__) for r in rows]  # noqa: E731
     assert argmax(a) == argmax(b)
-    for x, y in zip(a, b):  # Q4_1 weights in both; llama.cpp quantizes activations too
-        assert x == pytest.approx(y, abs=0.5)
+    # Q4_1 weights in both, but llama.cpp also quantizes activations (q8): raw letter log-probs
+    # differ by up to ~0.6 nat on these prompts, the distribution over the 4 letters by up to ~0.4
+    for x, y in zip(a, b):
+        assert x == pytest.approx(y, abs=1.0)
+        nx = [v - math.log(sum(math.exp(u) for u in x)) for v in x]
+        ny = [v - math.log(sum(math.exp(u) for u in y)) for v in y]
+        assert nx == pytest.approx(ny, abs=0.5)
+    (l1, g1), (l2, g2) = lc.loglikelihood([("The capital of France is", " Paris")])[0], \
+        hf.loglikelihood([("The capital of France is", " Paris")])[0]
+    assert l1 == pytest.approx(l2, abs=0.1) and g1 == g2
     # single-token choices from the next-token distribution == the continuation path
-    ll = lc.loglikelihood([(PREFIX + c, " A") for c in CTXS])
+    ll = lc.loglikelihood([(c, " A") for c in CTXS], prefix=PREFIX)
     assert [r[0] for r in a] == pytest.approx([x for x, _ in ll], abs=1e-3)
     # a second call reuses the cached prefix and gives the same numbers
     assert lc.choice_logprobs(CTXS, LETTERS, prefix=PREFIX) == pytest.approx(a, abs=1e-6)

@@ -200,17 +200,20 @@ class HFModel(LanguageModel):
             k = len(choices)
             return [[flat[i * k + j][0] for j in range(k)] for i in range(len(contexts))]
         targets = [c[0] for c in choice_ids]
+        prefix, tail = split_prefix(prefix)
         pre = self._get_prefix(prefix)
-        rows = [self._encode(ctx, special=not prefix) for ctx in contexts]
+        rows = [self._encode(tail + ctx, special=not prefix) for ctx in contexts]
         wants = [[len(r) - 1] for r in rows]
         return self._score_rows(pre, rows, wants, prefix, lambda i, lp: lp[0, targets].tolist())
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]], prefix: str = "") -> list[tuple[float, bool]]:
+        prefix, tail = split_prefix(prefix)
         pre = self._get_prefix(prefix)
         rows, wants, conts = [], [], []
         for i, (ctx, cont) in enumerate(requests):
             if not cont:
                 raise InputError("empty continuation", row=i, field="continuation")
+            ctx = tail + ctx
             n = len(ctx) - len(ctx.rstrip(" "))
             if n:  # lm-eval convention: the space belongs to the continuation's first token
                 ctx, cont = ctx[:-n], ctx[-n:] + cont
@@ -383,6 +386,18 @@ class HFModel(LanguageModel):
         out = self._decoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                             position_ids=pos.to(self.device), use_cache=pre is not None, **kw)
         return out.last_hidden_state
+
+
+def split_prefix(prefix: str) -> tuple[str, str]:
+    """Split off the prefix's trailing whitespace, which is then tokenized with each suffix.
+
+    BPE tokenizers merge a run of whitespace differently depending on what follows it
+    ("\\n\\n" alone is one token, "\\n\\nWhat" is "\\n", "\\n", "What"), so a prefix ending in
+    a blank line would otherwise be tokenized unlike the joined text. Cutting at the last
+    non-space character makes prefix ids + suffix ids equal the joint tokenization.
+    """
+    core = prefix.rstrip()
+    return core, prefix[len(core):]
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -14,6 +14,7 @@ tokenized separately, and trailing spaces of a context move to its continuation.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -22,7 +23,7 @@ from typing import Any, Sequence
 
 from secfoundry.errors import InputError
 from secfoundry.models.base import Capabilities, GenerationConfig, LanguageModel, Message, Prompt
-from secfoundry.models.hf import cut_at_stop
+from secfoundry.models.hf import cut_at_stop, split_prefix
 
 
 def _import_llama():
@@ -34,23 +35,60 @@ def _import_llama():
     return llama_cpp
 
 
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_params(repack: bool):
+    """Set llama.cpp's ``use_extra_bufts`` (weight repacking) for a Llama being constructed.
+
+    llama-cpp-python does not expose the field, and builds its model params from
+    ``llama_model_default_params()``; we wrap that function for the duration of the
+    constructor (under a lock, restored afterwards).
+    """
+    import llama_cpp.llama_cpp as lc
+
+    if repack or not hasattr(lc.llama_model_default_params(), "use_extra_bufts"):
+        yield
+        return
+    with _PARAMS_LOCK:
+        orig = lc.llama_model_default_params
+
+        def params():
+            p = orig()
+            p.use_extra_bufts = False
+            return p
+
+        lc.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lc.llama_model_default_params = orig
+
+
 class LlamaCppModel(LanguageModel):
     """Options: ``threads``, ``n_ctx`` (context window; the logits buffer is n_ctx x vocab fp32),
     ``n_batch``/``batch_size`` (tokens per llama.cpp decode call), ``seed``, ``chat_format``
-    (a Jinja chat template overriding the GGUF's), ``verbose``."""
+    (a Jinja chat template overriding the GGUF's), ``verbose``, ``repack`` (let llama.cpp repack
+    weights into its CPU-specific layouts, e.g. AMX tiles; off by default because on this
+    project's AMX machine decoding with repacked Q4_1 weights crashes llama-cpp-python 0.3.36
+    with a segfault)."""
 
     def __init__(self, path: str | os.PathLike, *, spec: str = "", threads: int | None = None, n_ctx: int = 2048,
                  n_batch: int | None = None, batch_size: int | None = None, seed: int = 0,
-                 chat_format: str | None = None, verbose: bool = False):
+                 chat_format: str | None = None, verbose: bool = False, repack: bool = False):
         llama_cpp = _import_llama()
         self.path = Path(path)
         self.spec = spec or f"llamacpp:{self.path}"
         self.threads = threads or min(os.cpu_count() or 1, 8)
         self.n_ctx = int(n_ctx)
         self._llama_cpp_version = getattr(llama_cpp, "__version__", "?")
-        self.llm = llama_cpp.Llama(model_path=str(self.path), n_ctx=self.n_ctx,
-                                   n_batch=int(n_batch or batch_size or 512), n_threads=self.threads,
-                                   n_threads_batch=self.threads, logits_all=True, seed=seed, verbose=verbose)
+        self.repack = bool(repack)
+        with _model_params(repack=self.repack):
+            self.llm = llama_cpp.Llama(model_path=str(self.path), n_ctx=self.n_ctx,
+                                       n_batch=int(n_batch or batch_size or 512), n_threads=self.threads,
+                                       n_threads_batch=self.threads, logits_all=True, seed=seed,
+                                       verbose=verbose)
         self._lock = threading.Lock()  # a llama.cpp context is not thread-safe
         self._template = chat_format or self.llm.metadata.get("tokenizer.chat_template")
         self._sha256: str | None = None
@@ -71,7 +109,7 @@ class LlamaCppModel(LanguageModel):
             self._sha256 = h.hexdigest()
         return {"spec": self.spec, "backend": "llamacpp", "model_path": str(self.path),
                 "weights_sha256": {self.path.name: self._sha256}, "n_ctx": self.n_ctx, "threads": self.threads,
-                "llama_cpp_python_version": self._llama_cpp_version,
+                "llama_cpp_python_version": self._llama_cpp_version, "repack": self.repack,
                 "model_name": self.llm.metadata.get("general.name")}
 
     def close(self) -> None:
@@ -123,10 +161,11 @@ class LlamaCppModel(LanguageModel):
             k = len(choices)
             return [[flat[i * k + j][0] for j in range(k)] for i in range(len(contexts))]
         targets = [c[0] for c in choice_ids]
+        prefix, tail = split_prefix(prefix)
         p_ids = self._encode(prefix, bos=True) if prefix else []
         out = []
         for i, ctx in enumerate(contexts):
-            ids = p_ids + self._encode(ctx, bos=not prefix)
+            ids = p_ids + self._encode(tail + ctx, bos=not prefix)
             if not ids:
                 raise InputError("nothing to condition on (empty context and no prefix)", row=i, field="context")
             ids = self._fit(ids, keep=1, row=i)
@@ -136,11 +175,13 @@ class LlamaCppModel(LanguageModel):
         return out
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]], prefix: str = "") -> list[tuple[float, bool]]:
+        prefix, tail = split_prefix(prefix)
         p_ids = self._encode(prefix, bos=True) if prefix else []
         results = []
         for i, (ctx, cont) in enumerate(requests):
             if not cont:
                 raise InputError("empty continuation", row=i, field="continuation")
+            ctx = tail + ctx
             n = len(ctx) - len(ctx.rstrip(" "))
             if n:
                 ctx, cont = ctx[:-n], ctx[-n:] + cont

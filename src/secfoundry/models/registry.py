@@ -17,7 +17,7 @@ _HF_OPTIONS = {"dtype", "threads", "batch_size", "prefix_cache", "prefix_cache_s
                "max_length", "trust_remote_code", "revision", "prefix_attention"}
 _OPENAI_OPTIONS = {"api_key", "max_concurrency", "timeout", "max_retries", "backoff", "top_logprobs",
                    "chat", "headers", "max_backoff"}
-_LLAMACPP_OPTIONS = {"threads", "n_ctx", "batch_size", "n_batch", "seed", "chat_format", "verbose"}
+_LLAMACPP_OPTIONS = {"threads", "n_ctx", "batch_size", "n_batch", "seed", "chat_format", "verbose", "repack"}
 
 
 def _check(spec: str, options: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
