@@ -356,12 +356,13 @@ def group_rates(info: dict[str, Any], kept: dict[str, int]) -> dict[str, float]:
 
 def render(info: dict[str, Any], ours: dict[str, Any], dtr: dict[str, Any], load: tuple[float, float, float],
            load_after: tuple[float, float, float], cpus: int, *, docs_arg: int, concurrent: bool,
-           profile: list[dict[str, Any]] | None = None, equivalent: dict[str, Any] | None = None) -> str:
+           profile: list[dict[str, Any]] | None = None, equivalent: dict[str, Any] | None = None,
+           measured_at: dt.datetime | None = None) -> str:
     n = info["docs"]
     o_e2e = n / ours["seconds"]
     d_e2e = n / dtr["seconds"]
     lines = [
-        f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `.venv/bin/python bench/corpus_throughput.py "
+        f"Measured {measured_at or dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `.venv/bin/python bench/corpus_throughput.py "
         f"--docs {docs_arg}{' --concurrent' if concurrent else ''} --write`, {cpus} worker processes each, **on the "
         f"shared 2-core machine while other engineers' jobs ran**: load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} "
         f"(1/5/15 min) before, {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} after. Absolute docs/s are "
@@ -388,7 +389,7 @@ def render(info: dict[str, Any], ours: dict[str, Any], dtr: dict[str, Any], load
         e_e2e = n / equivalent["seconds"]
         la = equivalent.get("load_before", [0, 0, 0])
         lines += [f"| secfoundry, equivalent steps only (extract, contenttype, langid, quality → minhash_dedup → pack); "
-                  f"run alone afterwards, load {la[0]:.1f} | {e_e2e:,.1f} | {equivalent['seconds']:,.1f} | "
+                  f"run alone right after, load {la[0]:.1f} | {e_e2e:,.1f} | {equivalent['seconds']:,.1f} | "
                   f"{equivalent['tokens']:,} |",
                   f"| ratio (equivalent steps / datatrove) | {e_e2e / d_e2e:.2f}× | | |"]
     lines += [
@@ -473,7 +474,9 @@ def main() -> None:
         r = json.loads((args.work / f"results-{args.docs}.json").read_text())
         body = render(r["input"], r["ours"], r["datatrove"], tuple(r["load_before"]), tuple(r["load_after"]), args.cpus,
                       docs_arg=args.docs, concurrent=r.get("concurrent", False), profile=r.get("step_profile"),
-                      equivalent=json.loads(eq_file.read_text()) if eq_file.exists() else None)
+                      equivalent=json.loads(eq_file.read_text()) if eq_file.exists() else None,
+                      measured_at=dt.datetime.fromtimestamp((args.work / f"results-{args.docs}.json").stat().st_mtime,
+                                                            dt.timezone.utc))
         print(body)
         if args.write:
             write_benchmarks(body)
