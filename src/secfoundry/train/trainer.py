@@ -212,9 +212,14 @@ class Trainer:
         was_training = model.training
         model.eval()
         res = {}
-        for name, shards, select in sets:
-            r = heldout_loss(model, shards, cfg.data.eval_split, seq_len, cfg.micro_batch_size, cfg.eval_batches,
-                             select, acc.device, acc.autocast, fused=self.fused_loss)
+        # Eval runs the compiled layers eagerly: no-grad/eval mode and the last, smaller batch
+        # would each trigger a recompile that costs more than a few forward passes gain.
+        stance = torch.compiler.set_stance("force_eager") if self.compile_mode != "none" else _null()
+        with stance:
+            results = [(name, heldout_loss(model, shards, cfg.data.eval_split, seq_len, cfg.micro_batch_size,
+                                           cfg.eval_batches, select, acc.device, acc.autocast, fused=self.fused_loss))
+                       for name, shards, select in sets]
+        for name, r in results:
             if r is not None:
                 res[f"eval_{name}_loss"] = r
                 res[f"eval_{name}_ppl"] = math.exp(r)
