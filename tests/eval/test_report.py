@@ -12,7 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _runner_fakes import RuleModel, ToyMCQ  # noqa: E402
+try:  # tests/eval may or may not be a package
+    from ._runner_fakes import RuleModel, ToyMCQ
+except ImportError:
+    from _runner_fakes import RuleModel, ToyMCQ  # noqa: E402
 
 from secfoundry.errors import InputError  # noqa: E402
 from secfoundry.eval.report import write_report  # noqa: E402

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _runner_fakes import Crash, RuleModel, ToyMCQ  # noqa: E402
+try:  # tests/eval may or may not be a package
+    from ._runner_fakes import Crash, RuleModel, ToyMCQ
+except ImportError:
+    from _runner_fakes import Crash, RuleModel, ToyMCQ  # noqa: E402
 
 from secfoundry.errors import InputError  # noqa: E402
 from secfoundry.eval.runner import RunConfig, SampleStore, draw_shots, run_eval  # noqa: E402
