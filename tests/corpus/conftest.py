@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
+# Recipes name test-only steps as "pipeline_steps:<Class>": importable by the driver (here) and by
+# Ray workers (PYTHONPATH in worker_env).
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 
 def worker_env() -> dict:

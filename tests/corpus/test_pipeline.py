@@ -19,7 +19,7 @@ from secfoundry.corpus.engine.recipe import Recipe
 from secfoundry.corpus.pipeline import load_documents, load_excluded, run_recipe, run_status
 from secfoundry.errors import InputError
 
-from conftest import worker_env
+from .conftest import worker_env
 
 REPO = Path(__file__).resolve().parents[2]
 

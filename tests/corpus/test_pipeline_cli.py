@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from secfoundry.cli import app
 
-from collect.sites import SEC, Site, html, page  # tests/corpus is on sys.path (rootdir conftest)
+from .collect.sites import SEC, Site, html, page
 
 
 def test_collect_status_steps(ray_local, tmp_path):

@@ -216,7 +216,7 @@ def test_report_of_a_real_engine_run(ray_local, tmp_path):
     engine's own outputs, whatever their details."""
     from secfoundry.corpus.pipeline import run_recipe
 
-    from conftest import worker_env
+    from .conftest import worker_env
 
     inp = tmp_path / "in"
     inp.mkdir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _kbsynth import ATTACKISH, CWEISH, EXTRA, make_source, write_source
+from ._kbsynth import ATTACKISH, CWEISH, EXTRA, make_source, write_source
 
 from secfoundry.corpus.sources.base import Source
 

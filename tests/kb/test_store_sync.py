@@ -10,7 +10,7 @@ from secfoundry.kb import KnowledgeBase
 from secfoundry.kb.records import Record, Relation
 from secfoundry.kb.store import SourceRow, Store
 
-from _kbsynth import ATTACKISH, rec, write_source
+from ._kbsynth import ATTACKISH, rec, write_source
 
 
 def _sync(kb: KnowledgeBase, mirror: Path, connectors, **kw):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fake_openai import FakeOpenAI
+from .fake_openai import FakeOpenAI
 from typer.testing import CliRunner
 
 from secfoundry.cli import app

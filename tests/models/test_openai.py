@@ -6,7 +6,7 @@ import math
 import time
 
 import pytest
-from fake_openai import NEXT, FakeOpenAI, TOKEN, tok_logprob
+from .fake_openai import NEXT, FakeOpenAI, TOKEN, tok_logprob
 
 from secfoundry.models import GenerationConfig, load_model
 from secfoundry.models.openai_compat import OpenAIError, _retry_after

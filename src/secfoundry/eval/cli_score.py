@@ -92,7 +92,7 @@ def score_cmd(
 
     if protocol not in ("official", "faith"):
         raise typer.BadParameter("must be official or faith", param_hint="--protocol")
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # paths in errors must stay whole (greppable)
     try:
         cells = read_predictions(predictions, column)
         result = score_predictions(benchmark, cells, protocol=protocol, data_dir=data_dir, raw=raw,

@@ -98,7 +98,9 @@ def make_relevance(spec: str) -> RelevanceFn:
         return lambda text, url: True
     if spec == "keywords":
         try:
-            return _step_relevance("keywords", {"trust_high_value": False})
+            # Used alone here, the prefilter must judge short pages too (in the pipeline it defers
+            # them to the classifier).
+            return _step_relevance("keywords", {"trust_high_value": False, "defer_below_words": 0})
         except Exception:
             return _fallback_keywords
     if spec.startswith("step:"):
