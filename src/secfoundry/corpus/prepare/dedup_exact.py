@@ -48,12 +48,18 @@ class ExactDedup(GlobalStep):
         self.duplicate_of = json.loads((Path(state_dir) / "duplicates.json").read_text())
 
     def run_batch(self, docs: list[Document]) -> tuple[list[Document], list[Dropped]]:
-        kept, dropped = [], []
-        for d in docs:
-            keeper = self.duplicate_of.get(d.id)
-            if keeper is None:
-                kept.append(d)
-            else:
-                d.metadata["duplicate_of"] = keeper
-                dropped.append(Dropped(d, self.name, "dedup:exact"))
-        return kept, dropped
+        return drop_marked(docs, self.duplicate_of, self.name, "dedup:exact")
+
+
+def drop_marked(docs: list[Document], duplicate_of: dict[str, str], step: str,
+                reason: str) -> tuple[list[Document], list[Dropped]]:
+    """Drop the documents a dedup fit marked, recording which document each one duplicates."""
+    kept, dropped = [], []
+    for d in docs:
+        keeper = duplicate_of.get(d.id)
+        if keeper is None:
+            kept.append(d)
+        else:
+            d.metadata["duplicate_of"] = keeper
+            dropped.append(Dropped(d, step, reason))
+    return kept, dropped

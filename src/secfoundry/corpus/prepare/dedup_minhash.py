@@ -19,6 +19,7 @@ import numpy as np
 import xxhash
 
 from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
+from secfoundry.corpus.prepare.dedup_exact import drop_marked
 from secfoundry.corpus.prepare.text import entities, ngram_hashes, words
 from secfoundry.documents import Document
 
@@ -140,12 +141,4 @@ class MinHashDedup(GlobalStep):
         self.duplicate_of = json.loads((Path(state_dir) / "near_duplicates.json").read_text())
 
     def run_batch(self, docs: list[Document]) -> tuple[list[Document], list[Dropped]]:
-        kept, dropped = [], []
-        for d in docs:
-            keeper = self.duplicate_of.get(d.id)
-            if keeper is None:
-                kept.append(d)
-            else:
-                d.metadata["duplicate_of"] = keeper
-                dropped.append(Dropped(d, self.name, "dedup:near"))
-        return kept, dropped
+        return drop_marked(docs, self.duplicate_of, self.name, "dedup:near")
