@@ -176,12 +176,16 @@ def run_interleaved(variants: list[tuple[str, str, dict]], shards: Path, seq: in
         return False
 
     alive = [n for n in procs if until_done(n)]  # all loaded and waiting before their first step
+    rnd = 0
     while alive:
-        for name in list(alive):
+        # ABBA order: who goes first alternates, so a load that drifts during a round does not
+        # always favour the same configuration.
+        for name in (list(alive) if rnd % 2 == 0 else list(reversed(alive))):
             procs[name].stdin.write("go\n")
             procs[name].stdin.flush()
             if not until_done(name):
                 alive.remove(name)
+        rnd += 1
     for name, p in procs.items():
         err = p.stderr.read()
         if p.wait() != 0 or name not in out:
