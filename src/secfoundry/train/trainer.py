@@ -104,7 +104,15 @@ class Trainer:
         if resume:
             last = ckpt.latest_checkpoint(self.out)
             if last is not None:
-                state = ckpt.load_checkpoint(last, acc.unwrap_model(model), opt)
+                if (last / "accelerate").is_dir():
+                    # DeepSpeed/FSDP: sharded model/optimizer states in the engine's own format.
+                    acc.load_state(str(last / "accelerate"))
+                    state = json.loads((last / ckpt.STATE).read_text())
+                else:
+                    state = ckpt.load_checkpoint(last, acc.unwrap_model(model), opt)
+                rank_file = last / f"data_rank{acc.process_index}.json"
+                if rank_file.exists():
+                    state.update(json.loads(rank_file.read_text()))
                 data.load_state_dict(state["data"])
                 np.random.set_state(_np_state_from_json(state["numpy_rng"]))
                 step, tokens_seen = state["step"], state["tokens"]
@@ -239,6 +247,11 @@ class Trainer:
         elif acc.is_main_process:
             ckpt.save_checkpoint(path, acc.unwrap_model(model), opt, state)
         acc.wait_for_everyone()
+        if acc.num_processes > 1:
+            # Every rank reads its own data stream: keep each rank's position, not just rank 0's.
+            per_rank = {"data": state["data"], "numpy_rng": state["numpy_rng"]}
+            (path / f"data_rank{acc.process_index}.json").write_text(json.dumps(per_rank, default=ckpt._json_default))
+            acc.wait_for_everyone()
         if acc.is_main_process:
             ckpt.prune_checkpoints(self.out, self.cfg.keep_checkpoints)
 
