@@ -226,3 +226,14 @@ def load_json(path: Path, data: bytes | None = None, entry: str | int | None = N
 def text_stream(path: Path) -> io.TextIOWrapper:
     """A UTF-8 text stream over a (possibly gzipped) file, for CSV readers and line parsers."""
     return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", newline="")
+
+
+def markdown_document(source: Source, rec: Record, lines: list[str]) -> Document:
+    """A record rendered from Markdown lines (runs of blank lines collapsed) with provenance."""
+    import re
+
+    return Document(
+        id=f"{source.name}:{rec.id}", text=re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n",
+        source=source.name, url=rec.url, license=source.license, title=f"{rec.id}: {rec.name}", version=rec.version,
+        metadata={"record_type": rec.type, "record_id": rec.id},
+    )

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from secfoundry.corpus.sources.attack import clean_text, load_bundle
 from secfoundry.corpus.sources.base import (
+    markdown_document,
     Quarantine,
     Remote,
     Snapshot,
@@ -229,11 +230,7 @@ class CapecSource(Source):
                 lines += ["", "Related weaknesses: " + ", ".join(cwes) + "."]
             if techs:
                 lines += ["", "Related ATT&CK techniques: " + ", ".join(techs) + "."]
-            yield Document(
-                id=f"{self.name}:{r.id}", text=re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n",
-                source=self.name, url=r.url, license=self.license, title=f"{r.id}: {r.name}", version=r.version,
-                metadata={"record_type": r.type, "record_id": r.id},
-            )
+            yield markdown_document(self, r, lines)
 
 
 def _peek_version(path: Path) -> str:

@@ -28,6 +28,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
 from secfoundry.corpus.sources.base import (
+    markdown_document,
     Quarantine,
     Remote,
     Snapshot,
@@ -405,11 +406,7 @@ class CweSource(Source):
         mp = a.get("mapping")
         if mp and mp.get("usage"):
             lines += ["", "## Vulnerability mapping", "", f"Usage: {mp['usage']}. {mp['rationale']}".strip()]
-        return Document(
-            id=f"{self.name}:{r.id}", text=re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n",
-            source=self.name, url=r.url, license=self.license, title=f"{r.id}: {r.name}", version=r.version,
-            metadata={"record_type": r.type, "record_id": r.id},
-        )
+        return markdown_document(self, r, lines)
 
 
 def _peek_version(path: Path) -> str:
