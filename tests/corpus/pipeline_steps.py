@@ -116,3 +116,21 @@ class SourceCap(GlobalStep):
     def run_batch(self, docs: list[Document]):
         return ([d for d in docs if d.id in self.keep],
                 [Dropped(d, self.name, "cap:source") for d in docs if d.id not in self.keep])
+
+
+@dataclass
+class CountOnlyConfig:
+    pass
+
+
+class CountOnly(GlobalStep):
+    """A global step that only writes state (like ``pack``): documents pass through unchanged."""
+
+    name = "count_only"
+
+    def __init__(self, config: CountOnlyConfig | None = None):
+        self.config = config or CountOnlyConfig()
+
+    def fit(self, ctx: GlobalContext) -> None:
+        n = sum(b.num_rows for b in ctx.iter_tables(columns=["id"]))
+        (ctx.state_dir / "count.json").write_text(json.dumps({"docs": n}))

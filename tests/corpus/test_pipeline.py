@@ -234,3 +234,25 @@ def test_global_step_with_ray_data_fit(ray_local, tmp_path):
     assert sorted(x.id for x in load_documents(out)) == ["s0:000", "s0:003", "s1:001", "s1:004", "s2:002", "s2:005"]
     assert json.loads((out / "01-prepare-2-pipeline_steps.SourceCap" / "_state" / "keep.json").read_text())["counts"] \
         == {"s0": 10, "s1": 10, "s2": 10}
+
+
+def test_pass_through_phase_commits_its_input_files(ray_local, tmp_path):
+    """A phase whose only step keeps every document links the input partition instead of
+    re-encoding it, and still records full stats."""
+    p = tmp_path / "in.jsonl"
+    p.write_text("".join(json.dumps({"text": f"text number {i}", "src": f"s{i % 2}"}) + "\n" for i in range(25)))
+    d = {"inputs": [{"kind": "jsonl", "paths": [str(p)], "source_field": "src"}],
+         "stages": [{"name": "prepare", "steps": [{"step": "length_filter"}, {"step": "pipeline_steps:CountOnly"}]}],
+         "engine": {"num_cpus": 2, "partition_rows": 10, "runtime_env": worker_env()}}
+    out = tmp_path / "out"
+    s = run_recipe(Recipe.from_dict(d), out, progress=False)
+    last = s.phases[-1]
+    assert last.docs_in == last.docs_out == 25 and last.partitions == 3
+    src_dir = out / s.phases[-2].phase / "data"
+    dst_dir = out / last.phase / "data"
+    for f in sorted(dst_dir.glob("*.parquet")):
+        assert f.stat().st_ino == (src_dir / f.name).stat().st_ino  # hard link, same bytes
+    assert sorted(x.id for x in load_documents(out)) == sorted(x.id for x in load_documents(out, s.phases[-2].phase))
+    marker = json.loads(next((out / last.phase / "markers").glob("*.json")).read_text())
+    assert marker["chars_out"] > 0 and sum(marker["by_source"].values()) == marker["docs_out"]
+    assert json.loads((out / last.phase / "_state" / "count.json").read_text()) == {"docs": 25}

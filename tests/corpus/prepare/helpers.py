@@ -15,13 +15,13 @@ def write_docs(path: Path, docs: list[Document]) -> Path:
     return path
 
 
-def fit_and_run(step, docs: list[Document], tmp: Path, parts: int = 2):
+def fit_and_run(step, docs: list[Document], tmp: Path, parts: int = 2, num_cpus: int = 1):
     """Run a global step the way the engine does: fit over partitions, load, run per partition."""
     n = max(1, len(docs) // parts + (len(docs) % parts > 0))
     files = [write_docs(tmp / "in" / f"part-{i:05d}.parquet", docs[i * n:(i + 1) * n]) for i in range(parts) if docs[i * n:(i + 1) * n]]
     state = tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
-    ctx = GlobalContext(partitions=files, state_dir=state, phase_dir=tmp / "phase")
+    ctx = GlobalContext(partitions=files, state_dir=state, phase_dir=tmp / "phase", num_cpus=num_cpus)
     step.fit(ctx)
     step.load(state)
     kept, dropped = [], []

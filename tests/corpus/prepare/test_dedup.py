@@ -90,3 +90,17 @@ def test_minhash_planted_precision_recall(tmp_path):
     assert precision == 1.0, sorted(found - truth)[:5]
     assert recall >= 0.95
     assert sum(d.id.startswith("cwe") for d in kept) == 30  # template pages all kept
+
+
+def test_parallel_fits_match_serial(ray_local, tmp_path):
+    """Paragraph hashing and MinHash signatures run as Ray tasks per partition when Ray is up;
+    the result must be the serial fit's, document for document."""
+    docs, _ = planted_set()
+    shared = prose(7, 60)
+    docs = docs + [D(f"p{i}", f"# Page {i}\n\n{shared}\n\n{prose(100 + i)}") for i in range(6)]
+    for step_cls in (ParagraphDedup, MinHashDedup):
+        serial = fit_and_run(step_cls(), docs, tmp_path / f"{step_cls.name}-1", parts=5)
+        parallel = fit_and_run(step_cls(), docs, tmp_path / f"{step_cls.name}-2", parts=5, num_cpus=2)
+        assert [(d.id, d.text) for d in serial[0]] == [(d.id, d.text) for d in parallel[0]]
+        assert [(d.doc.id, d.reason) for d in serial[1]] == [(d.doc.id, d.reason) for d in parallel[1]]
+        assert serial[1]  # both steps did remove something here

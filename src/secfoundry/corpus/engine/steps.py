@@ -47,7 +47,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 from secfoundry.documents import Document
 from secfoundry.errors import InputError
@@ -97,6 +97,30 @@ class GlobalContext:
         for path in self.partitions:
             pf = pq.ParquetFile(path)
             yield from pf.iter_batches(batch_size=batch_size, columns=columns)
+
+    def map_partitions(self, fn: Callable[..., Any], *args: Any) -> Iterator[Any]:
+        """``fn(path, *args)`` for every input partition, results yielded in plan order.
+
+        The parallel half of a global fit (hashing, signatures) runs as Ray tasks when Ray is up
+        and there is more than one CPU, with a bounded number in flight so results stream to
+        the driver's serial half instead of piling up; otherwise in this process."""
+        import ray
+
+        paths = [str(p) for p in self.partitions]
+        if self.num_cpus <= 1 or len(paths) <= 1 or not ray.is_initialized():
+            for p in paths:
+                yield fn(p, *args)
+            return
+        remote = ray.remote(num_cpus=1)(fn)
+        window = 2 * self.num_cpus
+        pending = [remote.remote(p, *args) for p in paths[:window]]
+        nxt = len(pending)
+        while pending:
+            head = pending.pop(0)
+            if nxt < len(paths):
+                pending.append(remote.remote(paths[nxt], *args))
+                nxt += 1
+            yield ray.get(head)
 
     def iter_documents(self) -> Iterator[Document]:
         for batch in self.iter_tables():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Iterable
@@ -174,6 +175,20 @@ class PhaseStore:
     # ------------------------------------------------------------------ commit
     def write_data(self, name: str, docs: list[Document], compression: str = "zstd") -> str:
         write_table(docs_table(docs), self.data_dir / name, compression)
+        return name
+
+    def link_data(self, name: str, src: Path) -> str:
+        """Commit an existing Parquet file unchanged: a hard link (files are never modified in
+        place, so sharing the inode is safe), or a copy across file systems."""
+        dest = self.data_dir / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
         return name
 
     def write_excluded(self, name: str, dropped: list[Any], compression: str = "zstd") -> str:

@@ -186,6 +186,8 @@ class PhaseWorker:
 
     def process(self, key: str, path: Path) -> dict[str, list[Any]]:
         t0 = time.time()
+        if self.steps and all(_passes_through(s) for s in self.steps):
+            return self._pass_through(key, path, t0)
         docs = read_documents(path)
         n_in = len(docs)
         chars_in = sum(len(d.text) for d in docs)
@@ -219,6 +221,36 @@ class PhaseWorker:
         self.store.write_marker(key, files, excluded, stats)
         return _result(key, docs_in=n_in, docs_out=len(kept_all), dropped=len(dropped_all),
                        seconds=stats["seconds"], stats=json.dumps({"dropped": dict(dropped_counts)}))
+
+
+    def _pass_through(self, key: str, path: Path, t0: float) -> dict[str, list[Any]]:
+        """A phase whose steps keep every document unchanged (e.g. ``pack``, which only writes
+        shards from its fit): commit the input file itself instead of decoding and re-encoding
+        every document. Stats come from two Arrow columns."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["source", "text"])
+        n = table.num_rows
+        chars = int(pc.sum(pc.utf8_length(table["text"])).as_py() or 0) if n else 0
+        counts = pc.value_counts(table["source"]).to_pylist() if n else []
+        by_source = {str(c["values"]): int(c["counts"]) for c in counts}
+        name = f"{key}.parquet"
+        self.store.link_data(name, path)
+        per_step = {getattr(s, "name", str(i)): {"in": n, "out": n} for i, s in enumerate(self.steps)}
+        stats = {"docs_in": n, "docs_out": n, "chars_in": chars, "chars_out": chars, "dropped": {},
+                 "steps": per_step, "by_source": by_source, "input": path.name,
+                 "seconds": round(time.time() - t0, 3)}
+        self.store.write_marker(key, [name], [], stats)
+        return _result(key, docs_in=n, docs_out=n, dropped=0, seconds=stats["seconds"],
+                       stats=json.dumps({"dropped": {}}))
+
+
+def _passes_through(step: Any) -> bool:
+    """A global step that does not override ``run_batch`` keeps every document as it is."""
+    from secfoundry.corpus.engine.steps import GlobalStep
+
+    return step_kind(step) == "global" and type(step).run_batch is GlobalStep.run_batch
 
 
 _CACHE: dict[str, Any] = {}

@@ -75,6 +75,24 @@ class MinHasher:
         return z.min(axis=1)
 
 
+def signatures(texts: list[str], c: MinHashDedupConfig) -> tuple[np.ndarray, list[frozenset[str]]]:
+    mh = MinHasher(c.num_perm, c.seed)
+    sigs = np.empty((len(texts), c.num_perm), dtype=np.uint64)
+    ents: list[frozenset[str]] = []
+    for i, text in enumerate(texts):
+        sigs[i] = mh.signature(ngram_hashes(words(text or ""), c.shingle))
+        ents.append(entities(text or "") if c.entity_guard else frozenset())
+    return sigs, ents
+
+
+def partition_signatures(path: str, c: MinHashDedupConfig) -> tuple[list[str], np.ndarray, list[frozenset[str]]]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["id", "text"])
+    sigs, ents = signatures(table.column("text").to_pylist(), c)
+    return table.column("id").to_pylist(), sigs, ents
+
+
 class MinHashDedup(GlobalStep):
     name = "minhash_dedup"
 
@@ -84,14 +102,16 @@ class MinHashDedup(GlobalStep):
 
     def find_duplicates(self, items: list[tuple[str, str]]) -> dict[str, str]:
         """``items`` = (id, text) in priority order; returns dropped id -> kept id."""
+        ids = [i for i, _ in items]
+        sigs, ents = signatures([t for _, t in items], self.config)
+        return self.cluster(ids, sigs, ents)
+
+    def cluster(self, ids: list[str], sigs: np.ndarray, ents: list[frozenset[str]]) -> dict[str, str]:
+        """LSH bucketing + verification over precomputed signatures (rows in priority order)."""
         c = self.config
-        mh = MinHasher(c.num_perm, c.seed)
         rows = c.num_perm // c.bands
-        sigs = np.empty((len(items), c.num_perm), dtype=np.uint64)
-        ents: list[frozenset[str]] = []
-        for i, (_, text) in enumerate(items):
-            sigs[i] = mh.signature(ngram_hashes(words(text), c.shingle))
-            ents.append(entities(text) if c.entity_guard else frozenset())
+        items = ids
+        ents = list(ents)
         parent = list(range(len(items)))
 
         def find(x: int) -> int:
@@ -128,14 +148,21 @@ class MinHashDedup(GlobalStep):
         for i in range(len(items)):
             r = find(i)
             if r != i:
-                out[items[i][0]] = items[r][0]
+                out[items[i]] = items[r]
         return out
 
     def fit(self, ctx: GlobalContext) -> None:
-        items: list[tuple[str, str]] = []
-        for batch in ctx.iter_tables(columns=["id", "text"]):
-            items.extend(zip(batch.column("id").to_pylist(), (t or "" for t in batch.column("text").to_pylist())))
-        (ctx.state_dir / "near_duplicates.json").write_text(json.dumps(self.find_duplicates(items)))
+        # Signatures in parallel (one task per partition); bucketing and clustering, which need
+        # every signature, on the driver (128 uint64 per document).
+        ids: list[str] = []
+        sigs: list[np.ndarray] = []
+        ents: list[frozenset[str]] = []
+        for part_ids, part_sigs, part_ents in ctx.map_partitions(partition_signatures, self.config):
+            ids += part_ids
+            sigs.append(part_sigs)
+            ents += part_ents
+        allsigs = np.concatenate(sigs) if sigs else np.zeros((0, self.config.num_perm), dtype=np.uint64)
+        (ctx.state_dir / "near_duplicates.json").write_text(json.dumps(self.cluster(ids, allsigs, ents)))
 
     def load(self, state_dir: Path) -> None:
         self.duplicate_of = json.loads((Path(state_dir) / "near_duplicates.json").read_text())

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.bloom import BloomFilter
 from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, words
@@ -54,6 +56,32 @@ def split_paragraphs(text: str) -> list[str]:
     return blocks
 
 
+def paragraph_hashes(path: str, ngram: int) -> dict:
+    """Per paragraph of every document in one partition: its entity-salted n-gram hashes (one
+    flat array with offsets, so a task returns a few numpy arrays, not 100k small objects),
+    word count and length."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["id", "text"])
+    ids = table.column("id").to_pylist()
+    text_len, n_words, n_chars, chunks = [], [], [], []
+    para_off, hash_off = [0], [0]
+    for text in table.column("text").to_pylist():
+        text = text or ""
+        text_len.append(len(text))
+        for p in split_paragraphs(text):
+            toks = words(p)
+            h = ngram_hashes(toks, ngram, salt=entity_salt(entities(p)))
+            chunks.append(h)
+            hash_off.append(hash_off[-1] + len(h))
+            n_words.append(len(toks))
+            n_chars.append(len(p))
+        para_off.append(len(n_words))
+    return {"ids": ids, "text_len": text_len, "words": np.asarray(n_words, dtype=np.int64),
+            "chars": np.asarray(n_chars, dtype=np.int64), "para_off": para_off, "hash_off": hash_off,
+            "hashes": np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)}
+
+
 class ParagraphDedup(GlobalStep):
     name = "paragraph_dedup"
 
@@ -63,27 +91,31 @@ class ParagraphDedup(GlobalStep):
         self.drop: set[str] = set()
 
     def fit(self, ctx: GlobalContext) -> None:
+        # Hashing is per paragraph and parallel (one task per partition); the Bloom pass that
+        # decides what is a repeat is inherently serial and runs here, in plan order.
         c = self.config
-        total_words = 0
+        import pyarrow.compute as pc
+
+        total_chars = 0  # ~5 characters per word: sizes the filter before any hashing
         for batch in ctx.iter_tables(columns=["text"]):
-            total_words += sum(len(t or "") for t in batch.column("text").to_pylist()) // 5
-        bloom = BloomFilter(capacity=max(1000, total_words), error_rate=c.error_rate)
+            total_chars += int(pc.sum(pc.utf8_length(batch.column("text"))).as_py() or 0)
+        bloom = BloomFilter(capacity=max(1000, total_chars // 5), error_rate=c.error_rate)
         removed: dict[str, list[int]] = {}
         drop: list[str] = []
-        for batch in ctx.iter_tables(columns=["id", "text"]):
-            for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist()):
-                paras = split_paragraphs(text or "")
+        for part in ctx.map_partitions(paragraph_hashes, c.ngram):
+            hashes, h_off, p_off = part["hashes"], part["hash_off"], part["para_off"]
+            n_words, n_chars = part["words"], part["chars"]
+            for d, doc_id in enumerate(part["ids"]):
                 gone, kept_chars = [], 0
-                for i, p in enumerate(paras):
-                    toks = words(p)
-                    h = ngram_hashes(toks, c.ngram, salt=entity_salt(entities(p)))
-                    if len(toks) >= c.min_words and len(h) and bloom.contains(h).mean() >= c.threshold:
+                for i, k in enumerate(range(p_off[d], p_off[d + 1])):
+                    h = hashes[h_off[k]:h_off[k + 1]]
+                    if n_words[k] >= c.min_words and len(h) and bloom.contains(h).mean() >= c.threshold:
                         gone.append(i)
                         continue
                     bloom.add(h)
-                    kept_chars += len(p)
+                    kept_chars += int(n_chars[k])
                 if gone:
-                    if kept_chars < c.min_keep_chars and kept_chars < len(text or "") / 2:
+                    if kept_chars < c.min_keep_chars and kept_chars < part["text_len"][d] / 2:
                         drop.append(doc_id)
                     else:
                         removed[doc_id] = gone

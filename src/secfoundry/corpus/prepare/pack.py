@@ -7,6 +7,7 @@ are written under temporary names and renamed only once complete.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -37,8 +38,12 @@ def split_of(doc_id: str, test_fraction: float) -> str:
     return "test" if (h % 1_000_000) < test_fraction * 1_000_000 else "train"
 
 
+@functools.lru_cache(maxsize=4)
 def load_tokenizer(spec: str):
-    """A fast HF tokenizer from an alias (the embedded default), a local dir, or a hub id."""
+    """A fast HF tokenizer from an alias (the embedded default), a local dir, or a hub id.
+
+    Cached per process: Ray reuses worker processes across packing tasks, and loading costs
+    about as much as tokenizing a small partition."""
     from transformers import AutoTokenizer
 
     if spec in {"smollm2-135m-instruct", "smollm2"}:
@@ -131,6 +136,8 @@ def pack_partition(rows: Iterable[Mapping[str, Any]], out_dir: Path, part: str, 
     for r in rows:
         if not r.get("text"):
             continue
+        if only_split and split_of(str(r["id"]).split("#r", 1)[0], cfg.test_fraction) != only_split:
+            continue  # not tokenized at all: the other split is packed by its own pass
         batch.append(r)
         if len(batch) >= cfg.batch_size:
             flush(batch)

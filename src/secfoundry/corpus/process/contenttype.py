@@ -84,8 +84,25 @@ def strip_non_prose(text: str) -> tuple[str, int]:
     return rest, code_chars
 
 
+# contenttype computes the prose part and langid (the next step) needs it again; a small cache
+# keyed by the text itself (str caches its hash, so a hit costs no rehash) saves doing it twice.
+_PROSE_CACHE: dict[str, str] = {}
+_PROSE_CACHE_MAX = 4096
+
+
 def prose_part(text: str) -> str:
     """Text for language ID: no code, tables, URLs, ids, versions, hashes or paths."""
+    hit = _PROSE_CACHE.get(text)
+    if hit is not None:
+        return hit
+    prose = _prose_part(text)
+    if len(_PROSE_CACHE) >= _PROSE_CACHE_MAX:
+        del _PROSE_CACHE[next(iter(_PROSE_CACHE))]  # oldest first
+    _PROSE_CACHE[text] = prose
+    return prose
+
+
+def _prose_part(text: str) -> str:
     rest, _ = strip_non_prose(text)
     rest = INLINE_CODE_RE.sub(" ", rest)
     rest = URL_RE.sub(" ", rest)
