@@ -94,3 +94,19 @@ def test_pack_step_keeps_small_test_splits(tmp_path, tiny_llama_dir):
     # ~20 test documents spread over 8 partitions: packed together they fill rows.
     assert man.splits["test"]["general:wiki"].n_seqs >= 5
     assert man.splits["train"]["general:wiki"].n_docs + man.splits["test"]["general:wiki"].n_docs == 400
+
+
+def test_raw_tokenizer_matches_autotokenizer(tiny_llama_dir):
+    """Packing loads tokenizer.json with `tokenizers` directly (no transformers import per
+    worker); ids, EOS/BOS and vocabulary size must be AutoTokenizer's."""
+    from transformers import AutoTokenizer
+
+    from secfoundry.corpus.prepare.pack import RawTokenizer, load_tokenizer
+
+    ref = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    raw = load_tokenizer(str(tiny_llama_dir))
+    assert isinstance(raw, RawTokenizer)
+    texts = ["CVE-2024-3094: xz backdoor in liblzma <|im_end|> done", "  def f(x):\n\treturn x  # ünïcode ✓",
+             "", "mimikatz.exe \"sekurlsa::logonpasswords\" exit"]
+    assert raw(texts)["input_ids"] == ref(texts, add_special_tokens=False)["input_ids"]
+    assert (raw.eos_token_id, raw.bos_token_id, len(raw)) == (ref.eos_token_id, ref.bos_token_id, len(ref))

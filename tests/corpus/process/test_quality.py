@@ -70,3 +70,28 @@ def test_short_security_text_kept_short_general_text_dropped():
     assert q(doc("The RAT steals credentials and exfiltrates them to its C2 server.")).doc is not None  # keywords
     gen = doc("The weather was lovely and we walked along the beach until sunset.")
     assert q(gen).reason == "quality:too_short"
+
+
+def test_phrase_gates_cover_every_regex_alternative():
+    """The literal gates must never hide a match of the phrase regexes they guard."""
+    from secfoundry.corpus.process import quality as q
+
+    cases = {
+        (q.LOREM_RE, q.LOREM_LITERALS): ["Lorem Ipsum", "dolor sit amet", "CONSECTETUR ADIPISCING"],
+        (q.SPAM_RE, q.SPAM_LITERALS): ["Buy now", "order now", "click here", "limited time offer", "best price",
+                                       "cheap viagra", "cheap cialis", "cheap pills", "viagra", "cialis", "Casino",
+                                       "online betting", "payday loan", "payday loans", "weight loss pills",
+                                       "make money fast", "work from home and earn", "100% free", "act now",
+                                       "hot singles", "porn", "porno", "escort service", "replica watches"],
+        (q.BOILERPLATE_LINE_RE, q.BOILERPLATE_LITERALS): [
+            "All Rights Reserved", "cookies", "cookie policy", "cookie settings", "privacy policy", "terms of use",
+            "terms of service", "subscribe to our newsletter", "subscribe to the newsletter", "sign up for",
+            "follow us on", "share on", "share this", "javascript is disabled", "javascript required",
+            "enable javascript", "log in to reply", "login to comment", "powered by WordPress", "skip to content",
+            "skip to main content", "back to top", "read more", "leave a reply", "leave a comment"],
+    }
+    for (rx, literals), phrases in cases.items():
+        for ph in phrases:
+            text = f"Some text before. {ph} and after."
+            assert rx.search(text), (rx.pattern[:30], ph)
+            assert q.mentions_any(text.lower(), literals), ph

@@ -32,15 +32,23 @@ class BloomFilter:
             pos = (h1[None, :] + i * h2[None, :]) & np.uint64(self.n_bits - 1)
         return pos  # (k, n)
 
+    CHUNK = 1 << 20  # hashes per vectorised call: bounds the (k, n) position arrays (~100 MB)
+
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         if len(hashes) == 0:
             return np.zeros(0, dtype=bool)
+        if len(hashes) > self.CHUNK:
+            return np.concatenate([self.contains(hashes[i:i + self.CHUNK]) for i in range(0, len(hashes), self.CHUNK)])
         pos = self._positions(hashes)
         bits = (self.bits[(pos >> np.uint64(3)).astype(np.int64)] >> (pos & np.uint64(7)).astype(np.uint8)) & 1
         return bits.all(axis=0)
 
     def add(self, hashes: np.ndarray) -> None:
         if len(hashes) == 0:
+            return
+        if len(hashes) > self.CHUNK:
+            for i in range(0, len(hashes), self.CHUNK):
+                self.add(hashes[i:i + self.CHUNK])
             return
         pos = self._positions(hashes).ravel()
         np.bitwise_or.at(self.bits, (pos >> np.uint64(3)).astype(np.int64),

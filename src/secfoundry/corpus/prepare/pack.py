@@ -40,17 +40,65 @@ def split_of(doc_id: str, test_fraction: float) -> str:
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(spec: str):
-    """A fast HF tokenizer from an alias (the embedded default), a local dir, or a hub id.
+    """A fast tokenizer from an alias (the embedded default), a local dir, or a hub id.
 
-    Cached per process: Ray reuses worker processes across packing tasks, and loading costs
-    about as much as tokenizing a small partition."""
-    from transformers import AutoTokenizer
-
+    A local HF directory with ``tokenizer.json`` is loaded with the ``tokenizers`` library
+    directly (:class:`RawTokenizer`, ~0.1 s) rather than ``AutoTokenizer`` (~3.5 s with the
+    transformers import): packing pays the load once per Ray worker and once on the driver.
+    Cached per process: Ray reuses worker processes across packing tasks."""
     if spec in {"smollm2-135m-instruct", "smollm2"}:
         from secfoundry.models.embedded import ensure_converted
 
         spec = str(ensure_converted())
+    raw = RawTokenizer.from_dir(Path(spec)) if Path(spec).is_dir() else None
+    if raw is not None:
+        return raw
+    from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(spec, use_fast=True)
+
+
+class RawTokenizer:
+    """The ``tokenizers`` backend of an HF tokenizer directory with the interface packing uses
+    (``tok(texts, add_special_tokens=False)["input_ids"]``, ``eos_token_id``, ``bos_token_id``,
+    ``len(tok)``); ids are the ones ``AutoTokenizer`` gives (tested)."""
+
+    def __init__(self, tokenizer: Any, eos_token_id: int | None, bos_token_id: int | None):
+        self.tokenizer = tokenizer
+        self.eos_token_id, self.bos_token_id = eos_token_id, bos_token_id
+
+    @classmethod
+    def from_dir(cls, path: Path) -> "RawTokenizer | None":
+        """None when the directory lacks what is needed (then AutoTokenizer decides)."""
+        tj, cfg_path = path / "tokenizer.json", path / "tokenizer_config.json"
+        if not tj.is_file() or not cfg_path.is_file():
+            return None
+        from tokenizers import Tokenizer
+
+        cfg = json.loads(cfg_path.read_text())
+        special = path / "special_tokens_map.json"
+        smap = json.loads(special.read_text()) if special.is_file() else {}
+        tk = Tokenizer.from_file(str(tj))
+        tk.no_padding()
+        tk.no_truncation()
+
+        def token_id(name: str) -> int | None:
+            tok = cfg.get(name) or smap.get(name)
+            if isinstance(tok, dict):
+                tok = tok.get("content")
+            return tk.token_to_id(tok) if isinstance(tok, str) else None
+
+        eos = token_id("eos_token")
+        if eos is None:
+            return None
+        return cls(tk, eos, token_id("bos_token"))
+
+    def __len__(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict[str, list[list[int]]]:
+        enc = self.tokenizer.encode_batch(texts, add_special_tokens=add_special_tokens)
+        return {"input_ids": [e.ids for e in enc]}
 
 
 class _RowWriter:

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from secfoundry.corpus.process.base import Decision, ProcessStep, is_high_value
 from secfoundry.documents import Document
@@ -32,12 +33,62 @@ def _tokens(term: str) -> tuple[str, ...]:
     return tuple(TOKEN_RE.findall(term))
 
 
+class _BoundaryPattern:
+    """``\\bCVE-...`` compiled as ``CVE-...`` with the leading word boundary checked per match.
+
+    Python's ``re`` scans for a literal prefix with a fast search, but only when the pattern
+    *starts* with it; a leading ``\\b`` disables that and the engine tries every position
+    (measured: 0.11 s vs 0.005 s for the CVE pattern over 2,000 documents). A match found
+    without the ``\\b`` is kept when the preceding character is not a word character, which is
+    exactly what ``\\b`` before a word character means."""
+
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+        self.inner = re.compile(pattern[2:])
+
+    def findall(self, text: str) -> list[str]:
+        out = []
+        for m in self.inner.finditer(text):
+            s = m.start()
+            if s == 0 or not (text[s - 1].isalnum() or text[s - 1] == "_"):
+                out.append(m.group(0))
+        return out
+
+
+def _top_level_alternation(pattern: str) -> bool:
+    depth, i = 0, 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[":  # skip a character class (a "]" right after "[" or "[^" is literal)
+            j = i + 1 + (pattern[i + 1:i + 2] == "^")
+            j += pattern[j:j + 1] == "]"
+            i = pattern.find("]", j) + 1 or len(pattern)
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def _compile_fast(pattern: str):
+    if (pattern.startswith("\\b") and len(pattern) > 2 and (pattern[2].isalnum() or pattern[2] == "_")
+            and not _top_level_alternation(pattern)):
+        re.compile(pattern)  # validate the pattern as written
+        return _BoundaryPattern(pattern)
+    return re.compile(pattern)
+
+
 @dataclass
 class KeywordList:
     # first token -> list of (token tuple, weight, term) ; two tables: case-sensitive / folded
     exact: dict[str, list[tuple[tuple[str, ...], float, str]]]
     folded: dict[str, list[tuple[tuple[str, ...], float, str]]]
-    patterns: list[tuple[re.Pattern, float, str]]
+    patterns: list[tuple[Any, float, str]]  # re.Pattern or _BoundaryPattern (both .findall)
 
     @property
     def size(self) -> int:
@@ -65,7 +116,7 @@ class KeywordList:
             seen.add(term)
             if term.startswith("re:"):
                 try:
-                    patterns.append((re.compile(term[3:]), weight, term[3:]))
+                    patterns.append((_compile_fast(term[3:]), weight, term[3:]))
                 except re.error as e:
                     raise InputError(f"bad regex: {e}", file=origin, row=n, field="term") from e
                 continue
