@@ -395,7 +395,7 @@ def render(info: dict[str, Any], ours: dict[str, Any], dtr: dict[str, Any], load
         e_e2e = n / equivalent["seconds"]
         la = equivalent.get("load_before", [0, 0, 0])
         lines += [f"| secfoundry, equivalent steps only (extract, contenttype, langid, quality → minhash_dedup → pack); "
-                  f"run alone right after, load {la[0]:.1f} | {e_e2e:,.1f} | {equivalent['seconds']:,.1f} | "
+                  f"run alone, load {la[0]:.1f} before | {e_e2e:,.1f} | {equivalent['seconds']:,.1f} | "
                   f"{equivalent['tokens']:,} |",
                   f"| ratio (equivalent steps / datatrove) | {e_e2e / d_e2e:.2f}× | | |"]
     lines += [
@@ -452,6 +452,14 @@ def write_benchmarks(section_body: str) -> None:
                     else text[:start] + "\n\n" + section_body.strip() + "\n")
 
 
+def wait_for_quiet(cpus: int, timeout: float = 240.0) -> None:
+    """Let the 1-minute load average settle (below half the CPUs) before timing, so that the
+    recorded load says whether the machine was idle rather than echoing the previous job."""
+    t0 = time.time()
+    while os.getloadavg()[0] >= cpus / 2 and time.time() - t0 < timeout:
+        time.sleep(5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=20000)
@@ -489,6 +497,7 @@ def main() -> None:
         return
     if args.variant == "equivalent":
         info = build_input(args.work, args.docs, args.mirror)
+        wait_for_quiet(args.cpus)
         load = os.getloadavg()
         res = run_ours(info, args.work, args.cpus, "equivalent")
         res.update(load_before=load, load_after=os.getloadavg())
@@ -498,6 +507,7 @@ def main() -> None:
     print(f"building input ({args.docs} docs) ...", flush=True)
     info = build_input(args.work, args.docs, args.mirror)
     print(json.dumps({k: v for k, v in info.items() if k != "by_source"}), flush=True)
+    wait_for_quiet(args.cpus)
     load = os.getloadavg()
     results: dict[str, Any] = {"input": info, "load_before": load, "concurrent": args.concurrent}
     dt_proc = None

@@ -97,7 +97,9 @@ class RawTokenizer:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
     def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict[str, list[list[int]]]:
-        enc = self.tokenizer.encode_batch(texts, add_special_tokens=add_special_tokens)
+        # encode_batch_fast (tokenizers >= 0.21) skips character offsets, which packing never uses
+        encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+        enc = encode(texts, add_special_tokens=add_special_tokens)
         return {"input_ids": [e.ids for e in enc]}
 
 
