@@ -145,8 +145,7 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
                "train": {"steps": result.steps, "tokens": result.tokens, "final_loss": result.final_loss},
                "timings": timings, "command": " ".join(shlex.quote(a) for a in sys.argv)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    md = render_markdown(summary, out / "train" / "metrics.jsonl")
-    (out / "report.md").write_text(md)
+    md = write_reports(out)
     if cfg.results_md:
         with Path(cfg.results_md).open("a") as f:
             f.write("\n" + md)
@@ -240,3 +239,29 @@ def loss_curve_png(metrics_path: Path) -> bytes | None:
 
 def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def render_html(md: str, png: bytes | None) -> str:
+    """The Markdown report as one self-contained HTML page, the loss curve inlined."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(md)
+    img = f'<p><img alt="loss curve" src="{png_data_uri(png)}"></p>' if png else ""
+    style = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+             "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
+             "th{background:#f3f3f3}code{background:#f6f6f6;padding:0 .2rem}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>secfoundry replication experiment</title>"
+            f"<style>{style}</style></head><body>{body}{img}</body></html>")
+
+
+def write_reports(out: Path) -> str:
+    """``report.md``, ``report.html`` and ``train/loss_curve.png`` from ``summary.json`` (and the
+    trainer's metrics); returns the Markdown."""
+    out = Path(out)
+    summary = json.loads((out / "summary.json").read_text())
+    metrics = out / "train" / "metrics.jsonl"
+    md = render_markdown(summary, metrics)
+    png_path = metrics.parent / "loss_curve.png"
+    (out / "report.md").write_text(md)
+    (out / "report.html").write_text(render_html(md, png_path.read_bytes() if png_path.exists() else None))
+    return md

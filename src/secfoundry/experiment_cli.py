@@ -37,3 +37,14 @@ def replicate_cmd(
     typer.echo((out / "report.md").read_text())
     typer.echo(f"summary: {out / 'summary.json'}")
     _ = summary
+
+
+@app.command("report")
+def report_cmd(out: Path = typer.Argument(Path("runs/replicate"), help="An experiment directory (with summary.json).")) -> None:
+    """Re-render report.md / report.html (table with CIs, loss curve) from a finished experiment."""
+    from secfoundry.experiment import write_reports
+
+    if not (out / "summary.json").exists():
+        raise typer.BadParameter(f"{out / 'summary.json'} not found: run `secfoundry experiment replicate` first")
+    typer.echo(write_reports(out))
+    typer.echo(f"report: {out / 'report.html'}")

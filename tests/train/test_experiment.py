@@ -25,6 +25,22 @@ def test_verdicts_and_markdown(tmp_path):
     assert "+4.00 points" in md and (tmp_path / "loss_curve.png").stat().st_size > 1000
 
 
+def test_report_command_writes_markdown_and_html(tmp_path):
+    from typer.testing import CliRunner
+
+    from secfoundry.cli import app
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "summary.json").write_text(json.dumps(_summary()))
+    (tmp_path / "train" / "metrics.jsonl").write_text("\n".join(json.dumps({"step": i, "loss": 3.0 - i / 10}) for i in range(5)))
+    res = CliRunner().invoke(app, ["experiment", "report", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "report.html").read_text()
+    assert "<table>" in html and "data:image/png;base64," in html and "CTIBench-MCQ" in html
+    assert (tmp_path / "report.md").read_text().startswith("## Replication experiment")
+    assert CliRunner().invoke(app, ["experiment", "report", str(tmp_path / "nope")]).exit_code != 0
+
+
 def test_heldout_perplexities_split_security_general(tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
