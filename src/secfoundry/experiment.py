@@ -93,7 +93,8 @@ def heldout_perplexities(model_dir: str | Path, shards: Path, seq_len: int, batc
 def _eval(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any]:
     from secfoundry.eval.runner import RunConfig, run_eval
 
-    rc = RunConfig(model=f"hf:{model_dir}", benchmarks=list(cfg.benchmarks), out=out, protocol="faith",
+    # absolute: a relative --out (the default runs/replicate) is not a valid local model spec
+    rc = RunConfig(model=f"hf:{Path(model_dir).resolve()}", benchmarks=list(cfg.benchmarks), out=out, protocol="faith",
                    mode="logprob", shots=cfg.shots, instruct=False, limit=cfg.eval_limit)
     return run_eval(rc).results
 

@@ -70,3 +70,23 @@ def test_general_heldout_skips_what_the_corpus_used(tmp_path, tiny_llama_dir, mo
     out = general_heldout(recipe, tmp_path / "held", seq_len=32, take=5)
     man = Manifest.load(out)
     assert man.splits["test"]["general:wikitext"].n_docs == 5 and "train" not in man.splits
+
+
+def test_eval_uses_an_absolute_model_path(tmp_path, monkeypatch):
+    """A relative --out (the default, runs/replicate) must still give a valid model spec."""
+    import secfoundry.eval.runner as runner
+    from secfoundry.experiment import ReplicateConfig, _eval
+
+    seen = {}
+
+    class _Run:
+        results = {"ok": True}
+
+    def fake_run_eval(rc):
+        seen["model"] = rc.model
+        return _Run()
+
+    monkeypatch.setattr(runner, "run_eval", fake_run_eval)
+    monkeypatch.chdir(tmp_path)
+    assert _eval(__import__("pathlib").Path("runs/x/train/final"), ReplicateConfig(), tmp_path / "e") == {"ok": True}
+    assert seen["model"] == f"hf:{tmp_path / 'runs/x/train/final'}"
