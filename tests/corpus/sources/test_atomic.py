@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import tarfile
 from pathlib import Path
 
@@ -12,23 +11,12 @@ import pytest
 from secfoundry.corpus.sources.atomic import AtomicSource, read_index
 from secfoundry.corpus.sources.base import Quarantine, Remote, Snapshot, registry
 
-
-def make_tgz(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return path
+from .helpers import make_tgz, parse_mirror
 
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = AtomicSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    return src, snap, q, {r.id: r for r in src.records(snap, q)}
+    return parse_mirror(AtomicSource(), mirror)
 
 
 def test_registered():

@@ -12,14 +12,12 @@ from secfoundry.corpus.sources.attack import AttackSource, clean_text, index_ver
 from secfoundry.corpus.sources.base import Quarantine, Snapshot, registry
 from secfoundry.corpus.sources.http import Fetcher
 
+from .helpers import parse_mirror
+
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = AttackSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    recs = {r.id: r for r in src.records(snap, q)}
-    return src, snap, q, recs
+    return parse_mirror(AttackSource(), mirror)
 
 
 def test_registered():

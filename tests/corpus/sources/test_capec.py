@@ -12,13 +12,12 @@ from secfoundry.corpus.sources.base import Quarantine, Snapshot, registry
 from secfoundry.corpus.sources.capec import CapecSource, html_to_text
 from secfoundry.corpus.sources.http import Fetcher
 
+from .helpers import parse_mirror
+
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = CapecSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    return src, snap, q, {r.id: r for r in src.records(snap, q)}
+    return parse_mirror(CapecSource(), mirror)
 
 
 def test_registered():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 import tarfile
 from pathlib import Path
@@ -17,15 +16,7 @@ from secfoundry.corpus.sources.complianceascode import (
     render_template,
 )
 
-
-def make_tgz(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return path
+from .helpers import make_tgz
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,12 @@ import pytest
 from secfoundry.corpus.sources.base import Quarantine, Remote, Snapshot, registry
 from secfoundry.corpus.sources.ctid import CTIDMappingsSource, capability_key
 
+from .helpers import parse_mirror
+
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = CTIDMappingsSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    return src, snap, q, {r.id: r for r in src.records(snap, q)}
+    return parse_mirror(CTIDMappingsSource(), mirror)
 
 
 def test_registered():

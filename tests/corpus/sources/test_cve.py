@@ -13,13 +13,12 @@ from secfoundry.corpus.sources.base import Quarantine, Snapshot, registry
 from secfoundry.corpus.sources.cve import CveSource, best_cvss, cvss_entry, parse_cve_json5
 from secfoundry.corpus.sources.http import Fetcher
 
+from .helpers import parse_mirror
+
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = CveSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    return src, snap, q, {r.id: r for r in src.records(snap, q)}
+    return parse_mirror(CveSource(), mirror)
 
 
 def _rec(cve: str = "CVE-2024-3400", **cna) -> dict:

@@ -14,16 +14,14 @@ from secfoundry.corpus.sources.base import Quarantine, Snapshot, registry
 from secfoundry.corpus.sources.cwe import CweSource
 from secfoundry.corpus.sources.http import Fetcher
 
+from .helpers import parse_mirror
+
 NS = 'xmlns="http://cwe.mitre.org/cwe-7" xmlns:xhtml="http://www.w3.org/1999/xhtml"'
 
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = CweSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    recs = {r.id: r for r in src.records(snap, q)}
-    return src, snap, q, recs
+    return parse_mirror(CweSource(), mirror)
 
 
 def test_registered():

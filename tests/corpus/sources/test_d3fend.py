@@ -11,13 +11,12 @@ import pytest
 from secfoundry.corpus.sources.base import Quarantine, Remote, Snapshot, registry
 from secfoundry.corpus.sources.d3fend import D3FENDSource, parse_ontology, technique_document
 
+from .helpers import parse_mirror
+
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = D3FENDSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    return src, snap, q, {r.id: r for r in src.records(snap, q)}
+    return parse_mirror(D3FENDSource(), mirror)
 
 
 def test_registered():

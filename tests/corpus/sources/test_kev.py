@@ -11,13 +11,12 @@ from secfoundry.corpus.sources.base import Quarantine, Snapshot, registry
 from secfoundry.corpus.sources.http import Fetcher
 from secfoundry.corpus.sources.kev import KevSource
 
+from .helpers import parse_mirror
+
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = KevSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    return src, snap, q, {r.id: r for r in src.records(snap, q)}
+    return parse_mirror(KevSource(), mirror)
 
 
 def test_registered():

@@ -12,13 +12,12 @@ from secfoundry.corpus.sources.base import Quarantine, registry
 from secfoundry.corpus.sources.http import Fetcher
 from secfoundry.corpus.sources.nist80053 import NIST80053Source, canonical_id, control_record
 
+from .helpers import parse_mirror
+
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = NIST80053Source()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    return src, snap, q, {r.id: r for r in src.records(snap, q)}
+    return parse_mirror(NIST80053Source(), mirror)
 
 
 def _walk(controls):

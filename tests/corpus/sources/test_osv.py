@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import tarfile
@@ -21,23 +20,12 @@ from secfoundry.corpus.sources.osv import (
 )
 from secfoundry.errors import InputError
 
-
-def make_tgz(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return path
+from .helpers import make_tgz, parse_mirror
 
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = OSVSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    return src, snap, q, {r.id: r for r in src.records(snap, q)}
+    return parse_mirror(OSVSource(), mirror)
 
 
 def _count_members(path: Path, pattern: str) -> int:

@@ -11,13 +11,12 @@ import pytest
 from secfoundry.corpus.sources.base import Quarantine, Remote, registry
 from secfoundry.corpus.sources.owasp import OWASPCheatSheetsSource, absolutize, sheet_record
 
+from .helpers import parse_mirror
+
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = OWASPCheatSheetsSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    return src, snap, q, {r.id: r for r in src.records(snap, q)}
+    return parse_mirror(OWASPCheatSheetsSource(), mirror)
 
 
 def test_registered():

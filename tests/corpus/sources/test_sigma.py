@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 import tarfile
 from pathlib import Path
@@ -13,23 +12,12 @@ from secfoundry.corpus.sources._archives import AttackCatalog
 from secfoundry.corpus.sources.base import Quarantine, Remote, Snapshot, registry
 from secfoundry.corpus.sources.sigma import SigmaSource, parse_tags
 
-
-def make_tgz(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return path
+from .helpers import make_tgz, parse_mirror
 
 
 @pytest.fixture(scope="module")
 def parsed(mirror: Path):
-    src = SigmaSource()
-    snap = src.fetch(mirror)
-    q = Quarantine()
-    return src, snap, q, {r.id: r for r in src.records(snap, q)}
+    return parse_mirror(SigmaSource(), mirror)
 
 
 def test_registered():
