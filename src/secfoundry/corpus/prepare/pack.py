@@ -286,14 +286,12 @@ class PackShards(GlobalStep):
         if c.test_fraction > 0 and not (out / PARTS_DIR / "test-all.json").exists():
             import pyarrow.parquet as pq
 
-            def test_rows():
+            def all_rows():  # pack_partition keeps only the test split, before tokenizing
                 for p in ctx.partitions:
                     for b in pq.ParquetFile(p).iter_batches(columns=["id", "text", "source", "license", "version"]):
-                        for r in b.to_pylist():
-                            if split_of(str(r["id"]).split("#r", 1)[0], c.test_fraction) == "test":
-                                yield r
+                        yield from b.to_pylist()
 
-            pack_partition(test_rows(), out, "test-all", pcfg, tokenizer=load_tokenizer(c.tokenizer), only_split="test")
+            pack_partition(all_rows(), out, "test-all", pcfg, tokenizer=load_tokenizer(c.tokenizer), only_split="test")
         man = write_manifest(out, pcfg, extra={"phase": ctx.phase_dir.name})
         (ctx.state_dir / "pack.json").write_text(json.dumps({"out": str(out), "tokens": man.tokens("train")}))
 
