@@ -28,6 +28,12 @@ class ReplicateConfig:
     corpus_recipe: Path = REPO / "configs" / "corpus" / "quickstart.yaml"
     train_recipe: Path = REPO / "configs" / "train" / "smollm2-135m-cpt.yaml"
     mirror: str | None = None
+    # Reuse a finished corpus run (a directory with shards/) instead of building one: lever runs
+    # share one corpus so only the training settings differ.
+    corpus_dir: Path | None = None
+    # Reuse the base model's perplexities and benchmark answers from an earlier experiment with the
+    # same corpus and eval settings (the base model does not change between lever runs).
+    base_from: Path | None = None
     benchmarks: list[str] = field(default_factory=lambda: ["ctibench-mcq", "cybermetric-500", "seceval"])
     shots: int = 5  # FAITH base-model protocol for both models: same prompts, logprob letters
     eval_limit: int | None = None
@@ -110,9 +116,15 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
     timings: dict[str, float] = {}
 
     t = time.time()
-    say("[1/5] corpus (quickstart recipe)")
-    run_recipe(cfg.corpus_recipe, out / "corpus", mirror=cfg.mirror)
-    shards = out / "corpus" / "shards"
+    if cfg.corpus_dir:
+        shards = Path(cfg.corpus_dir) / "shards"
+        if not (shards / "manifest.json").exists():
+            raise FileNotFoundError(f"{shards / 'manifest.json'} not found: --corpus must be a finished corpus run")
+        say(f"[1/5] corpus: reusing {shards}")
+    else:
+        say("[1/5] corpus (quickstart recipe)")
+        run_recipe(cfg.corpus_recipe, out / "corpus", mirror=cfg.mirror)
+        shards = out / "corpus" / "shards"
     timings["corpus_s"] = time.time() - t
 
     tcfg = TrainConfig.from_yaml(cfg.train_recipe, [f"data.shards={shards}", "data.replay_shards=null",
@@ -121,6 +133,8 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
     base = ensure_converted()
     general = general_heldout(cfg.corpus_recipe, out / "general-heldout", seq_len)
 
+    if cfg.base_from:
+        _copy_base_results(Path(cfg.base_from), out)
     t = time.time()
     say("[2/5] evaluate the base model")
     base_ppl = _cached(out / "base_ppl.json", lambda: heldout_perplexities(base, shards, seq_len, max_batches=cfg.ppl_batches,
@@ -151,6 +165,19 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
         with Path(cfg.results_md).open("a") as f:
             f.write("\n" + md)
     return summary
+
+
+def _copy_base_results(src: Path, out: Path) -> None:
+    """Seed ``out`` with ``src``'s base perplexities and base answers; the harness then resumes
+    from those answers (only items they lack are scored)."""
+    import shutil
+
+    if not (src / "base_ppl.json").exists():
+        raise FileNotFoundError(f"{src / 'base_ppl.json'} not found: --base-from must be an earlier experiment")
+    if not (out / "base_ppl.json").exists():
+        shutil.copy2(src / "base_ppl.json", out / "base_ppl.json")
+    if (src / "eval-base").is_dir() and not (out / "eval-base").exists():
+        shutil.copytree(src / "eval-base", out / "eval-base")  # a copy: the harness appends to it
 
 
 def _cached(path: Path, fn):

@@ -15,6 +15,8 @@ def replicate_cmd(
     out: Path = typer.Option(Path("runs/replicate"), "--out"),
     mirror: Optional[str] = typer.Option(None, "--mirror", envvar="SECFOUNDRY_MIRROR", help="Source mirror dir."),
     corpus_recipe: Optional[Path] = typer.Option(None, "--corpus-recipe"),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Reuse a finished corpus run (its shards/) instead of building one."),
+    base_from: Optional[Path] = typer.Option(None, "--base-from", help="Reuse the base model's results from an earlier experiment dir (same corpus)."),
     train_recipe: Optional[Path] = typer.Option(None, "--train-recipe"),
     benchmarks: str = typer.Option("ctibench-mcq,cybermetric-500,seceval", "--benchmarks"),
     eval_limit: Optional[int] = typer.Option(None, "--eval-limit", help="Items per benchmark (default: all)."),
@@ -27,6 +29,10 @@ def replicate_cmd(
 
     cfg = ReplicateConfig(out=out, mirror=mirror, benchmarks=[b for b in benchmarks.split(",") if b],
                           eval_limit=eval_limit, train_overrides=list(set_), ppl_batches=ppl_batches)
+    if corpus:
+        cfg.corpus_dir = corpus
+    if base_from:
+        cfg.base_from = base_from
     if corpus_recipe:
         cfg.corpus_recipe = corpus_recipe
     if train_recipe:

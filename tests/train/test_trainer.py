@@ -61,6 +61,17 @@ def test_exact_resume_matches_uninterrupted(tiny_shards, tmp_path):
     assert got == pytest.approx(ref, rel=0, abs=1e-6)
 
 
+def test_resuming_a_finished_run_changes_nothing(tiny_shards, tmp_path):
+    cfg = _cfg(tiny_shards, tmp_path / "run", max_steps=4)
+    first = Trainer(cfg).run(progress=False)
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    again = Trainer(cfg).run(resume=True, progress=False)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before  # no second eval/save logged
+    assert again.steps == 4 and again.final_loss == pytest.approx(first.final_loss)
+    assert again.evals["eval_security_ppl"] == pytest.approx(first.evals["eval_security_ppl"])
+    assert again.export_dir == tmp_path / "run" / "final"
+
+
 def test_replay_mixing_and_weights(tmp_path):
     sec = make_shards(tmp_path / "sec", {"attack": 30, "cwe": 30})
     gen = make_shards(tmp_path / "gen", {"wikitext": 30}, seed=1)

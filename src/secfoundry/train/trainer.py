@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -136,7 +135,10 @@ class Trainer:
         t_log, tok_log = time.time(), tokens_seen
         loss_acc = torch.zeros((), device=acc.device)
         n_acc = 0
-        final_loss = float("nan")
+        final_loss, last_evals = _logged_tail(metrics_path) if resume else (float("nan"), {})
+        if step >= cfg.max_steps and (self.out / "final").is_dir():
+            # A finished run resumed: nothing to train, evaluate, save or export again.
+            return TrainResult(self.out, step, tokens_seen, final_loss, last_evals, self.out / "final", 0.0)
         prog = _progress(progress and acc.is_main_process, cfg.max_steps, step)
         steps_this_run = 0
         while step < cfg.max_steps:
@@ -330,6 +332,22 @@ def _np_state_to_json(st) -> list:
 
 def _np_state_from_json(st) -> tuple:
     return (st[0], np.array(st[1], dtype=np.uint32), st[2], st[3], st[4])
+
+
+def _logged_tail(metrics_path: Path) -> tuple[float, dict[str, float]]:
+    """The last logged train loss and the last held-out evaluation of an earlier (resumed) run."""
+    loss, evals = float("nan"), {}
+    if metrics_path.exists():
+        for line in metrics_path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if "loss" in rec:
+                loss = float(rec["loss"])
+            elif any(k.startswith("eval_") for k in rec):
+                evals = {k: v for k, v in rec.items() if k != "step"}
+    return loss, evals
 
 
 def train(cfg: TrainConfig, resume: bool = False, **kw) -> TrainResult:
