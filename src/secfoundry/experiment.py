@@ -37,6 +37,10 @@ class ReplicateConfig:
     benchmarks: list[str] = field(default_factory=lambda: ["ctibench-mcq", "cybermetric-500", "seceval"])
     shots: int = 5  # FAITH base-model protocol for both models: same prompts, logprob letters
     eval_limit: int | None = None
+    # CTIBench-MCQ rotation check on the first N questions (each asked with its options rotated
+    # 0-3 places): a 135M model's letter scores mostly measure which letter it prefers, and the
+    # rotation-averaged accuracy is the part that is not position bias. 0 = skip.
+    permute_limit: int = 400
     ppl_batches: int = 16  # held-out batches of 8 rows per set (sources interleaved); 0: every row
     train_overrides: list[str] = field(default_factory=list)
     results_md: Path | None = REPO / "RESULTS.md"
@@ -105,6 +109,17 @@ def _eval(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any]:
     return run_eval(rc).results
 
 
+def _rotation_check(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any] | None:
+    """CTIBench-MCQ with --permute on the first ``permute_limit`` questions (same prompts as _eval)."""
+    from secfoundry.eval.runner import RunConfig, run_eval
+
+    if not cfg.permute_limit or "ctibench-mcq" not in cfg.benchmarks:
+        return None
+    rc = RunConfig(model=f"hf:{Path(model_dir).resolve()}", benchmarks=["ctibench-mcq"], out=out, protocol="faith",
+                   mode="logprob", shots=cfg.shots, instruct=False, limit=cfg.permute_limit, permute=True)
+    return run_eval(rc).results["ctibench-mcq"].get("permute")
+
+
 def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
     from secfoundry.corpus.pipeline import run_recipe
     from secfoundry.models.embedded import ensure_converted
@@ -140,6 +155,7 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
     base_ppl = _cached(out / "base_ppl.json", lambda: heldout_perplexities(base, shards, seq_len, max_batches=cfg.ppl_batches,
                                                                                  general_shards=general))
     base_res = _eval(base, cfg, out / "eval-base")
+    base_rot = _rotation_check(base, cfg, out / "permute-base")
     timings["eval_base_s"] = time.time() - t
 
     t = time.time()
@@ -153,10 +169,12 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
     cpt_ppl = _cached(out / "cpt_ppl.json", lambda: heldout_perplexities(cpt, shards, seq_len, max_batches=cfg.ppl_batches,
                                                                                general_shards=general))
     cpt_res = _eval(cpt, cfg, out / "eval-cpt")
+    cpt_rot = _rotation_check(cpt, cfg, out / "permute-cpt")
     timings["eval_cpt_s"] = time.time() - t
 
     say("[5/5] report")
-    summary = {"base": {"ppl": base_ppl, "bench": base_res}, "cpt": {"ppl": cpt_ppl, "bench": cpt_res},
+    summary = {"base": {"ppl": base_ppl, "bench": base_res, "rotation": base_rot},
+               "cpt": {"ppl": cpt_ppl, "bench": cpt_res, "rotation": cpt_rot},
                "train": {"steps": result.steps, "tokens": result.tokens, "final_loss": result.final_loss},
                "timings": timings, "command": " ".join(shlex.quote(a) for a in sys.argv)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -176,8 +194,9 @@ def _copy_base_results(src: Path, out: Path) -> None:
         raise FileNotFoundError(f"{src / 'base_ppl.json'} not found: --base-from must be an earlier experiment")
     if not (out / "base_ppl.json").exists():
         shutil.copy2(src / "base_ppl.json", out / "base_ppl.json")
-    if (src / "eval-base").is_dir() and not (out / "eval-base").exists():
-        shutil.copytree(src / "eval-base", out / "eval-base")  # a copy: the harness appends to it
+    for d in ("eval-base", "permute-base"):
+        if (src / d).is_dir() and not (out / d).exists():
+            shutil.copytree(src / d, out / d)  # a copy: the harness appends to it
 
 
 def _cached(path: Path, fn):
@@ -202,6 +221,13 @@ def verdicts(summary: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]
         d = (c["bench"]["ctibench-mcq"]["score"] - b["bench"]["ctibench-mcq"]["score"])
         scale = 100 if b["bench"]["ctibench-mcq"]["score"] <= 1 else 1
         rows.append(("CTIBench-MCQ", f"{d * scale:+.2f} points", "+3 points or more", d * scale >= 3))
+    rb, rc = b.get("rotation"), c.get("rotation")
+    if rb and rc:
+        # The raw gain only counts if it survives the rotation check: otherwise the model just
+        # moved to a letter the answer key favours.
+        d = rc["variant_mean"] - rb["variant_mean"]
+        rows.append((f"CTIBench-MCQ, rotation-averaged (first {rc.get('n')})", f"{d:+.2f} points",
+                     "+3 points or more", d >= 3))
     return rows
 
 
@@ -225,6 +251,14 @@ def render_markdown(summary: dict[str, Any], metrics_path: Path | None = None) -
             return s + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "") + f" (n={r.get('n')}, valid={r.get('n_valid')})"
 
         lines.append(f"| {name} (5-shot logprob) | {fmt(rb)} | {fmt(rc)} | {rc['score'] - rb['score']:+.4f} |")
+    rb, rc = b.get("rotation"), c.get("rotation")
+    if rb and rc:
+        def rot(r):
+            return (f"{r['variant_mean']:.2f} (rotations " + " / ".join(f"{v:.1f}" for v in r["variant_scores"].values())
+                    + f"; right in all: {r['correct_in_every_variant']:.1f}%)")
+
+        lines.append(f"| ctibench-mcq rotation-averaged, first {rc.get('n')} | {rot(rb)} | {rot(rc)} "
+                     f"| {rc['variant_mean'] - rb['variant_mean']:+.2f} |")
     lines += ["", "| target | measured | threshold | met |", "|---|---|---|---|"]
     for name, got, want, ok in verdicts(summary):
         lines.append(f"| {name} | {got} | {want} | {'yes' if ok else 'no'} |")

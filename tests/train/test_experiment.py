@@ -25,6 +25,40 @@ def test_verdicts_and_markdown(tmp_path):
     assert "+4.00 points" in md and (tmp_path / "loss_curve.png").stat().st_size > 1000
 
 
+def test_rotation_check_decides_the_ctibench_verdict():
+    """A raw CTIBench gain that the rotation check does not confirm is position bias: not met."""
+    rot = lambda mean, every: {"variant_scores": {"original": mean + 11, "rot1": mean - 9, "rot2": mean - 8, "rot3": mean + 6},
+                               "variant_mean": mean, "correct_in_every_variant": every, "n": 400}
+    s = _summary()
+    s["base"]["rotation"], s["cpt"]["rotation"] = rot(24.94, 0.0), rot(25.00, 0.0)
+    v = {name: ok for name, _, _, ok in verdicts(s)}
+    assert v["CTIBench-MCQ"] is True and v["CTIBench-MCQ, rotation-averaged (first 400)"] is False
+    md = render_markdown(s)
+    assert "| ctibench-mcq rotation-averaged, first 400 | 24.94 (rotations 35.9 / 15.9 / 16.9 / 30.9; right in all: 0.0%)" in md
+    assert "| CTIBench-MCQ, rotation-averaged (first 400) | +0.06 points | +3 points or more | no |" in md
+    s["cpt"]["rotation"] = rot(28.5, 3.0)
+    assert {n: ok for n, _, _, ok in verdicts(s)}["CTIBench-MCQ, rotation-averaged (first 400)"] is True
+
+
+def test_replicate_runs_the_rotation_check_with_the_same_prompts(tmp_path, monkeypatch):
+    import secfoundry.eval.runner as runner
+    from secfoundry.experiment import ReplicateConfig, _rotation_check
+
+    seen = []
+
+    class _Run:
+        results = {"ctibench-mcq": {"permute": {"variant_mean": 25.0}}}
+
+    monkeypatch.setattr(runner, "run_eval", lambda rc: seen.append(rc) or _Run())
+    cfg = ReplicateConfig(permute_limit=400)
+    assert _rotation_check(tmp_path / "m", cfg, tmp_path / "p") == {"variant_mean": 25.0}
+    rc = seen[0]
+    assert (rc.benchmarks, rc.limit, rc.permute, rc.shots, rc.mode, rc.protocol, rc.instruct) == \
+        (["ctibench-mcq"], 400, True, 5, "logprob", "faith", False)
+    assert _rotation_check(tmp_path / "m", ReplicateConfig(permute_limit=0), tmp_path / "p") is None
+    assert _rotation_check(tmp_path / "m", ReplicateConfig(benchmarks=["seceval"]), tmp_path / "p") is None
+
+
 def test_report_command_writes_markdown_and_html(tmp_path):
     from typer.testing import CliRunner
 
@@ -90,3 +124,27 @@ def test_eval_uses_an_absolute_model_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert _eval(__import__("pathlib").Path("runs/x/train/final"), ReplicateConfig(), tmp_path / "e") == {"ok": True}
     assert seen["model"] == f"hf:{tmp_path / 'runs/x/train/final'}"
+
+
+def test_lever_runs_reuse_the_reference_base_results(tmp_path):
+    import pytest
+
+    from secfoundry.experiment import ReplicateConfig, _copy_base_results, replicate
+
+    ref, out = tmp_path / "ref", tmp_path / "lever"
+    (ref / "eval-base").mkdir(parents=True)
+    (ref / "permute-base").mkdir()
+    (ref / "base_ppl.json").write_text('{"security_ppl": 13.6}')
+    (ref / "eval-base" / "samples.jsonl").write_text('{"id": 1}\n')
+    out.mkdir()
+    _copy_base_results(ref, out)
+    assert json.loads((out / "base_ppl.json").read_text()) == {"security_ppl": 13.6}
+    assert (out / "eval-base" / "samples.jsonl").exists() and (out / "permute-base").is_dir()
+    # a copy, not a link: the lever's harness appending to its answers leaves the reference alone
+    with (out / "eval-base" / "samples.jsonl").open("a") as f:
+        f.write('{"id": 2}\n')
+    assert (ref / "eval-base" / "samples.jsonl").read_text() == '{"id": 1}\n'
+    with pytest.raises(FileNotFoundError, match="--base-from"):
+        _copy_base_results(tmp_path / "nothing", out)
+    with pytest.raises(FileNotFoundError, match="--corpus"):
+        replicate(ReplicateConfig(out=tmp_path / "x", corpus_dir=tmp_path / "no-corpus", results_md=None), say=lambda *_: None)
