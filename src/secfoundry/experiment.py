@@ -41,6 +41,10 @@ class ReplicateConfig:
     # 0-3 places): a 135M model's letter scores mostly measure which letter it prefers, and the
     # rotation-averaged accuracy is the part that is not position bias. 0 = skip.
     permute_limit: int = 400
+    # CTIBench-MCQ scored by the option texts' log-likelihood (accuracy, and acc_norm: per byte)
+    # on the first N questions, same 5-shot prompts. Small models are usually measured this way
+    # ("cloze" formulation) because they cannot yet bind an answer to a letter. 0 = skip.
+    option_limit: int = 400
     ppl_batches: int = 16  # held-out batches of 8 rows per set (sources interleaved); 0: every row
     train_overrides: list[str] = field(default_factory=list)
     results_md: Path | None = REPO / "RESULTS.md"
@@ -109,6 +113,40 @@ def _eval(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any]:
     return run_eval(rc).results
 
 
+def _option_scoring(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any] | None:
+    """CTIBench-MCQ with the option texts scored (--score-options) on the first ``option_limit``
+    questions; returns accuracy, acc_norm and the per-item picks (for paired comparison)."""
+    from secfoundry.eval.runner import RunConfig, run_eval
+
+    if not cfg.option_limit or "ctibench-mcq" not in cfg.benchmarks:
+        return None
+    rc = RunConfig(model=f"hf:{Path(model_dir).resolve()}", benchmarks=["ctibench-mcq"], out=out, protocol="faith",
+                   mode="logprob", shots=cfg.shots, instruct=False, limit=cfg.option_limit, score_options=True)
+    r = run_eval(rc).results["ctibench-mcq"]
+    items = {}
+    with (out / "samples.jsonl").open() as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("benchmark") == "ctibench-mcq":
+                items[str(rec["item_id"])] = [bool(rec.get("correct")), rec.get("lenient") == rec.get("gold")]
+    return {"accuracy": r["accuracy"], "acc_norm": r.get("acc_norm"), "n": r["n"], "items": items}
+
+
+def paired_delta(base: dict[str, list[bool]], cpt: dict[str, list[bool]], k: int, seed: int = 1234,
+                 rounds: int = 2000) -> tuple[float, float, float, int]:
+    """Continued minus base accuracy (points) on the items both answered, with a paired bootstrap
+    95% CI (items resampled together: the same questions, so question difficulty cancels)."""
+    import numpy as np
+
+    ids = sorted(set(base) & set(cpt))
+    if not ids:
+        return float("nan"), float("nan"), float("nan"), 0
+    d = np.array([float(cpt[i][k]) - float(base[i][k]) for i in ids]) * 100
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), size=(rounds, len(d)))].mean(axis=1)
+    return float(d.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)), len(ids)
+
+
 def _rotation_check(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any] | None:
     """CTIBench-MCQ with --permute on the first ``permute_limit`` questions (same prompts as _eval)."""
     from secfoundry.eval.runner import RunConfig, run_eval
@@ -156,6 +194,7 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
                                                                                  general_shards=general))
     base_res = _eval(base, cfg, out / "eval-base")
     base_rot = _rotation_check(base, cfg, out / "permute-base")
+    base_opt = _option_scoring(base, cfg, out / "options-base")
     timings["eval_base_s"] = time.time() - t
 
     t = time.time()
@@ -170,11 +209,12 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
                                                                                general_shards=general))
     cpt_res = _eval(cpt, cfg, out / "eval-cpt")
     cpt_rot = _rotation_check(cpt, cfg, out / "permute-cpt")
+    cpt_opt = _option_scoring(cpt, cfg, out / "options-cpt")
     timings["eval_cpt_s"] = time.time() - t
 
     say("[5/5] report")
-    summary = {"base": {"ppl": base_ppl, "bench": base_res, "rotation": base_rot},
-               "cpt": {"ppl": cpt_ppl, "bench": cpt_res, "rotation": cpt_rot},
+    summary = {"base": {"ppl": base_ppl, "bench": base_res, "rotation": base_rot, "options": base_opt},
+               "cpt": {"ppl": cpt_ppl, "bench": cpt_res, "rotation": cpt_rot, "options": cpt_opt},
                "train": {"steps": result.steps, "tokens": result.tokens, "final_loss": result.final_loss},
                "timings": timings, "command": " ".join(shlex.quote(a) for a in sys.argv)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -194,7 +234,7 @@ def _copy_base_results(src: Path, out: Path) -> None:
         raise FileNotFoundError(f"{src / 'base_ppl.json'} not found: --base-from must be an earlier experiment")
     if not (out / "base_ppl.json").exists():
         shutil.copy2(src / "base_ppl.json", out / "base_ppl.json")
-    for d in ("eval-base", "permute-base"):
+    for d in ("eval-base", "permute-base", "options-base"):
         if (src / d).is_dir() and not (out / d).exists():
             shutil.copytree(src / d, out / d)  # a copy: the harness appends to it
 
@@ -259,6 +299,14 @@ def render_markdown(summary: dict[str, Any], metrics_path: Path | None = None) -
 
         lines.append(f"| ctibench-mcq rotation-averaged, first {rc.get('n')} | {rot(rb)} | {rot(rc)} "
                      f"| {rc['variant_mean'] - rb['variant_mean']:+.2f} |")
+    ob, oc = b.get("options"), c.get("options")
+    if ob and oc:
+        for k, (label, key) in enumerate([("accuracy", "accuracy"), ("acc_norm (per byte)", "acc_norm")]):
+            if ob.get(key) is None or oc.get(key) is None:
+                continue
+            dm, lo, hi, n = paired_delta(ob["items"], oc["items"], k)
+            lines.append(f"| ctibench-mcq option texts, {label}, first {n} | {ob[key]:.2f} | {oc[key]:.2f} "
+                         f"| {dm:+.2f} [{lo:+.2f}, {hi:+.2f}] paired |")
     lines += ["", "| target | measured | threshold | met |", "|---|---|---|---|"]
     for name, got, want, ok in verdicts(summary):
         lines.append(f"| {name} | {got} | {want} | {'yes' if ok else 'no'} |")

@@ -21,6 +21,7 @@ def replicate_cmd(
     benchmarks: str = typer.Option("ctibench-mcq,cybermetric-500,seceval", "--benchmarks"),
     eval_limit: Optional[int] = typer.Option(None, "--eval-limit", help="Items per benchmark (default: all)."),
     permute_limit: int = typer.Option(400, "--permute-limit", help="CTIBench-MCQ rotation check on this many questions; 0 = skip."),
+    option_limit: int = typer.Option(400, "--option-limit", help="CTIBench-MCQ scored by option texts on this many questions; 0 = skip."),
     ppl_batches: int = typer.Option(16, "--ppl-batches", help="Held-out batches (8 rows each) per perplexity set; 0 = all."),
     set_: list[str] = typer.Option([], "--set", help="Training overrides, e.g. --set max_steps=200."),
     no_results_md: bool = typer.Option(False, "--no-results-md", help="Do not append to RESULTS.md."),
@@ -30,7 +31,7 @@ def replicate_cmd(
 
     cfg = ReplicateConfig(out=out, mirror=mirror, benchmarks=[b for b in benchmarks.split(",") if b],
                           eval_limit=eval_limit, train_overrides=list(set_), ppl_batches=ppl_batches,
-                          permute_limit=permute_limit)
+                          permute_limit=permute_limit, option_limit=option_limit)
     if corpus:
         cfg.corpus_dir = corpus
     if base_from:

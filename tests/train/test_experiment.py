@@ -148,3 +148,42 @@ def test_lever_runs_reuse_the_reference_base_results(tmp_path):
         _copy_base_results(tmp_path / "nothing", out)
     with pytest.raises(FileNotFoundError, match="--corpus"):
         replicate(ReplicateConfig(out=tmp_path / "x", corpus_dir=tmp_path / "no-corpus", results_md=None), say=lambda *_: None)
+
+
+def test_option_scoring_rows_use_a_paired_comparison():
+    from secfoundry.experiment import paired_delta
+
+    base = {str(i): [i % 4 == 0, i % 2 == 0] for i in range(400)}   # 25% / 50%
+    cpt = {str(i): [i % 4 == 0, i % 2 == 0 or i % 5 == 1] for i in range(400)}  # acc_norm +10 points
+    d, lo, hi, n = paired_delta(base, cpt, 1)
+    assert n == 400 and d == 10.0 and 6 < lo < 10 < hi < 14
+    assert paired_delta(base, base, 0)[:3] == (0.0, 0.0, 0.0)
+    s = _summary()
+    s["base"]["options"] = {"accuracy": 25.0, "acc_norm": 50.0, "n": 400, "items": base}
+    s["cpt"]["options"] = {"accuracy": 25.0, "acc_norm": 60.0, "n": 400, "items": cpt}
+    md = render_markdown(s)
+    assert "| ctibench-mcq option texts, acc_norm (per byte), first 400 | 50.00 | 60.00 | +10.00 [" in md
+    assert "| ctibench-mcq option texts, accuracy, first 400 | 25.00 | 25.00 | +0.00 [+0.00, +0.00] paired |" in md
+
+
+def test_option_scoring_reads_per_item_picks(tmp_path, monkeypatch):
+    import secfoundry.eval.runner as runner
+    from secfoundry.experiment import ReplicateConfig, _option_scoring
+
+    out = tmp_path / "o"
+
+    class _Run:
+        results = {"ctibench-mcq": {"accuracy": 50.0, "acc_norm": 100.0, "n": 2}}
+
+    def fake(rc):
+        assert rc.score_options and rc.limit == 400 and rc.shots == 5 and not rc.permute
+        out.mkdir()
+        (out / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in [
+            {"benchmark": "ctibench-mcq", "item_id": "0", "correct": True, "lenient": "B", "gold": "B"},
+            {"benchmark": "ctibench-mcq", "item_id": "1", "correct": False, "lenient": "C", "gold": "C"}]))
+        return _Run()
+
+    monkeypatch.setattr(runner, "run_eval", fake)
+    got = _option_scoring(tmp_path / "m", ReplicateConfig(), out)
+    assert got == {"accuracy": 50.0, "acc_norm": 100.0, "n": 2, "items": {"0": [True, True], "1": [False, True]}}
+    assert _option_scoring(tmp_path / "m", ReplicateConfig(option_limit=0), out) is None
