@@ -104,25 +104,27 @@ def heldout_perplexities(model_dir: str | Path, shards: Path, seq_len: int, batc
     return out
 
 
-def _eval(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any]:
+def _run_eval(model_dir: Path, cfg: ReplicateConfig, out: Path, benchmarks: list[str], limit: int | None,
+              **extra: Any) -> dict[str, Any]:
+    """One harness run with the experiment's fixed settings (FAITH 5-shot logprob, base prompts)."""
     from secfoundry.eval.runner import RunConfig, run_eval
 
     # absolute: a relative --out (the default runs/replicate) is not a valid local model spec
-    rc = RunConfig(model=f"hf:{Path(model_dir).resolve()}", benchmarks=list(cfg.benchmarks), out=out, protocol="faith",
-                   mode="logprob", shots=cfg.shots, instruct=False, limit=cfg.eval_limit)
+    rc = RunConfig(model=f"hf:{Path(model_dir).resolve()}", benchmarks=benchmarks, out=out, protocol="faith",
+                   mode="logprob", shots=cfg.shots, instruct=False, limit=limit, **extra)
     return run_eval(rc).results
+
+
+def _eval(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any]:
+    return _run_eval(model_dir, cfg, out, list(cfg.benchmarks), cfg.eval_limit)
 
 
 def _option_scoring(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any] | None:
     """CTIBench-MCQ with the option texts scored (--score-options) on the first ``option_limit``
     questions; returns accuracy, acc_norm and the per-item picks (for paired comparison)."""
-    from secfoundry.eval.runner import RunConfig, run_eval
-
     if not cfg.option_limit or "ctibench-mcq" not in cfg.benchmarks:
         return None
-    rc = RunConfig(model=f"hf:{Path(model_dir).resolve()}", benchmarks=["ctibench-mcq"], out=out, protocol="faith",
-                   mode="logprob", shots=cfg.shots, instruct=False, limit=cfg.option_limit, score_options=True)
-    r = run_eval(rc).results["ctibench-mcq"]
+    r = _run_eval(model_dir, cfg, out, ["ctibench-mcq"], cfg.option_limit, score_options=True)["ctibench-mcq"]
     items = {}
     with (out / "samples.jsonl").open() as f:
         for line in f:
@@ -149,13 +151,9 @@ def paired_delta(base: dict[str, list[bool]], cpt: dict[str, list[bool]], k: int
 
 def _rotation_check(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[str, Any] | None:
     """CTIBench-MCQ with --permute on the first ``permute_limit`` questions (same prompts as _eval)."""
-    from secfoundry.eval.runner import RunConfig, run_eval
-
     if not cfg.permute_limit or "ctibench-mcq" not in cfg.benchmarks:
         return None
-    rc = RunConfig(model=f"hf:{Path(model_dir).resolve()}", benchmarks=["ctibench-mcq"], out=out, protocol="faith",
-                   mode="logprob", shots=cfg.shots, instruct=False, limit=cfg.permute_limit, permute=True)
-    return run_eval(rc).results["ctibench-mcq"].get("permute")
+    return _run_eval(model_dir, cfg, out, ["ctibench-mcq"], cfg.permute_limit, permute=True)["ctibench-mcq"].get("permute")
 
 
 def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
