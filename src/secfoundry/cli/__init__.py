@@ -15,6 +15,10 @@ from secfoundry.experiment_cli import app as experiment_app
 from secfoundry.kb.cli import app as kb_app
 from secfoundry.models.cli import app as models_app
 from secfoundry.train.cli import app as train_app
+from secfoundry.cli.intel import app as intel_app
+from secfoundry.cli.review import app as review_app
+from secfoundry.cli.serve import app as serve_app
+from secfoundry.cli.soc import app as soc_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Build, train and measure security LLMs end to end.")
@@ -24,6 +28,10 @@ app.add_typer(corpus_app, name="corpus", help="Corpus pipeline: collect, process
 app.add_typer(train_app, name="train", help="Continued pretraining.")
 app.add_typer(models_app, name="models", help="Model backends: convert, inspect, generate.")
 app.add_typer(experiment_app, name="experiment", help="End-to-end experiments (the replication run).")
+app.add_typer(intel_app, name="intel", help="Threat intel and vulnerabilities: CWE, CVSS, ATT&CK techniques, prioritization.")
+app.add_typer(soc_app, name="soc", help="SOC: ingest, detect, triage, cases, timelines, notes.")
+app.add_typer(review_app, name="review", help="Engineering review: configs, code, compliance.")
+app.add_typer(serve_app, name="serve", help="The analyst service: HTTP API and web UI.")
 
 
 @app.command()

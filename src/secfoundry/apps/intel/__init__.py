@@ -1,0 +1,1 @@
+"""Threat-intelligence and vulnerability applications (``secfoundry intel``)."""

@@ -1,0 +1,1 @@
+"""Engineering enablement: config/code review and compliance (``secfoundry review``)."""

@@ -1,0 +1,1 @@
+"""SOC acceleration (``secfoundry soc``)."""

@@ -1,0 +1,1 @@
+"""The analyst service: FastAPI app, auth, jobs, web UI (``secfoundry serve``)."""
