@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 from secfoundry.eval import data as bdata
 from secfoundry.eval.benchmarks import get_task, list_tasks, parse_spec
 from secfoundry.eval.benchmarks.ctibench import SYSTEM, mcq_prompt
@@ -21,12 +21,13 @@ from secfoundry.eval.task import Item, Parsed, Protocol, Response
 COUNTS = {
     "ctibench-mcq": 2500, "ctibench-rcm": 1000, "ctibench-rcm-2021": 1000, "ctibench-vsp": 1000,
     "ctibench-ate": 60, "ctibench-taa": 50, "cybermetric-80": 80, "cybermetric-500": 500,
-    "secbench-mcq": 2730, "secbench-mcq-eng": 581, "seceval": 2189, "seceval-single": 1255,
+    "secbench-mcq": 2730, "secbench-mcq-eng": 587, "seceval": 2189, "seceval-single": 1255,
 }
 
 
 def test_registry_names():
-    assert set(COUNTS) | {"cybermetric-2000", "cybermetric-10000", "mmlu"} == set(list_tasks())
+    assert set(COUNTS) | {"cybermetric-2000", "cybermetric-10000", "mmlu", "secbench-mcq-eng-595",
+                          "secbench-mcq-eng-reasoning", "secbench-mcq-eng-dedup"} == set(list_tasks())
     assert parse_spec("mmlu:subjects=a|b;split=dev") == ("mmlu", {"subjects": ["a", "b"], "split": "dev"})
     with pytest.raises(KeyError):
         get_task("nope")

@@ -1,15 +1,24 @@
-"""SecBench (secbench-git/SecBench, 2024): 2,730 MCQs, Chinese and English.
+"""SecBench (secbench-git/SecBench @ 3a148ab, 2024): multiple-choice questions, Chinese and English.
 
-JSONL ``{question, answers: [4 or 5 options], label: "B" | "ABD", language: "Chinese" |
-"English", ability, domain}``. There is no official scorer: a question is correct only when the
-chosen letter set equals the label.
+``MCQs_2730.jsonl``: ``{question, answers: [4 or 5 options], label: "B" | "ABD", language:
+"Chinese" | "English", ability, domain}``. There is no official scorer: a question is correct
+only when the chosen letter set equals the label. Item ids are 0-based row numbers of the file
+(FAITH's ``df`` index). The short-answer questions are ``secbench-saq`` (``secbench_saq.py``).
 
-* ``secbench-mcq``: all 2,730 (2,069 Chinese, 661 English); ``language=English|Chinese`` filters
-  (``en``/``zh`` accepted). Multi-letter labels, up to 5 options (A-E).
-* ``secbench-mcq-eng``: the FAITH subset, 585 items: language English (661) -> no CJK
-  character in the question (603) -> a single label among A-D with four options (594) ->
-  duplicates removed (581; same question and options after whitespace/case normalisation,
-  first occurrence kept).
+Subsets (each count is checked by ``tests/eval/test_secbench_subsets.py`` against this table):
+
+| benchmark | derivation, in file order | items |
+|---|---|---|
+| ``secbench-mcq`` | every row; ``language=English`` or ``language=Chinese`` filters | 2730 |
+| | language English | 661 |
+| | language Chinese | 2069 |
+| | English, no CJK ideograph (U+4E00-U+9FFF) in the question | 604 |
+| ``secbench-mcq-eng-595`` | FAITH's published ``secbench-mcqa-eng`` config (and its data watermark): the 604 whose label is a single letter among A-D | 595 |
+| ``secbench-mcq-eng`` | the FAITH set of issue #16: the 595 without the eight fixed rows 224, 825, 1152, 2038, 2103, 2218, 2288, 2289, which repeat an earlier row's question, options and label (FAITH's public config keeps them: see the 595) | 587 |
+| ``secbench-mcq-eng-reasoning`` | FAITH's ``secbench-mcqa-eng-reasoning``: 43 fixed rows, the English logical-reasoning (ability 逻辑推理) rows that pass the 595 filters | 43 |
+| ``secbench-mcq-eng-dedup`` | earlier secfoundry subset: English, no CJK character or CJK punctuation/full-width form in the question, one label among A-D with four options, then question+options duplicates (case/space-insensitive) dropped | 581 |
+
+FAITH strips the question and the label; so does every subset here.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 from secfoundry.eval import parsing
 from secfoundry.eval.benchmarks import register
 from secfoundry.eval.benchmarks._io import need_letter, need_str, read_jsonl
@@ -26,13 +35,30 @@ from secfoundry.eval.benchmarks.base import MCQTask
 from secfoundry.eval.task import Item
 
 LETTERS = "ABCDEFGH"
-# CJK ideographs, kana, hangul, CJK punctuation and full-width forms.
+# FAITH's filter: CJK unified ideographs only (U+4E00-U+9FFF).
+CJK_IDEOGRAPH = re.compile(r"[\u4e00-\u9fff]")
+# The wider set of the earlier -dedup subset: ideographs, kana, hangul, CJK punctuation, full-width forms.
 CJK = re.compile(r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 _LANG = {"en": "English", "english": "English", "zh": "Chinese", "cn": "Chinese", "chinese": "Chinese"}
+
+# Rows FAITH's 587-item set leaves out of the 595: each repeats an earlier row exactly
+# (question, options, label). Row 1106 repeats row 1088's question and options with another
+# label (D vs B) and is kept.
+FAITH_DROPPED_ROWS = (224, 825, 1152, 2038, 2103, 2218, 2288, 2289)
+# FAITH's secbench-mcqa-eng-reasoning (its dataframe_transform_expr selects these rows by iloc).
+FAITH_REASONING_ROWS = (167, 352, 452, 544, 568, 704, 744, 747, 753, 757, 809, 816, 839, 851, 855, 861, 869, 883,
+                        895, 984, 1087, 1098, 1103, 1122, 1179, 1257, 1340, 1402, 1435, 1631, 1820, 1834, 1839,
+                        1868, 1983, 2016, 2080, 2093, 2108, 2120, 2290, 2454, 2602)
 
 
 def _norm(s: str) -> str:
     return " ".join(str(s).split()).casefold()
+
+
+def faith_eligible(it: Item) -> bool:
+    """FAITH's row filter: English, no CJK ideograph in the question, one label among A-D."""
+    return (it.meta.get("language") == "English" and not CJK_IDEOGRAPH.search(it.question)
+            and len(it.gold) == 1 and it.gold in "ABCD")
 
 
 @register("secbench-mcq")
@@ -59,7 +85,7 @@ class SecBenchMCQ(MCQTask):
                 raise InputError("expected a list of option strings", file=str(path), row=i, field="answers")
             options = {LETTERS[k]: a for k, a in enumerate(answers)}
             label = need_letter(need_str(rec, "label", path, i), "".join(options), path, i, "label", multi=True)
-            items.append(Item(str(i - 1), question, "".join(sorted(set(label))), options,
+            items.append(Item(str(i - 1), question.strip(), "".join(sorted(set(label))), options,
                               meta={k: rec.get(k, "") for k in ("language", "ability", "domain")}))
         return self.select(items)
 
@@ -83,14 +109,60 @@ class SecBenchMCQ(MCQTask):
         return answer is not None and "".join(sorted(set(str(answer).upper()))) == item.gold
 
 
-@register("secbench-mcq-eng")
-class SecBenchMCQEng(SecBenchMCQ):
-    name = "secbench-mcq-eng"
+class _SecBenchEnglish(SecBenchMCQ):
+    """Single-answer English subsets (A-D): one letter per answer."""
+
     kind = "mcq"
     multi = False
     letters = "ABCD"
-    title = "SecBench MCQ (English, FAITH subset)"
     option_names = ()
+
+    def official_parse(self, text: str | None) -> str | None:
+        return parsing.letter_lenient(text, None, "ABCD")
+
+
+@register("secbench-mcq-eng-595")
+class SecBenchMCQEng595(_SecBenchEnglish):
+    name = "secbench-mcq-eng-595"
+    title = "SecBench MCQ (English, FAITH's published filter, 595)"
+
+    def select(self, items: list[Item]) -> list[Item]:
+        return [it for it in items if faith_eligible(it)]
+
+
+@register("secbench-mcq-eng")
+class SecBenchMCQEng(_SecBenchEnglish):
+    name = "secbench-mcq-eng"
+    title = "SecBench MCQ (English, FAITH subset)"
+
+    def select(self, items: list[Item]) -> list[Item]:
+        drop = {str(r) for r in FAITH_DROPPED_ROWS}
+        return [it for it in items if faith_eligible(it) and it.id not in drop]
+
+
+@register("secbench-mcq-eng-reasoning")
+class SecBenchMCQEngReasoning(_SecBenchEnglish):
+    name = "secbench-mcq-eng-reasoning"
+    title = "SecBench MCQ (English logical reasoning, FAITH subset)"
+
+    def select(self, items: list[Item]) -> list[Item]:
+        by_id = {it.id: it for it in items}
+        missing = [r for r in FAITH_REASONING_ROWS if str(r) not in by_id]
+        if missing:
+            raise InputError(f"FAITH reasoning rows {missing} are not in the file (a different SecBench version?)",
+                             field="secbench-mcq-eng-reasoning")
+        out = [by_id[str(r)] for r in FAITH_REASONING_ROWS]
+        bad = [it.id for it in out if not faith_eligible(it)]
+        if bad:
+            raise InputError(f"FAITH reasoning rows {bad} are not English single-answer A-D questions here "
+                             "(a different SecBench version?)", field="secbench-mcq-eng-reasoning")
+        return out
+
+
+@register("secbench-mcq-eng-dedup")
+class SecBenchMCQEngDedup(_SecBenchEnglish):
+    name = "secbench-mcq-eng-dedup"
+    title = "SecBench MCQ (English, deduplicated)"
 
     def select(self, items: list[Item]) -> list[Item]:
         seen: set[tuple[str, ...]] = set()
@@ -106,6 +178,3 @@ class SecBenchMCQEng(SecBenchMCQ):
             seen.add(key)
             out.append(it)
         return out
-
-    def official_parse(self, text: str | None) -> str | None:
-        return parsing.letter_lenient(text, None, "ABCD")
