@@ -125,12 +125,9 @@ def _option_scoring(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[st
     if not cfg.option_limit or "ctibench-mcq" not in cfg.benchmarks:
         return None
     r = _run_eval(model_dir, cfg, out, ["ctibench-mcq"], cfg.option_limit, score_options=True)["ctibench-mcq"]
-    items = {}
-    with (out / "samples.jsonl").open() as f:
-        for line in f:
-            rec = json.loads(line)
-            if rec.get("benchmark") == "ctibench-mcq":
-                items[str(rec["item_id"])] = [bool(rec.get("correct")), rec.get("lenient") == rec.get("gold")]
+    from secfoundry.eval.samples import read_samples
+
+    items = {s.item_id: [s.correct, s.lenient_correct] for s in read_samples(out, "ctibench-mcq")}
     return {"accuracy": r["accuracy"], "acc_norm": r.get("acc_norm"), "n": r["n"], "items": items}
 
 

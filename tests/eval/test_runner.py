@@ -15,8 +15,10 @@ try:  # tests/eval may or may not be a package
 except ImportError:
     from _runner_fakes import Crash, RuleModel, ToyMCQ  # noqa: E402
 
-from secfoundry.errors import InputError  # noqa: E402
-from secfoundry.eval.runner import RunConfig, SampleStore, draw_shots, run_eval  # noqa: E402
+from secfoundry.core.errors import InputError  # noqa: E402
+from secfoundry.eval.protocols import draw_shots  # noqa: E402
+from secfoundry.eval.runner import RunConfig, run_eval  # noqa: E402
+from secfoundry.eval.samples import SampleStore  # noqa: E402
 
 
 def _cfg(out: Path, **kw) -> RunConfig:
@@ -205,7 +207,7 @@ def test_real_tasks_fewshot_and_generation_fallback(tmp_path, bench_dir):
 
 
 def test_quickstart_group_resolution(bench_dir):
-    from secfoundry.eval.runner import resolve_benchmarks
+    from secfoundry.eval.plan import resolve_benchmarks
 
     names, quick = resolve_benchmarks(["quickstart"], bench_dir)
     assert quick and "ctibench-mcq" in names and "cybermetric-500" in names
@@ -217,7 +219,7 @@ def test_quickstart_group_resolution(bench_dir):
 
 
 def test_split_prefix_moves_trailing_whitespace():
-    from secfoundry.eval.runner import split_prefix
+    from secfoundry.eval.execute import split_prefix
 
     assert split_prefix("Header.\n\nQ1\nAnswer: B\n\n", ["Q2", "Q3"]) == (
         "Header.\n\nQ1\nAnswer: B", ["\n\nQ2", "\n\nQ3"])
@@ -239,7 +241,7 @@ def test_extending_a_run_keeps_earlier_benchmarks(tmp_path):
 
 
 def test_batches_respect_rows_and_padding_budget():
-    from secfoundry.eval.runner import batches
+    from secfoundry.eval.execute import batches
     from secfoundry.eval.task import Request
 
     reqs = [Request(item_id=str(i), kind="generate", prompt="x" * n) for i, n in
@@ -254,7 +256,7 @@ def test_batches_respect_rows_and_padding_budget():
 
 
 def test_headline_name_follows_the_protocol():
-    from secfoundry.eval.runner import _headline_name
+    from secfoundry.eval.score import headline_name as _headline_name
 
     class VSP(ToyMCQ):
         headline = "mad"

@@ -179,8 +179,8 @@ def test_option_scoring_reads_per_item_picks(tmp_path, monkeypatch):
         assert rc.score_options and rc.limit == 400 and rc.shots == 5 and not rc.permute
         out.mkdir()
         (out / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in [
-            {"benchmark": "ctibench-mcq", "item_id": "0", "correct": True, "lenient": "B", "gold": "B"},
-            {"benchmark": "ctibench-mcq", "item_id": "1", "correct": False, "lenient": "C", "gold": "C"}]))
+            {"benchmark": "ctibench-mcq", "trial": 0, "item_id": "0", "correct": True, "lenient": "B", "gold": "B"},
+            {"benchmark": "ctibench-mcq", "trial": 0, "item_id": "1", "correct": False, "lenient": "C", "gold": "C"}]))
         return _Run()
 
     monkeypatch.setattr(runner, "run_eval", fake)

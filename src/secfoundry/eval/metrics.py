@@ -1,4 +1,6 @@
-"""Metrics: accuracy with stderr and bootstrap CI, CVSS deviations, set metrics, actor graphs.
+"""Benchmark metrics: accuracy with stderr and bootstrap CI, CVSS deviations, set metrics, actor graphs.
+
+The statistics underneath (mean, stderr, bootstrap) are in ``eval/statistics.py``.
 
 Conventions (what every ``Task.score`` returns):
 
@@ -12,89 +14,12 @@ Conventions (what every ``Task.score`` returns):
 
 from __future__ import annotations
 
-import math
-import random
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
-PCT_DIGITS = 2
-ABS_DIGITS = 3
-
-
-def pct(x: float) -> float:
-    return round(100.0 * x, PCT_DIGITS)
-
-
-def mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
-
-
-def stderr(values: Sequence[float]) -> float:
-    """Standard error of the mean (sample std / sqrt(n)); 0 for n < 2."""
-    n = len(values)
-    if n < 2:
-        return 0.0
-    m = mean(values)
-    var = sum((v - m) ** 2 for v in values) / (n - 1)
-    return math.sqrt(var / n)
-
-
-def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, alpha: float = 0.05,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (seeded: the same data gives the same interval)."""
-    n = len(values)
-    if n == 0:
-        return (0.0, 0.0)
-    if n == 1:
-        return (float(values[0]), float(values[0]))
-    try:
-        import numpy as np
-
-        rng = np.random.default_rng(seed)
-        arr = np.asarray(values, dtype=float)
-        idx = rng.integers(0, n, size=(n_boot, n))
-        means = np.sort(arr[idx].mean(axis=1))
-        lo = float(np.quantile(means, alpha / 2))
-        hi = float(np.quantile(means, 1 - alpha / 2))
-        return (lo, hi)
-    except ImportError:  # numpy is a hard dependency, but keep the metric usable without it
-        rng_py = random.Random(seed)
-        means = sorted(mean([values[rng_py.randrange(n)] for _ in range(n)]) for _ in range(n_boot))
-        return (means[int(alpha / 2 * n_boot)], means[min(n_boot - 1, int((1 - alpha / 2) * n_boot))])
-
-
-def bootstrap_stat(n: int, stat: Callable[[Sequence[int]], float], n_boot: int = 1000, alpha: float = 0.05,
-                   seed: int = 0) -> tuple[float, float, float]:
-    """Percentile bootstrap of any statistic of resampled item indices (e.g. micro-F1).
-    Returns (stderr, lo, hi): the bootstrap standard deviation and the (1 - alpha) interval."""
-    if n == 0:
-        return (0.0, 0.0, 0.0)
-    rng = random.Random(seed)
-    vals = sorted(stat([rng.randrange(n) for _ in range(n)]) for _ in range(n_boot))
-    m = mean(vals)
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / max(1, len(vals) - 1))
-    return (sd, vals[int(alpha / 2 * n_boot)], vals[min(n_boot - 1, int((1 - alpha / 2) * n_boot))])
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (for trials: mean ± std)."""
-    if not values:
-        return (0.0, 0.0)
-    m = mean(values)
-    if len(values) < 2:
-        return (m, 0.0)
-    return (m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)))
-
-
-def summarize(per_item: Sequence[float], *, percent: bool = True, seed: int = 0) -> dict[str, Any]:
-    """Mean of per-item scores with stderr and a bootstrap 95% CI, in percent or raw units."""
-    m = mean(per_item)
-    se = stderr(per_item)
-    lo, hi = bootstrap_ci(per_item, seed=seed)
-    if percent:
-        return {"value": pct(m), "stderr": pct(se), "ci95": [pct(lo), pct(hi)]}
-    return {"value": round(m, ABS_DIGITS), "stderr": round(se, ABS_DIGITS + 1),
-            "ci95": [round(lo, ABS_DIGITS), round(hi, ABS_DIGITS)]}
+# Tasks call these as ``metrics.summarize`` etc.; they live in the one statistics module.
+from secfoundry.eval.statistics import (ABS_DIGITS, PCT_DIGITS, bootstrap_ci, bootstrap_stat,  # noqa: F401
+                                        mean, mean_std, pct, stderr, summarize)
 
 
 def base_dict(n: int, n_valid: int) -> dict[str, Any]:

@@ -80,6 +80,10 @@ class Task(ABC):
     headline: str = "accuracy"  # metric reported as `score`
     higher_is_better: bool = True
     license: str = ""
+    # True: the task picks its few-shot examples itself (``draw_shots``, with its own defaults) and
+    # ``requests`` receives the whole eligible pool. False: the runner draws ``protocol.shots``
+    # examples (FAITH default: 5 for base models) and ``requests`` receives exactly those.
+    draws_shots: bool = False
 
     @abstractmethod
     def load(self, data_dir: Path | None = None) -> list[Item]:
@@ -110,9 +114,9 @@ class Task(ABC):
         return items
 
     def draw_shots(self, pool: list[Item], protocol: Protocol, trial: int) -> list[Item]:
-        """The few-shot examples of one trial (deterministic in ``protocol.seed + trial``).
-        ``requests`` uses exactly these and returns no request for them; the runner excludes
-        them from scoring. Default: no shots."""
+        """The few-shot examples of one trial (deterministic in ``protocol.seed + trial``); used
+        when ``draws_shots`` is True. ``requests`` uses exactly these and returns no request for
+        them; the runner excludes them from scoring. Default: no shots."""
         return []
 
     def parse_prediction(self, item: Item, answer: str | None, protocol: Protocol) -> Parsed:

@@ -29,6 +29,7 @@ class BenchmarkTask(Task):
     url: str = ""  # homepage / paper
 
     option_names: tuple[str, ...] = ()  # options accepted by get_task(name, **options)
+    draws_shots = True  # n_shots() applies the protocol's defaults; requests() draws from the pool
 
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self.option_names))
