@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 from secfoundry.models import GenerationConfig, load_model
-from secfoundry.models.hf import HFModel, cut_at_stop, resolve_dtype
+from secfoundry.models.base import cut_at_stop
+from secfoundry.models.hf import HFModel, resolve_dtype
 
 PREFIX = ("The following are multiple choice questions about computer security.\n\n"
           "Question: Which port does HTTPS use?\nA. 80\nB. 443\nC. 22\nD. 21\nAnswer: B\n\n")

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from secfoundry.core.errors import InputError
 from secfoundry.eval.task import Request, Response
 from secfoundry.models.base import GenerationConfig, LanguageModel
+from secfoundry.models.base import split_prefix as split_ws
 
 
 def _with_prefix(prompt: Any, prefix: str) -> Any:
@@ -112,8 +113,7 @@ def split_prefix(prefix: str, contexts: list[str]) -> tuple[str, list[str]]:
     exactly the tokens of the joined text, so cached and uncached scoring (and other harnesses
     that tokenize the whole prompt) see the same ids.
     """
-    head = prefix.rstrip()
-    tail = prefix[len(head):]
+    head, tail = split_ws(prefix)
     if not tail or not head:
         return prefix, contexts
     return head, [tail + c for c in contexts]

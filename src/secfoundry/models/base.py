@@ -72,3 +72,29 @@ class LanguageModel(ABC):
 
     def close(self) -> None:  # release servers/threads
         pass
+
+
+# --- prompt text helpers shared by the backends ----------------------------------------------
+
+def split_prefix(prefix: str) -> tuple[str, str]:
+    """Split off the prefix's trailing whitespace, which is then tokenized with each suffix.
+
+    BPE tokenizers merge a run of whitespace differently depending on what follows it
+    ("\\n\\n" alone is one token, "\\n\\nWhat" is "\\n", "\\n", "What"), so a prefix ending in
+    a blank line would otherwise be tokenized unlike the joined text. Cutting at the last
+    non-space character makes prefix ids + suffix ids equal the joint tokenization.
+    """
+    core = prefix.rstrip()
+    return core, prefix[len(core):]
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut ``text`` before the earliest occurrence of any stop string."""
+    cut = len(text)
+    for s in stop or ():
+        if s:
+            k = text.find(s)
+            if 0 <= k < cut:
+                cut = k
+    return text[:cut]
+

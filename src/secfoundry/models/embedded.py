@@ -19,8 +19,12 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from secfoundry.paths import cache_dir
+from secfoundry.core.paths import cache_dir
+from secfoundry.models.hf import HF_OPTIONS
+from secfoundry.models.registry import register_backend
+from secfoundry.models.spec import EMBEDDED_ALIAS, ModelSpec
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -201,3 +205,15 @@ def _write_manifest(gguf: Path, out: Path, seconds: float) -> None:
         manifest["canary"] = json.loads(canary.read_text())
         canary.unlink()
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+@register_backend("embedded", options=HF_OPTIONS - {"revision", "trust_remote_code"})
+def load_embedded(ms: ModelSpec, **opts: Any):
+    """The embedded default (``smollm2-135m-instruct``): converted once, then an hf model."""
+    from secfoundry.models.hf import HFModel
+
+    path = ensure_converted()
+    man = read_manifest(path)
+    return HFModel(path, spec=EMBEDDED_ALIAS, weights_sha256=man.get("weights_sha256"),
+                   extra_describe={"embedded": EMBEDDED_NAME, "gguf_sha256": man.get("gguf_sha256"),
+                                   "source": man.get("source")}, **opts)

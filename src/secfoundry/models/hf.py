@@ -34,8 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from secfoundry.errors import InputError
-from secfoundry.models.base import Capabilities, GenerationConfig, LanguageModel, Message, Prompt
+from secfoundry.core.errors import InputError
+from secfoundry.models.base import (Capabilities, GenerationConfig, LanguageModel, Message, Prompt, cut_at_stop,
+                                    split_prefix)
+from secfoundry.models.registry import register_backend
+from secfoundry.models.spec import ModelSpec
 
 _DTYPES = {
     "bf16": "bfloat16", "bfloat16": "bfloat16",
@@ -388,25 +391,22 @@ class HFModel(LanguageModel):
         return out.last_hidden_state
 
 
-def split_prefix(prefix: str) -> tuple[str, str]:
-    """Split off the prefix's trailing whitespace, which is then tokenized with each suffix.
-
-    BPE tokenizers merge a run of whitespace differently depending on what follows it
-    ("\\n\\n" alone is one token, "\\n\\nWhat" is "\\n", "\\n", "What"), so a prefix ending in
-    a blank line would otherwise be tokenized unlike the joined text. Cutting at the last
-    non-space character makes prefix ids + suffix ids equal the joint tokenization.
-    """
-    core = prefix.rstrip()
-    return core, prefix[len(core):]
+HF_OPTIONS = frozenset({"dtype", "threads", "batch_size", "prefix_cache", "prefix_cache_size", "device",
+                        "max_length", "trust_remote_code", "revision", "prefix_attention"})
 
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """Cut ``text`` before the earliest occurrence of any stop string."""
-    cut = len(text)
-    for s in stop or ():
-        if s:
-            k = text.find(s)
-            if 0 <= k < cut:
-                cut = k
-    return text[:cut]
-
+@register_backend("hf", options=HF_OPTIONS)
+def load_hf(ms: ModelSpec, **opts: Any) -> HFModel:
+    """``hf:ORG/NAME[@REV]`` (hub), ``hf:/local/dir`` or ``hf:/path/model.gguf``."""
+    if ms.revision and "revision" not in opts:
+        opts["revision"] = ms.revision
+    target = Path(ms.target).expanduser()
+    if ms.is_gguf:
+        if not target.is_file():
+            raise FileNotFoundError(f"{ms.spec}: GGUF file {target} does not exist")
+        return HFModel(target.parent, spec=ms.spec, gguf_file=target.name, **opts)
+    if ms.is_local or target.is_dir():
+        if not target.is_dir():
+            raise FileNotFoundError(f"{ms.spec}: model directory {target} does not exist")
+        return HFModel(target, spec=ms.spec, **opts)
+    return HFModel(ms.target, spec=ms.spec, **opts)  # hub id

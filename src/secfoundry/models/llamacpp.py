@@ -21,9 +21,11 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 from secfoundry.models.base import Capabilities, GenerationConfig, LanguageModel, Message, Prompt
-from secfoundry.models.hf import cut_at_stop, split_prefix
+from secfoundry.models.base import cut_at_stop, split_prefix
+from secfoundry.models.registry import register_backend
+from secfoundry.models.spec import ModelSpec
 
 
 def _import_llama():
@@ -234,3 +236,15 @@ class LlamaCppModel(LanguageModel):
         rows = np.asarray(llm.scores[positions], dtype=np.float64)
         mx = rows.max(axis=1, keepdims=True)
         return rows - mx - np.log(np.exp(rows - mx).sum(axis=1, keepdims=True))
+
+
+LLAMACPP_OPTIONS = frozenset({"threads", "n_ctx", "batch_size", "n_batch", "seed", "chat_format", "verbose", "repack"})
+
+
+@register_backend("llamacpp", options=LLAMACPP_OPTIONS)
+def load_llamacpp(ms: ModelSpec, **opts: Any) -> LlamaCppModel:
+    """``llamacpp:/path/model.gguf`` (llama-cpp-python, an optional extra)."""
+    path = Path(ms.target).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{ms.spec}: GGUF file {path} does not exist")
+    return LlamaCppModel(path, spec=ms.spec, **opts)

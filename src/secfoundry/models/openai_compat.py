@@ -29,7 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from secfoundry.models.base import Capabilities, GenerationConfig, LanguageModel, Message, Prompt
-from secfoundry.models.hf import cut_at_stop
+from secfoundry.models.base import cut_at_stop
+from secfoundry.models.registry import register_backend
+from secfoundry.models.spec import ModelSpec
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -233,6 +235,16 @@ class OpenAIModel(LanguageModel):
                 ok = False  # 4xx: the parameter is not supported
             self._probed[what] = ok
             return ok
+
+
+OPENAI_OPTIONS = frozenset({"api_key", "max_concurrency", "timeout", "max_retries", "backoff", "top_logprobs",
+                            "chat", "headers", "max_backoff"})
+
+
+@register_backend("openai", options=OPENAI_OPTIONS)
+def load_openai(ms: ModelSpec, **opts: Any) -> OpenAIModel:
+    """``openai:http://host:port/v1#MODEL``: any OpenAI-compatible server."""
+    return OpenAIModel(ms.target, ms.model_name or "", spec=ms.spec, **opts)
 
 
 def _first_choice(out: dict[str, Any], spec: str) -> dict[str, Any]:

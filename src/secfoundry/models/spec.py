@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 EMBEDDED_ALIAS = "smollm2-135m-instruct"
-BACKENDS = ("hf", "openai", "llamacpp")
+BUILTIN = ("hf", "openai", "llamacpp")  # parsed here; other prefixes come from models/registry.py
 
 # hub ids: "org/name" or "name", letters, digits, "-", "_", "."; an optional "@revision"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -37,7 +37,7 @@ class ModelSpecError(ValueError):
 @dataclass(frozen=True)
 class ModelSpec:
     spec: str  # the original string
-    backend: str  # "hf" | "openai" | "llamacpp" | "embedded"
+    backend: str  # "hf" | "openai" | "llamacpp" | "embedded" | a registered prefix
     target: str  # hub id, path, or base URL
     model_name: str | None = None  # openai: the "#model" part
     revision: str | None = None  # hf hub ids: "@revision"
@@ -62,10 +62,15 @@ def parse_spec(spec: str) -> ModelSpec:
         raise ModelSpecError(s, f"no backend prefix and not a known alias ({EMBEDDED_ALIAS})")
     backend, target = s.split(":", 1)
     backend = backend.lower()
-    if backend not in BACKENDS:
-        raise ModelSpecError(s, f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    from secfoundry.models.registry import known_backends  # registry imports this module
+
+    known = known_backends()
+    if backend not in known:
+        raise ModelSpecError(s, f"unknown backend {backend!r} (known: {', '.join(known)})")
     if not target:
         raise ModelSpecError(s, "nothing after the backend prefix")
+    if backend not in BUILTIN:
+        return ModelSpec(spec=s, backend=backend, target=target)  # a registered backend checks its target
 
     if backend == "openai":
         url, _, name = target.partition("#")
