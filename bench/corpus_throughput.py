@@ -141,7 +141,7 @@ def html_page(doc: dict[str, Any], rng: random.Random) -> str:
 
 def _source_docs(name: str, mirror: Path, n: int) -> Iterator[dict[str, Any]]:
     from secfoundry.corpus.collect.sources import iter_source_documents
-    from secfoundry.corpus.sources.base import Quarantine
+    from secfoundry.core.errors import Quarantine
 
     for d in iter_source_documents(name, mirror=mirror, max_docs=n, quarantine=Quarantine()):
         yield {"id": d.id, "text": d.text, "source": d.source, "url": d.url, "title": d.title, "format": "markdown"}
@@ -163,7 +163,7 @@ def build_input(work: Path, n_docs: int, mirror: Path, seed: int = 0, files: int
     pages), ~15% HTML pages built from connector documents, the rest connector documents
     (Markdown), each drawn round-robin over the connectors / general files."""
     from secfoundry.corpus.collect.general import general_files, iter_general_documents
-    from secfoundry.corpus.sources.base import registry
+    from secfoundry.sources.base import registry
 
     out = work / f"input-{n_docs}"
     manifest = out / "manifest.json"

@@ -31,7 +31,7 @@ def _worker(args):
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from secfoundry.corpus.process.relevance import RelevanceConfig, RelevanceStep
-    from secfoundry.documents import Document
+    from secfoundry.core.documents import Document
 
     step = RelevanceStep(RelevanceConfig())
     step.setup()

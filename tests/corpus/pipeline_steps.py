@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 
 @dataclass

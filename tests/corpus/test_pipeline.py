@@ -17,7 +17,7 @@ import yaml
 
 from secfoundry.corpus.engine.recipe import Recipe
 from secfoundry.corpus.pipeline import load_documents, load_excluded, run_recipe, run_status
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 
 from .conftest import worker_env
 

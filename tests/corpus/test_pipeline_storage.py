@@ -5,7 +5,7 @@ from __future__ import annotations
 from secfoundry.corpus.engine.steps import Dropped
 from secfoundry.corpus.engine.storage import PhaseStore, read_documents
 from secfoundry.corpus.engine.workers import reason_key
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 
 def docs(n: int, prefix: str = "d") -> list[Document]:
@@ -43,7 +43,7 @@ def test_one_run_per_output_dir(tmp_path):
 
     from secfoundry.corpus.engine.recipe import Recipe
     from secfoundry.corpus.engine.runner import Runner
-    from secfoundry.errors import InputError
+    from secfoundry.core.errors import InputError
 
     a = Runner(Recipe(), tmp_path)
     b = Runner(Recipe(), tmp_path)

@@ -19,7 +19,7 @@ from secfoundry.corpus.engine.workers import reason_key
 from secfoundry.corpus.prepare.shards import Manifest, SourceShards
 from secfoundry.corpus.report import write_report
 from secfoundry.corpus.report_data import collect_run, source_table
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 RECIPE = {
     "name": "synthetic",

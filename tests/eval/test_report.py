@@ -17,7 +17,7 @@ try:  # tests/eval may or may not be a package
 except ImportError:
     from _runner_fakes import RuleModel, ToyMCQ  # noqa: E402
 
-from secfoundry.errors import InputError  # noqa: E402
+from secfoundry.core.errors import InputError  # noqa: E402
 from secfoundry.eval.report import write_report  # noqa: E402
 from secfoundry.eval.runner import RunConfig, run_eval  # noqa: E402
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.corpus.sources.base import Quarantine, Snapshot, Source
-from secfoundry.errors import InputError
-from secfoundry.kb.records import Record
+from secfoundry.sources.base import Quarantine, Snapshot, Source
+from secfoundry.core.errors import InputError
+from secfoundry.core.records import Record
 
 
 class JsonSource(Source):

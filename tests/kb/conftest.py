@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from ._kbsynth import ATTACKISH, CWEISH, EXTRA, make_source, write_source
 
-from secfoundry.corpus.sources.base import Source
+from secfoundry.sources.base import Source
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def test_cli_unknown_source(tmp_path: Path, mirror: Path) -> None:
 def test_minilm_embedder_dense_lane(tmp_path: Path) -> None:
     """The real model, offline, on a tiny store: semantic neighbours and the persisted index."""
     from secfoundry.kb.dense import DensePolicy, MiniLMEmbedder, build
-    from secfoundry.kb.records import Record
+    from secfoundry.core.records import Record
     from secfoundry.kb.search import Searcher
     from secfoundry.kb.store import SourceRow, Store
 

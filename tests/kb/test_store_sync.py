@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from secfoundry.kb import KnowledgeBase
-from secfoundry.kb.records import Record, Relation
+from secfoundry.core.records import Record, Relation
 from secfoundry.kb.store import SourceRow, Store
 
 from ._kbsynth import ATTACKISH, rec, write_source
@@ -128,7 +128,7 @@ def test_quarantine_and_unavailable(kb_dir: Path, synth_mirror: Path, connectors
 
 
 def test_unknown_source_is_an_input_error(kb_dir: Path, synth_mirror: Path, connectors) -> None:
-    from secfoundry.errors import InputError
+    from secfoundry.core.errors import InputError
 
     with pytest.raises(InputError, match="unknown source"):
         _sync(KnowledgeBase.open(kb_dir), synth_mirror, connectors, sources="alpha,nope")

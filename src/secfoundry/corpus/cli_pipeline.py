@@ -23,8 +23,8 @@ def _console():
 def _run(recipe, out: Path, mirror: Optional[Path], ray_address: Optional[str], until: Optional[str],
          num_cpus: Optional[int], verbose: bool, retry_failed: bool = False, report: bool = False) -> None:
     from secfoundry.corpus.pipeline import PhaseFailed, run_recipe
-    from secfoundry.errors import InputError
-    from secfoundry.paths import mirror_dir
+    from secfoundry.core.errors import InputError
+    from secfoundry.core.paths import mirror_dir
 
     console = _console()
     if num_cpus is not None:
@@ -55,7 +55,7 @@ def _run(recipe, out: Path, mirror: Optional[Path], ray_address: Optional[str], 
 
 def _load(recipe_path: Path):
     from secfoundry.corpus.engine.recipe import Recipe
-    from secfoundry.errors import InputError
+    from secfoundry.core.errors import InputError
 
     try:
         return Recipe.from_yaml(recipe_path)

@@ -154,7 +154,7 @@ def audit_filters(
 
     from secfoundry.corpus.process.audit import (Auditor, load_documents, render_html, render_markdown,
                                                  seed_documents, source_documents)
-    from secfoundry.paths import mirror_dir
+    from secfoundry.core.paths import mirror_dir
 
     mir = mirror_dir(mirror)
     if mir is None and not input and not seed:

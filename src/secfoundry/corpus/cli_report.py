@@ -25,7 +25,7 @@ def report_cmd(
     from rich.console import Console
 
     from secfoundry.corpus.report import write_report
-    from secfoundry.errors import InputError
+    from secfoundry.core.errors import InputError
 
     console = Console(stderr=True)
     try:

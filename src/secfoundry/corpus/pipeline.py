@@ -18,7 +18,7 @@ from secfoundry.corpus.engine.recipe import Recipe
 from secfoundry.corpus.engine.runner import PhaseFailed, Runner, plan_phases
 from secfoundry.corpus.engine.storage import PhaseStore, read_documents
 from secfoundry.corpus.engine.summary import RunSummary
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 __all__ = ["PhaseFailed", "Recipe", "RunSummary", "load_documents", "phase_dirs", "run_recipe", "run_status"]
 

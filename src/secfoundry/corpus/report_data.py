@@ -412,13 +412,13 @@ def collect_run(run_dir: str | Path, *, use_cache: bool = True, sample_languages
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        from secfoundry.errors import InputError
+        from secfoundry.core.errors import InputError
 
         raise InputError("not a run directory", file=str(run_dir))
     warnings: list[str] = []
     recipe, planned = _planned_phases(run_dir, warnings)
     if not planned:
-        from secfoundry.errors import InputError
+        from secfoundry.core.errors import InputError
 
         raise InputError("no phase directories and no recipe.yaml: not a corpus run directory", file=str(run_dir))
     cache = ProfileCache(run_dir, enabled=use_cache)

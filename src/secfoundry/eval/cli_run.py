@@ -43,7 +43,7 @@ def run_cmd(
     """Evaluate a model; resumes from DIR/samples.jsonl when interrupted."""
     from rich.console import Console
 
-    from secfoundry.errors import InputError
+    from secfoundry.core.errors import InputError
     from secfoundry.eval.runner import RunConfig, run_eval
 
     console = Console(stderr=True)
@@ -80,7 +80,7 @@ def report_cmd(
     """Compare runs side by side: table (n, n_valid, parse failures) and a bar chart with CIs."""
     from rich.console import Console
 
-    from secfoundry.errors import InputError
+    from secfoundry.core.errors import InputError
     from secfoundry.eval.report import write_report
 
     console = Console(stderr=True)

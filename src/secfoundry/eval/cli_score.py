@@ -20,7 +20,7 @@ from secfoundry.eval.cli import app
 
 def read_predictions(path: Path, column: str) -> list[str]:
     """The ``column`` of a TSV/CSV (header row) or JSONL file, as strings ("" for empty/missing)."""
-    from secfoundry.errors import InputError
+    from secfoundry.core.errors import InputError
     from secfoundry.eval.benchmarks._io import read_jsonl, read_tsv
 
     if not path.is_file():
@@ -49,7 +49,7 @@ def score_predictions(benchmark: str, cells: list[str], *, protocol: str = "offi
                       data_dir: Path | str | None = None, raw: bool = False, instruct: bool = True,
                       source: str = "predictions") -> dict[str, Any]:
     """Score one answer per benchmark item (in benchmark order). Returns the task's score dict."""
-    from secfoundry.errors import InputError
+    from secfoundry.core.errors import InputError
     from secfoundry.eval.benchmarks import get_task
     from secfoundry.eval.task import Protocol, Request, Response
 
@@ -87,7 +87,7 @@ def score_cmd(
     """Score answers produced elsewhere (e.g. the CTIBench authors' published responses)."""
     from rich.console import Console
 
-    from secfoundry.errors import InputError
+    from secfoundry.core.errors import InputError
     from secfoundry.eval.data import DataUnavailable
 
     if protocol not in ("official", "faith"):

@@ -5,7 +5,7 @@ like ``../shared/data/benchmarks`` (one folder per family, upstream file names),
 URL at a pinned commit, and the sha256 of the file. Resolution order:
 
 1. ``--data-dir`` / ``SECFOUNDRY_DATA`` / ``../shared/data/benchmarks``
-   (``secfoundry.paths.benchmark_data_dir``): used as is; a checksum mismatch is logged (users
+   (``secfoundry.core.paths.benchmark_data_dir``): used as is; a checksum mismatch is logged (users
    may keep a patched copy) and the actual sha256 is what runs record;
 2. ``SECFOUNDRY_HOME/benchmarks/<relpath>`` (an earlier download);
 3. download with httpx into the cache, verify the sha256, move into place atomically.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from secfoundry import paths
+from secfoundry.core import paths
 
 log = logging.getLogger(__name__)
 

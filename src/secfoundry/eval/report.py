@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 
 # Metrics shown in the details table (besides the headline) when a run has them.
 _SKIP_DETAIL = {"score", "n", "n_valid", "parse_failures", "stderr", "ci95", "ci_method", "n_boot", "elapsed_s",

@@ -75,7 +75,7 @@ def sync(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from secfoundry.errors import InputError
+    from secfoundry.core.errors import InputError
     from secfoundry.kb.dense import DensePolicy
 
     kb = _kb(db, embedder)

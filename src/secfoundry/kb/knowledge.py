@@ -31,7 +31,7 @@ def default_path() -> Path:
     env = os.environ.get("SECFOUNDRY_KB")
     if env:
         return Path(env).expanduser()
-    from secfoundry.paths import home
+    from secfoundry.core.paths import home
 
     return home() / "kb"
 
@@ -109,7 +109,7 @@ class KnowledgeBase:
              progress: "Progress | None" = None, fetcher: Any = None, connectors: dict[str, Any] | None = None,
              after_source: Any = None) -> "SyncReport":
         from secfoundry.kb.sync import sync as run_sync
-        from secfoundry.paths import mirror_dir
+        from secfoundry.core.paths import mirror_dir
 
         if isinstance(sources, str):
             sources = [s for s in sources.split(",") if s.strip()]

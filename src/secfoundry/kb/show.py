@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from secfoundry.kb import ids as idmod
-from secfoundry.kb.records import Record
+from secfoundry.core.records import Record
 from secfoundry.kb.store import Store
 
 # Which source speaks first for an id's name/description when several have it.

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from secfoundry.kb import ids as idmod
-from secfoundry.kb.records import Record, Relation
+from secfoundry.core.records import Record, Relation
 from secfoundry.kb.text import clean
 
 SCHEMA_VERSION = 3

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from secfoundry.corpus.sources.base import Quarantine, Snapshot, Source, registry
-from secfoundry.errors import InputError
+from secfoundry.sources.base import Quarantine, Snapshot, Source, registry
+from secfoundry.core.errors import InputError
 from secfoundry.kb.dense import BuildStats, DensePolicy, Embedder
-from secfoundry.kb.records import Record
+from secfoundry.core.records import Record
 from secfoundry.kb.store import SCHEMA_VERSION, SourceRow, Store
 
 

@@ -19,7 +19,7 @@ from secfoundry.corpus.collect.parquet import iter_parquet_documents
 from secfoundry.corpus.collect.plan import iter_task_documents, plan_tasks
 from secfoundry.corpus.collect.warc import WarcSink, expand_paths, iter_warc_documents
 from secfoundry.corpus.engine.recipe import JsonlInput, SourcesInput, WarcInput
-from secfoundry.corpus.sources.base import Quarantine
+from secfoundry.core.errors import Quarantine
 
 from .sites import SEC, make_pdf
 

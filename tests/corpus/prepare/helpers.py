@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from secfoundry.corpus.engine.steps import GlobalContext
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 
 def write_docs(path: Path, docs: list[Document]) -> Path:

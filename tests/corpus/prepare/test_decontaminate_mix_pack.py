@@ -7,7 +7,7 @@ from secfoundry.corpus.prepare.decontaminate import Decontaminate, Decontaminate
 from secfoundry.corpus.prepare.mix import Mix, MixConfig, copies
 from secfoundry.corpus.prepare.pack import PackConfig, pack_partition, split_of, write_manifest
 from secfoundry.corpus.prepare.shards import Manifest, PackedSource
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 from .helpers import fit_and_run
 

@@ -5,7 +5,7 @@ import random
 from secfoundry.corpus.prepare.dedup_exact import ExactDedup
 from secfoundry.corpus.prepare.dedup_minhash import MinHashDedup, entities_compatible
 from secfoundry.corpus.prepare.dedup_paragraph import ParagraphDedup, split_paragraphs
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 from .helpers import fit_and_run
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from secfoundry.cli import app
 from secfoundry.corpus.process import default_steps, run_steps
 from secfoundry.corpus.process.audit import Auditor, render_html, render_markdown, source_documents
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 PAGES = Path(__file__).parent / "data" / "html"
 

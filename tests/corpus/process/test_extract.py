@@ -8,7 +8,7 @@ import lxml.html
 import pytest
 
 from secfoundry.corpus.process.extract import ExtractStep, html_to_markdown, looks_like_html
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 PAGES = Path(__file__).parent / "data" / "html"
 BOILERPLATE = ["Accept all cookies", "Subscribe to our newsletter", "Privacy policy", "Popular posts",

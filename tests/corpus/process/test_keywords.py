@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from secfoundry.corpus.process.keywords import KeywordConfig, KeywordList, KeywordStep, default_keywords, score_text
-from secfoundry.documents import Document
-from secfoundry.errors import InputError
+from secfoundry.core.documents import Document
+from secfoundry.core.errors import InputError
 
 
 def test_list_size_and_format():

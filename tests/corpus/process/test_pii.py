@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from secfoundry.corpus.process.pii import PIIConfig, PIIScrubber, PIIStep, iban_ok, luhn_ok
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 CASES = [json.loads(x) for x in (Path(__file__).parent / "data" / "pii_labelled.jsonl").read_text().splitlines()]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from secfoundry.corpus.process.quality import QualityConfig, QualityStep
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 LOREM = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut "
          "labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco.")

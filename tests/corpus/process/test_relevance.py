@@ -10,8 +10,8 @@ import pytest
 from secfoundry.corpus.process import relevance as R
 from secfoundry.corpus.process import relevance_data as D
 from secfoundry.corpus.process.relevance import RelevanceConfig, RelevanceModel, RelevanceStep
-from secfoundry.documents import Document
-from secfoundry.errors import InputError
+from secfoundry.core.documents import Document
+from secfoundry.core.errors import InputError
 
 
 @pytest.fixture(scope="module")

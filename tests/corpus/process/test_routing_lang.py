@@ -10,7 +10,7 @@ import pytest
 
 from secfoundry.corpus.process.contenttype import ContentTypeStep, detect_rule, prose_part, route
 from secfoundry.corpus.process.langid import LanguageStep, detect
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 SIGMA = """title: Suspicious Encoded PowerShell
 id: 1a2b3c4d-0000-4000-8000-000000000001

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Iterator
 
 from secfoundry.corpus.collect.jsonl import iter_jsonl_documents
-from secfoundry.corpus.sources.base import Quarantine
-from secfoundry.documents import Document, doc_id
+from secfoundry.core.errors import Quarantine
+from secfoundry.core.documents import Document, doc_id
 
 # (file-name prefix, source name, license) for the known files; others get "general:<stem>".
 KNOWN = [

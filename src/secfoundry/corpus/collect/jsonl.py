@@ -7,8 +7,8 @@ import json
 import os
 from typing import Any, Iterator
 
-from secfoundry.corpus.sources.base import Quarantine
-from secfoundry.documents import Document, doc_id
+from secfoundry.core.errors import Quarantine
+from secfoundry.core.documents import Document, doc_id
 
 
 def get_field(row: dict[str, Any], name: str | None) -> Any:

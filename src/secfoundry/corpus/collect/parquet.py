@@ -6,8 +6,8 @@ import json
 import os
 from typing import Any, Iterator
 
-from secfoundry.corpus.sources.base import Quarantine
-from secfoundry.documents import Document, doc_id
+from secfoundry.core.errors import Quarantine
+from secfoundry.core.documents import Document, doc_id
 
 
 def iter_parquet_documents(path: str, *, text_field: str = "text", id_field: str | None = "id",

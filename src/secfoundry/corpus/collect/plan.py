@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 from secfoundry.corpus.engine.recipe import (CrawlInput, GeneralInput, JsonlInput, ParquetInput,
                                              SourcesInput, WarcInput)
-from secfoundry.corpus.sources.base import Quarantine
-from secfoundry.documents import Document
+from secfoundry.core.errors import Quarantine
+from secfoundry.core.documents import Document
 
 
 @dataclass

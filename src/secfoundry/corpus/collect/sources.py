@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from secfoundry.corpus.sources.base import Quarantine, registry
-from secfoundry.documents import Document
+from secfoundry.sources.base import Quarantine, registry
+from secfoundry.core.documents import Document
 
 
 def source_names(names: list[str], exclude: list[str] | None = None) -> list[str]:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from secfoundry.corpus.collect.content import to_text
-from secfoundry.corpus.sources.base import Quarantine
-from secfoundry.documents import Document, doc_id
+from secfoundry.core.errors import Quarantine
+from secfoundry.core.documents import Document, doc_id
 
 
 def expand_paths(paths: list[str], base: str = "") -> list[str]:

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from secfoundry.corpus.engine.steps import Dropped, register_step
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 
 
 # ---------------------------------------------------------------------------------------- inputs

@@ -28,7 +28,7 @@ from secfoundry.corpus.engine.recipe import Recipe, StepSpec, fingerprint
 from secfoundry.corpus.engine.steps import GlobalContext, build_step, resolve_step_class, step_kind
 from secfoundry.corpus.engine.storage import PhaseStore, atomic_write_json
 from secfoundry.corpus.engine.summary import PhaseSummary, RunSummary, summarise_phase
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 
 
 @dataclass

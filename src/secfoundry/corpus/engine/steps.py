@@ -1,6 +1,6 @@
 """The step API every corpus stage runs on, and the registry that resolves step names.
 
-A *step* transforms or filters batches of :class:`~secfoundry.documents.Document`. Two kinds:
+A *step* transforms or filters batches of :class:`~secfoundry.core.documents.Document`. Two kinds:
 
 ``map`` steps (the default; any object with ``run_batch``)::
 
@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
-from secfoundry.documents import Document
-from secfoundry.errors import InputError
+from secfoundry.core.documents import Document
+from secfoundry.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 DOC_COLUMNS = ["id", "text", "source", "url", "license", "title", "version", "metadata"]
 DOC_SCHEMA = pa.schema([(c, pa.string()) for c in DOC_COLUMNS])

@@ -21,8 +21,8 @@ from typing import Any
 
 from secfoundry.corpus.engine.steps import Dropped, build_step, step_kind
 from secfoundry.corpus.engine.storage import PhaseStore, read_documents
-from secfoundry.corpus.sources.base import Quarantine
-from secfoundry.documents import Document
+from secfoundry.core.errors import Quarantine
+from secfoundry.core.documents import Document
 
 _NUM_SUFFIX = re.compile(r"(:-?[0-9][0-9.eE+-]*)+$")
 

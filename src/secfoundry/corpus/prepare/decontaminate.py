@@ -22,7 +22,7 @@ import numpy as np
 from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.dedup_paragraph import split_paragraphs
 from secfoundry.corpus.prepare.text import ngram_hashes, words
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 CVE_RE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
 CVE_BENCHMARKS = ("ctibench-rcm", "ctibench-rcm-2021", "ctibench-vsp")

@@ -14,7 +14,7 @@ import xxhash
 
 from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.text import normalize
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 
 @dataclass

@@ -21,7 +21,7 @@ import xxhash
 from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.dedup_exact import drop_marked
 from secfoundry.corpus.prepare.text import entities, ngram_hashes, words
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.bloom import BloomFilter
 from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, words
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 

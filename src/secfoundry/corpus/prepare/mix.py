@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Stage 2 — process: per-document steps that turn collected documents into clean security text.
 
 The pipeline engine (``corpus/pipeline.py``) calls these steps as plain Python callables over
-batches of :class:`~secfoundry.documents.Document`; nothing here imports Ray.
+batches of :class:`~secfoundry.core.documents.Document`; nothing here imports Ray.
 
 API (every step)
 ----------------

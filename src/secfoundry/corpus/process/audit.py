@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from secfoundry.corpus.process.base import is_high_value
-from secfoundry.documents import Document
-from secfoundry.errors import InputError
+from secfoundry.core.documents import Document
+from secfoundry.core.errors import InputError
 
 
 def load_documents(path: str | Path, limit: int | None = None) -> Iterator[Document]:
@@ -62,7 +62,7 @@ def load_documents(path: str | Path, limit: int | None = None) -> Iterator[Docum
 def source_documents(mirror: Path, sources: list[str] | None = None, limit: int | None = None,
                      errors: list[str] | None = None) -> Iterator[Document]:
     """Documents rendered by the registered connectors from a mirror (``limit`` per source)."""
-    from secfoundry.corpus.sources.base import Quarantine, registry
+    from secfoundry.sources.base import Quarantine, registry
 
     reg = registry()
     for name in sources or sorted(reg):

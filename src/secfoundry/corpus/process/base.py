@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from typing import Iterable
 
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 # Connector names (and aliases) whose documents are security content by construction.
 # Any source registered in ``corpus.sources`` counts too (see ``is_high_value``).
@@ -21,7 +21,7 @@ HIGH_VALUE_SOURCES: frozenset[str] = frozenset({
 @functools.lru_cache(maxsize=1)
 def _registered_sources() -> frozenset[str]:
     try:
-        from secfoundry.corpus.sources.base import registry
+        from secfoundry.sources.base import registry
 
         return frozenset(registry())
     except Exception:  # connectors are written concurrently; a broken one must not break us

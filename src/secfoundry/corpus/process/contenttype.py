@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from secfoundry.corpus.process.base import Decision, ProcessStep
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 CONTENT_TYPES = ("prose", "code", "log", "rule", "record")
 

@@ -24,7 +24,7 @@ import lxml.html
 from lxml import etree
 
 from secfoundry.corpus.process.base import Decision, ProcessStep, is_high_value
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 DROP_TAGS = {
     "script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "embed",

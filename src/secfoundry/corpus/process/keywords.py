@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from secfoundry.corpus.process.base import Decision, ProcessStep, is_high_value
-from secfoundry.documents import Document
-from secfoundry.errors import InputError
+from secfoundry.core.documents import Document
+from secfoundry.core.errors import InputError
 
 TOKEN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9&+#]*")
 

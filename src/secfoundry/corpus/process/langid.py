@@ -20,7 +20,7 @@ from pathlib import Path
 
 from secfoundry.corpus.process.base import Decision, ProcessStep
 from secfoundry.corpus.process.contenttype import prose_part, route
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 
 @functools.lru_cache(maxsize=1)

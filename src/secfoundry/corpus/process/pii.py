@@ -40,7 +40,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from secfoundry.corpus.process.base import Decision, ProcessStep
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 # --- secrets -------------------------------------------------------------------------------
 PEM_PRIVATE_RE = re.compile(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from secfoundry.corpus.process.base import Decision, ProcessStep, is_high_value
 from secfoundry.corpus.process.contenttype import ID_RE, route, strip_non_prose
-from secfoundry.documents import Document
+from secfoundry.core.documents import Document
 
 WORD_RE = re.compile(r"\w+", re.U)
 SYMBOL_RE = re.compile(r"[^\w\s#*|\->`\[\]()]")

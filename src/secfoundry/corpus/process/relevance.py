@@ -22,8 +22,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from secfoundry.corpus.process.base import Decision, Dropped, ProcessStep, is_high_value
-from secfoundry.documents import Document
-from secfoundry.errors import InputError
+from secfoundry.core.documents import Document
+from secfoundry.core.errors import InputError
 
 MODEL_FORMAT = "secfoundry-relevance-hashed-linear/1"
 
@@ -185,7 +185,7 @@ def metrics(y_true: Iterable[int], y_pred: Iterable[bool | int]) -> Metrics:
 # --- default model -------------------------------------------------------------------------
 
 def default_model_dir() -> Path:
-    from secfoundry.paths import cache_dir
+    from secfoundry.core.paths import cache_dir
 
     return cache_dir("models", "relevance")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 
 
 @dataclass
@@ -41,7 +41,7 @@ def hash_split(text: str, test_share: float = 0.5) -> str:
 
 
 def default_seed_path() -> Path | None:
-    from secfoundry.paths import shared_data
+    from secfoundry.core.paths import shared_data
 
     sd = shared_data()
     p = sd / "datasets" / "relevance-seed.jsonl" if sd else None
@@ -175,7 +175,7 @@ def manpage_negatives(cache: Path | None = None, mandir: Path = Path("/usr/share
 
 
 def hard_negatives(datasets_dir: Path | None, seed_texts: set[str], derived: bool = True) -> list[Example]:
-    from secfoundry.paths import cache_dir
+    from secfoundry.core.paths import cache_dir
 
     out = handwritten_negatives()
     if not derived:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 
 csv.field_size_limit(sys.maxsize)
 

@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 from secfoundry.eval import metrics, parsing
 from secfoundry.eval import protocols as P
 from secfoundry.eval.benchmarks import register

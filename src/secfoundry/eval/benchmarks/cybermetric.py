@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 from secfoundry.eval import parsing
 from secfoundry.eval.benchmarks import register
 from secfoundry.eval.benchmarks._io import need_letter, need_str, read_json

@@ -18,8 +18,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from secfoundry import paths
-from secfoundry.errors import InputError
+from secfoundry.core import paths
+from secfoundry.core.errors import InputError
 from secfoundry.eval import parsing
 from secfoundry.eval import protocols as P
 from secfoundry.eval.benchmarks import register

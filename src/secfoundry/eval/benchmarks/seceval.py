@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from secfoundry.errors import InputError
+from secfoundry.core.errors import InputError
 from secfoundry.eval import parsing
 from secfoundry.eval.benchmarks import register
 from secfoundry.eval.benchmarks._io import need_str, read_json
