@@ -1,26 +1,32 @@
-"""Compare evaluation runs side by side: an HTML page and its Markdown twin.
+"""Compare evaluation runs side by side: an HTML page (figure beside a score table) and a Markdown twin.
 
-Every score is shown with its 95% CI (or ± std across trials), n, n_valid and parse failures;
-a bar chart (matplotlib, embedded as base64 PNG in the HTML, a PNG file beside the Markdown)
-draws the headline scores with their error bars.
+Every score is shown with its 95% CI (or ± std across trials), n, n_valid and parse failures.
+The figure (``eval/report_chart.py``) has one panel per metric family (accuracy-type and F1:
+higher is better; deviations such as CVSS MAD: lower is better), models side by side in one
+colour each, and the legend inside the figure. The HTML is rendered from the jinja2 template
+``eval/templates/report.html.j2`` (autoescaped: model names and paths are text, never markup).
+Scores graded by an LLM judge name the judge; a run judged by the embedded default model is
+marked low-trust in the figure and in both tables.
 """
 
 from __future__ import annotations
 
 import base64
-import html
-import io
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from secfoundry.core.errors import InputError
+from secfoundry.eval.report_chart import (FALLBACK_MARK, FAMILIES, LOW_TRUST_MARK, TITLES, Series, chart_png,
+                                          family_of, panels, spread)
 
 # Metrics shown in the details table (besides the headline) when a run has them.
 _SKIP_DETAIL = {"score", "n", "n_valid", "parse_failures", "stderr", "ci95", "ci_method", "n_boot", "elapsed_s",
                 "answered_now", "requests_per_s", "trials", "shots", "score_std", "stderr_trial0", "ci95_trial0"}
+TEMPLATE = "report.html.j2"
 
 
 @dataclass
@@ -53,6 +59,7 @@ def load_run(path: Path) -> Run:
         raise InputError(f"invalid JSON: {e}", file=str(res_path)) from e
     if not isinstance(results, dict):
         raise InputError("expected an object keyed by benchmark", file=str(res_path))
+    results = {k: v for k, v in results.items() if isinstance(v, dict)}
     cfg_path = path / "config.json"
     config: dict[str, Any] = {}
     if cfg_path.is_file():
@@ -100,76 +107,64 @@ def _benchmarks(runs: list[Run]) -> list[str]:
     return out
 
 
-def _spread(res: dict[str, Any]) -> tuple[str, tuple[float, float] | None]:
-    """Text and (low, high) error-bar extent around the score."""
-    s = res.get("score")
-    if res.get("score_std") is not None and s is not None:
-        sd = float(res["score_std"])
-        return f"± {fmt_score(sd)} (std, {res.get('trials')} trials)", (sd, sd)
+def _spread_text(res: dict[str, Any]) -> str:
+    if res.get("score") is None:
+        return ""
+    if res.get("score_std") is not None:
+        return f"± {fmt_score(float(res['score_std']))} (std, {res.get('trials')} trials)"
     ci = res.get("ci95")
-    if ci and s is not None:
-        return f"[{fmt_score(ci[0])}, {fmt_score(ci[1])}]", (max(0.0, s - ci[0]), max(0.0, ci[1] - s))
-    return "", None
+    if ci and len(ci) == 2:
+        return f"[{fmt_score(ci[0])}, {fmt_score(ci[1])}]"
+    return ""
 
 
 def _counts(res: dict[str, Any]) -> str:
     return f"n={res.get('n', '–')}, valid={res.get('n_valid', '–')}, parse fail={res.get('parse_failures', '–')}"
 
 
-def chart_png(runs: list[Run], benchmarks: list[str]) -> bytes | None:
-    """Grouped bars (one per run) with error bars; lower-is-better metrics in their own panel."""
-    import matplotlib
+def _judge_text(res: dict[str, Any]) -> str:
+    if not res.get("judge"):
+        return ""
+    return f"judge: {res['judge']}" + (" (embedded default: low trust)" if res.get("judge_low_trust") else "")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    panels: list[tuple[str, list[str]]] = []
-    hib = [b for b in benchmarks if _meta(runs, b).get("higher_is_better", True)]
-    lib = [b for b in benchmarks if b not in hib]
-    if hib:
-        panels.append(("higher is better", hib))
-    if lib:
-        panels.append(("lower is better", lib))
-    if not panels:
-        return None
-    widths = [max(3.0, 0.9 * len(bs) * max(1, len(runs)) * 0.45 + 1.5) for _t, bs in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths) + 1, 4.6),
-                             gridspec_kw={"width_ratios": widths}, squeeze=False)
-    width = 0.8 / max(1, len(runs))
-    for ax, (title, bs) in zip(axes[0], panels):
-        for j, run in enumerate(runs):
-            xs, ys, lo, hi = [], [], [], []
-            for i, b in enumerate(bs):
-                res = run.results.get(b)
-                if not res or res.get("score") is None:
+def score_rows(runs: list[Run], benchmarks: list[str]) -> list[dict[str, Any]]:
+    """One row per (metric family, benchmark): a cell per run (None when that run has no score
+    of that family), the best score of the row flagged when two or more runs have one."""
+    rows = []
+    for fam, bs in panels([Series(r.label, r.results) for r in runs], benchmarks):
+        for b in bs:
+            cells: list[dict[str, Any] | None] = []
+            for r in runs:
+                res = r.results.get(b)
+                if not res or res.get("score") is None or family_of(res) != fam:
+                    cells.append(None)
                     continue
-                xs.append(i + (j - (len(runs) - 1) / 2) * width)
-                ys.append(float(res["score"]))
-                _t, err = _spread(res)
-                lo.append(err[0] if err else 0.0)
-                hi.append(err[1] if err else 0.0)
-            ax.bar(xs, ys, width=width * 0.95, yerr=[lo, hi], capsize=2, label=run.label if ax is axes[0][0] else None)
-        ax.set_xticks(range(len(bs)))
-        # "*": generated base-style because logprob mode does not apply (see mode_fallback)
-        ax.set_xticklabels([b + (" *" if any((r.results.get(b) or {}).get("mode_fallback") for r in runs) else "")
-                            for b in bs], rotation=35, ha="right", fontsize=8)
-        heads = sorted({str(_meta(runs, b).get("headline", "score")) for b in bs})
-        ax.set_ylabel(", ".join(heads))
-        ax.set_title(title, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-    fig.legend(loc="upper center", ncol=min(3, len(runs)), fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _meta(runs: list[Run], b: str) -> dict[str, Any]:
-    for r in runs:
-        if b in r.results:
-            return r.results[b]
-    return {}
+                cells.append({"score": float(res["score"]), "text": fmt_score(res["score"]),
+                              "spread": _spread_text(res), "counts": _counts(res),
+                              "counts_short": f"n {res.get('n', '–')} · valid {res.get('n_valid', '–')} · "
+                                              f"fail {res.get('parse_failures', '–')}", "judge": _judge_text(res),
+                              "low_trust": bool(res.get("judge_low_trust")), "fallback": bool(res.get("mode_fallback")),
+                              "best": False})
+            scored = [c for c in cells if c]
+            if len(scored) > 1:
+                best = (max if fam != "deviation" else min)(c["score"] for c in scored)
+                for c in scored:
+                    c["best"] = c["score"] == best
+            heads = sorted({str(r.results[b].get("headline", "score")) for r in runs
+                            if isinstance(r.results.get(b), dict) and r.results[b].get("score") is not None
+                            and family_of(r.results[b]) == fam})
+            marks = (" " + FALLBACK_MARK if any(c and c["fallback"] for c in cells) else "") + (
+                " " + LOW_TRUST_MARK if any(c and c["low_trust"] for c in cells) else "")
+            rows.append({"family": fam, "family_title": TITLES[fam], "benchmark": b, "marks": marks,
+                         "metric": ", ".join(heads), "arrow": "↓" if fam == "deviation" else "↑", "cells": cells})
+    # benchmarks without any score (every run failed) still get a row
+    listed = {row["benchmark"] for row in rows}
+    for b in benchmarks:
+        if b not in listed:
+            rows.append({"family": "", "family_title": "no score", "benchmark": b, "marks": "", "metric": "–",
+                         "arrow": "", "cells": [None for _ in runs]})
+    return rows
 
 
 def _detail_metrics(runs: list[Run], b: str) -> list[str]:
@@ -202,109 +197,94 @@ def _permute_rows(perm: list[dict[str, Any] | None]) -> list[tuple[str, list[Any
     return [(k, [f.get(k) for f in flat]) for k in keys]
 
 
-def render_markdown(runs: list[Run], benchmarks: list[str], png_name: str | None) -> str:
-    lines = ["# Evaluation report", "", "## Runs", "", "| # | run | model | protocol | instruct | items/benchmark | started |",
-             "|---|---|---|---|---|---|---|"]
+def detail_tables(runs: list[Run], benchmarks: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for b in benchmarks:
+        rows = [(k, [fmt_score(r.results.get(b, {}).get(k)) for r in runs]) for k in _detail_metrics(runs, b)]
+        rows += [(f"permute: {k}", [fmt_score(v) for v in vals])
+                 for k, vals in _permute_rows([r.results.get(b, {}).get("permute") for r in runs])]
+        judges = [str(r.results.get(b, {}).get("judge") or "–") for r in runs]
+        if any(j != "–" for j in judges):
+            rows.append(("judge", judges))
+        if rows:
+            out.append({"benchmark": b, "rows": rows})
+    return out
+
+
+def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    out = []
     for i, r in enumerate(runs, 1):
         p, run = r.config.get("protocol", {}), r.config.get("run", {})
-        lines.append(f"| {i} | `{r.path}` | {(r.config.get('model') or {}).get('spec', '–')} | "
-                     f"{p.get('name', '–')}, {p.get('mode', '–')}, {shots_text(r.config, r.results)}, T={p.get('temperature', '–')}, "
-                     f"{p.get('trials', 1)} trial(s){', permuted' if p.get('permute') else ''} | {r.config.get('instruct', '–')} | "
-                     f"{run.get('limit') or 'all'} | {r.config.get('started', '–')} |")
+        judges = sorted({str(res.get("judge")) for res in r.results.values() if res.get("judge")})
+        out.append({"n": i, "label": r.label, "path": str(r.path), "model": str((r.config.get("model") or {}).get("spec", "–")),
+                    "protocol": f"{p.get('name', '–')}, {p.get('mode', '–')}, {shots_text(r.config, r.results)}, "
+                                f"T={p.get('temperature', '–')}, {p.get('trials', 1)} trial(s)"
+                                + (", permuted" if p.get("permute") else ""),
+                    "instruct": str(r.config.get("instruct", "–")), "limit": str(run.get("limit") or "all"),
+                    "judge": ", ".join(judges) or "–", "started": str(r.config.get("started", "–"))})
+    return out
+
+
+def _notes(rows: list[dict[str, Any]]) -> list[str]:
+    notes = []
+    if any(FALLBACK_MARK in row["marks"] for row in rows):
+        notes.append(f"{FALLBACK_MARK} not single-answer multiple choice: generated base-style in a logprob run "
+                     "(mode_fallback).")
+    if any(LOW_TRUST_MARK in row["marks"] for row in rows):
+        notes.append(f"{LOW_TRUST_MARK} graded by an LLM judge that is the embedded default model (SmolLM2-135M): "
+                     "low trust; rerun with a strong judge (--judge openai:...) before quoting the number.")
+    return notes
+
+
+def render_markdown(runs: list[Run], benchmarks: list[str], png_name: str | None) -> str:
+    lines = ["# Evaluation report", "", "## Runs", "",
+             "| # | run | model | protocol | instruct | items/benchmark | judge | started |", "|---|---|---|---|---|---|---|---|"]
+    for rr in run_rows(runs):
+        lines.append(f"| {rr['n']} | `{rr['path']}` | {rr['model']} | {rr['protocol']} | {rr['instruct']} | "
+                     f"{rr['limit']} | {rr['judge']} | {rr['started']} |")
+    rows = score_rows(runs, benchmarks)
     lines += ["", "## Scores", "",
-              "Each cell: headline score, 95% bootstrap CI (or ± std across trials), then n / n_valid / parse failures.",
+              "Each cell: headline score, 95% bootstrap CI (or ± std across trials), then n / n_valid / parse failures. "
+              "↑ higher is better, ↓ lower is better; **bold**: best of the row.",
               "", "| benchmark | metric | " + " | ".join(f"{i}: {r.label}" for i, r in enumerate(runs, 1)) + " |",
               "|---|---|" + "---|" * len(runs)]
-    for b in benchmarks:
-        m = _meta(runs, b)
+    for row in rows:
         cells = []
-        for r in runs:
-            res = r.results.get(b)
-            if not res:
+        for c in row["cells"]:
+            if c is None:
                 cells.append("–")
                 continue
-            txt, _e = _spread(res)
-            cells.append(f"**{fmt_score(res.get('score'))}** {txt}<br>{_counts(res)}")
-        arrow = "↑" if m.get("higher_is_better", True) else "↓"
-        star = " \\*" if any((r.results.get(b) or {}).get("mode_fallback") for r in runs) else ""
-        lines.append(f"| {b}{star} | {m.get('headline', 'score')} {arrow} | " + " | ".join(cells) + " |")
-    if any((r.results.get(b) or {}).get("mode_fallback") for r in runs for b in benchmarks):
-        lines += ["", "\\* not single-answer multiple choice: generated base-style in a logprob run (`mode_fallback`)."]
+            score = f"**{c['text']}**" if c["best"] else c["text"]
+            extra = f"<br>{c['judge']}" if c["judge"] else ""
+            cells.append(f"{score} {c['spread']}<br>{c['counts']}{extra}")
+        mark = row["marks"].replace("*", "\\*")
+        lines.append(f"| {row['benchmark']}{mark} | {row['metric']} {row['arrow']} | " + " | ".join(cells) + " |")
+    notes = _notes(rows)
+    if notes:
+        lines += [""] + [n.replace("*", "\\*", 1) for n in notes]
     if png_name:
         lines += ["", f"![scores]({png_name})"]
     lines += ["", "## All metrics", ""]
-    for b in benchmarks:
-        keys = _detail_metrics(runs, b)
-        if not keys:
-            continue
-        lines += [f"### {b}", "", "| metric | " + " | ".join(str(i) for i in range(1, len(runs) + 1)) + " |",
+    for t in detail_tables(runs, benchmarks):
+        lines += [f"### {t['benchmark']}", "", "| metric | " + " | ".join(str(i) for i in range(1, len(runs) + 1)) + " |",
                   "|---|" + "---|" * len(runs)]
-        for k in keys:
-            lines.append(f"| {k} | " + " | ".join(fmt_score(r.results.get(b, {}).get(k)) for r in runs) + " |")
-        for k, vals in _permute_rows([r.results.get(b, {}).get("permute") for r in runs]):
-            lines.append(f"| permute: {k} | " + " | ".join(fmt_score(v) for v in vals) + " |")
+        lines += [f"| {k} | " + " | ".join(vals) + " |" for k, vals in t["rows"]]
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px}th{background:#f3f3f3}
-.s{font-weight:600;font-size:14px}.c{color:#555;font-size:11px}code{font-size:12px}"""
-
-
 def render_html(runs: list[Run], benchmarks: list[str], png: bytes | None) -> str:
-    e = html.escape
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>secfoundry evaluation report</title>"
-           f"<style>{_CSS}</style></head><body><h1>Evaluation report</h1><h2>Runs</h2><table>"
-           "<tr><th>#</th><th>run</th><th>model</th><th>protocol</th><th>instruct</th><th>items/benchmark</th>"
-           "<th>started</th></tr>"]
-    for i, r in enumerate(runs, 1):
-        p, run = r.config.get("protocol", {}), r.config.get("run", {})
-        model = r.config.get("model") or {}
-        out.append(f"<tr><td>{i}</td><td><code>{e(str(r.path))}</code></td><td>{e(str(model.get('spec', '–')))}</td>"
-                   f"<td>{e(str(p.get('name', '–')))}, {e(str(p.get('mode', '–')))}, {e(shots_text(r.config, r.results))}, "
-                   f"T={p.get('temperature', '–')}, {p.get('trials', 1)} trial(s){', permuted' if p.get('permute') else ''}</td>"
-                   f"<td>{e(str(r.config.get('instruct', '–')))}</td><td>{e(str(run.get('limit') or 'all'))}</td>"
-                   f"<td>{e(str(r.config.get('started', '–')))}</td></tr>")
-    out.append("</table><h2>Scores</h2><p>Each cell: headline score, 95% bootstrap CI (or ± std across trials), "
-               "then n / n_valid / parse failures.</p><table><tr><th>benchmark</th><th>metric</th>")
-    out += [f"<th>{i}: {e(r.label)}</th>" for i, r in enumerate(runs, 1)]
-    out.append("</tr>")
-    for b in benchmarks:
-        m = _meta(runs, b)
-        arrow = "↑" if m.get("higher_is_better", True) else "↓"
-        star = " *" if any((r.results.get(b) or {}).get("mode_fallback") for r in runs) else ""
-        out.append(f"<tr><td>{e(b + star)}</td><td>{e(str(m.get('headline', 'score')))} {arrow}</td>")
-        for r in runs:
-            res = r.results.get(b)
-            if not res:
-                out.append("<td>–</td>")
-                continue
-            txt, _e = _spread(res)
-            out.append(f"<td><span class='s'>{fmt_score(res.get('score'))}</span> {e(txt)}"
-                       f"<br><span class='c'>{e(_counts(res))}</span></td>")
-        out.append("</tr>")
-    out.append("</table>")
-    if any((r.results.get(b) or {}).get("mode_fallback") for r in runs for b in benchmarks):
-        out.append("<p>* not single-answer multiple choice: generated base-style in a logprob run "
-                   "(<code>mode_fallback</code>).</p>")
-    if png:
-        out.append(f"<img alt='scores with 95% CI' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
-    out.append("<h2>All metrics</h2>")
-    for b in benchmarks:
-        keys = _detail_metrics(runs, b)
-        if not keys:
-            continue
-        out.append(f"<h3>{e(b)}</h3><table><tr><th>metric</th>" + "".join(f"<th>{i}</th>" for i in range(1, len(runs) + 1))
-                   + "</tr>")
-        for k in keys:
-            out.append(f"<tr><td>{e(k)}</td>" + "".join(f"<td>{fmt_score(r.results.get(b, {}).get(k))}</td>" for r in runs)
-                       + "</tr>")
-        for k, vals in _permute_rows([r.results.get(b, {}).get("permute") for r in runs]):
-            out.append(f"<tr><td>permute: {e(k)}</td>" + "".join(f"<td>{fmt_score(v)}</td>" for v in vals) + "</tr>")
-        out.append("</table>")
-    out.append("</body></html>")
-    return "\n".join(out)
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    rows = score_rows(runs, benchmarks)
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+              "#17becf"]  # matplotlib tab10, the figure's colours
+    return env.get_template(TEMPLATE).render(
+        runs=run_rows(runs), colors=colors, rows=rows, notes=_notes(rows), details=detail_tables(runs, benchmarks),
+        png=base64.b64encode(png).decode() if png else None, families=FAMILIES,
+        generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
 
 
 def write_report(run_dirs: list[Path], out: Path) -> list[Path]:
@@ -319,7 +299,7 @@ def write_report(run_dirs: list[Path], out: Path) -> list[Path]:
     html_path = out if out.suffix.lower() in (".html", ".htm") else out.with_suffix(".html")
     md_path = out if out.suffix.lower() == ".md" else out.with_suffix(".md")
     png_path = out.with_suffix(".png")
-    png = chart_png(runs, benchmarks)
+    png = chart_png([Series(f"{i}: {r.label}", r.results) for i, r in enumerate(runs, 1)], benchmarks)
     written = []
     if png:
         png_path.write_bytes(png)
