@@ -13,51 +13,18 @@ from what the engine wrote (see ``report_data.py``); nothing is recomputed by th
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import html
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from secfoundry.corpus import report_plots
 from secfoundry.corpus.report_data import PhaseReport, RunReport, collect_run, source_table
+from secfoundry.core.report import Figure, Page, Table, fmt_bytes, fmt_n, fmt_pct, md_table, render_html as render_template
 
 ASSETS = "report_assets"
 
 
-# ------------------------------------------------------------------------------------ formatting
-def _n(v: int | float | None) -> str:
-    return "–" if v is None else f"{int(v):,}"
-
-
-def _bytes(v: int | None) -> str:
-    if v is None:
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(v) < 1024 or unit == "TiB":
-            return f"{v:,.0f} {unit}" if unit == "B" else f"{v:,.1f} {unit}"
-        v /= 1024
-    return str(v)
-
-
-def _pct(a: int | float | None, b: int | float | None) -> str:
-    return "–" if a is None or not b else f"{100 * a / b:.1f}%"
-
-
-@dataclass
-class Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    note: str = ""
-
-
-@dataclass
-class Figure:
-    name: str
-    title: str
-    png: bytes
+_n, _bytes, _pct = fmt_n, fmt_bytes, fmt_pct
 
 
 # ------------------------------------------------------------------------------------ content
@@ -208,47 +175,6 @@ def figures(rep: RunReport, rows: list[dict[str, Any]]) -> list[Figure]:
 
 
 # ------------------------------------------------------------------------------------ renderers
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px}
-th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}.note{color:#555;font-size:12px;margin:-1em 0 1.5em}
-.pending{color:#999}.partial{color:#c60}.warn{background:#fff4e5;border:1px solid #f0b37e;padding:.5em 1em}
-code,pre{font-size:12px}pre{white-space:pre-wrap;background:#f8f8f8;padding:6px;margin:2px 0 8px}details{margin:.2em 0}
-img{max-width:100%}"""
-
-
-def _is_num(s: str) -> bool:
-    t = s.replace(",", "").replace("%", "").replace("≈", "").replace(".", "").split(" ")[0]
-    return t.isdigit()
-
-
-def _html_table(t: Table) -> str:
-    if not t.rows:
-        return f"<h2>{html.escape(t.title)}</h2><p class=note>none</p>"
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
-    body = []
-    for r in t.rows:
-        cls = ' class="pending"' if "pending" in r[:3] else (' class="partial"' if "partial" in r[:3] else "")
-        body.append(f"<tr{cls}>" + "".join(f"<td class=n>{html.escape(c)}</td>" if _is_num(c) else f"<td>{html.escape(c)}</td>"
-                                            for c in r) + "</tr>")
-    note = f"<p class=note>{html.escape(t.note)}</p>" if t.note else ""
-    return f"<h2>{html.escape(t.title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>{note}"
-
-
-def _md_table(t: Table) -> str:
-    if not t.rows:
-        return f"## {t.title}\n\nnone\n"
-
-    def cell(c: str) -> str:
-        return c.replace("|", "\\|").replace("\n", " ")
-
-    lines = [f"## {t.title}", "", "| " + " | ".join(t.header) + " |",
-             "|" + "|".join("---:" if _is_num(t.rows[0][i]) else "---" for i in range(len(t.header))) + "|"]
-    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in t.rows]
-    if t.note:
-        lines += ["", f"_{t.note}_"]
-    return "\n".join(lines) + "\n"
-
-
 def _overview(rep: RunReport) -> list[tuple[str, str]]:
     done = [p for p in rep.phases if p.status == "done"]
     final = done[-1] if done else None
@@ -278,40 +204,12 @@ def _overview(rep: RunReport) -> list[tuple[str, str]]:
 
 
 def render_html(rep: RunReport, tables: list[Table], examples, figs: list[Figure]) -> str:
-    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>corpus report: {html.escape(rep.recipe or rep.run_dir)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>Corpus report</h1>"]
-    parts.append("<table>" + "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                                     for k, v in _overview(rep)) + "</table>")
-    if rep.warnings:
-        parts.append("<div class=warn>" + "<br>".join(html.escape(w) for w in rep.warnings) + "</div>")
-    fig = {f.name: f for f in figs}
-
-    def img(name: str) -> str:
-        if name not in fig:
-            return ""
-        b64 = base64.b64encode(fig[name].png).decode()
-        return f"<h3>{html.escape(fig[name].title)}</h3><img alt='{name}' src='data:image/png;base64,{b64}'>"
-
-    by_title = {t.title: t for t in tables}
-    parts += [_html_table(by_title["Stages"]), _html_table(by_title["Phases"]), img("funnel"),
-              _html_table(by_title["Steps"]), _html_table(by_title["Drop reasons"])]
-    if examples:
-        parts.append("<h2>Drop examples</h2><p class=note>The first few documents dropped for each reason "
-                     "(first 200 characters).</p>")
-        for phase, rk, n, exs in examples:
-            inner = "".join(
-                f"<p><b>{html.escape(e['source'])}</b> <code>{html.escape(e['id'])}</code> "
-                + (f"<a href='{html.escape(e['url'])}'>{html.escape(e['url'][:100])}</a>" if e.get("url") else "")
-                + f" — <i>{html.escape(e['reason'][:200])}</i></p><pre>{html.escape(e['text'])}</pre>" for e in exs)
-            parts.append(f"<details><summary>{html.escape(phase)} · <b>{html.escape(rk)}</b> ({n:,} docs)</summary>{inner}</details>")
-    parts += [_html_table(by_title["Per source"]), img("keep_rates"), _html_table(by_title["Tokens per source"]),
-              img("tokens"), _html_table(by_title["Languages"]), img("languages"), img("lengths")]
+    """The self-contained page (``corpus/templates/corpus_report.html.j2`` on the core shell)."""
     errs = [(p.dirname, k, e) for p in rep.phases for k, e in p.input_errors.items()]
-    if errs:
-        parts.append("<h2>Failed inputs</h2><ul>" + "".join(f"<li>{html.escape(a)}/{html.escape(b)}: {html.escape(c[:300])}</li>"
-                                                           for a, b, c in errs) + "</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return render_template("corpus_report.html.j2", package="secfoundry.corpus",
+                           page=Page(f"corpus report: {rep.recipe or rep.run_dir}", "Corpus report"),
+                           overview=_overview(rep), warnings=rep.warnings, tables={t.title: t for t in tables},
+                           figures={f.name: f for f in figs}, examples=examples, errors=errs)
 
 
 def render_markdown(rep: RunReport, tables: list[Table], examples, figs: list[Figure]) -> str:
@@ -324,8 +222,8 @@ def render_markdown(rep: RunReport, tables: list[Table], examples, figs: list[Fi
     def img(name: str, title: str) -> list[str]:
         return [f"![{title}]({ASSETS}/{name}.png)", ""] if name in fig else []
 
-    lines += [_md_table(by_title["Stages"]), _md_table(by_title["Phases"]), *img("funnel", "documents per phase"),
-              _md_table(by_title["Steps"]), _md_table(by_title["Drop reasons"])]
+    lines += [md_table(by_title["Stages"]), md_table(by_title["Phases"]), *img("funnel", "documents per phase"),
+              md_table(by_title["Steps"]), md_table(by_title["Drop reasons"])]
     if examples:
         lines += ["## Drop examples", ""]
         for phase, rk, n, exs in examples:
@@ -336,9 +234,9 @@ def render_markdown(rep: RunReport, tables: list[Table], examples, figs: list[Fi
                 lines.append(f"- `{e['source']}` `{e['id']}`{url} — _{e['reason'][:200]}_: "
                              f"{e['text'].replace('|', '/').replace('`', chr(39))}")
             lines.append("")
-    lines += [_md_table(by_title["Per source"]), *img("keep_rates", "keep rate per source"),
-              _md_table(by_title["Tokens per source"]), *img("tokens", "tokens per source"),
-              _md_table(by_title["Languages"]), *img("languages", "languages"), *img("lengths", "document lengths")]
+    lines += [md_table(by_title["Per source"]), *img("keep_rates", "keep rate per source"),
+              md_table(by_title["Tokens per source"]), *img("tokens", "tokens per source"),
+              md_table(by_title["Languages"]), *img("languages", "languages"), *img("lengths", "document lengths")]
     return "\n".join(lines) + "\n"
 
 

@@ -225,19 +225,13 @@ def render_markdown(res: AuditResult) -> str:
 
 
 def render_html(res: AuditResult) -> str:
-    cols = res.filters
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["source", "docs", *cols])
-    rows = []
-    for s in sorted(res.n):
-        cells = "".join(
-            f"<td style='background:rgba(220,50,50,{min(res.rate(s, f) * 2, 0.8):.2f})'>{_pct(res.rate(s, f))}</td>"
-            for f in cols)
-        rows.append(f"<tr><td>{html.escape(s)}</td><td>{res.n[s]}</td>{cells}</tr>")
+    """The audit matrix as a page on the core report shell (cells shaded by drop rate)."""
+    from secfoundry.core.report import Page, render_html as render_template
+
+    rows = [(s, res.n[s], [(min(res.rate(s, f) * 2, 0.8), _pct(res.rate(s, f))) for f in res.filters])
+            for s in sorted(res.n)]
     dropped, total = res.high_value_rate()
-    summary = (f"<p><b>High-value sources, end to end: {dropped}/{total} dropped "
-               f"({100 * dropped / max(total, 1):.2f}%)</b></p>") if total else ""
-    return ("<!doctype html><meta charset='utf-8'><title>secfoundry filter audit</title>"
-            "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:3px 6px;font-size:12px}"
-            "table{border-collapse:collapse}</style><h1>Filter audit</h1>"
-            f"<p>{sum(res.n.values())} documents, {len(res.n)} sources, {res.seconds}s.</p>{summary}"
-            f"<table><tr>{head}</tr>{''.join(rows)}</table>")
+    return render_template("audit.html.j2", package="secfoundry.corpus",
+                           page=Page("secfoundry filter audit", "Filter audit"), columns=res.filters, rows=rows,
+                           docs=sum(res.n.values()), sources=len(res.n), seconds=res.seconds, hv_dropped=dropped,
+                           hv_total=total, hv_pct=f"{100 * dropped / max(total, 1):.2f}")
