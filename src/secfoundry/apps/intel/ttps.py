@@ -1,0 +1,214 @@
+"""extract-ttps: threat report -> ATT&CK techniques with evidence spans, groups and software.
+
+    from secfoundry.apps.intel.ttps import extract_ttps
+    result = extract_ttps("report.pdf")            # TTPResult (pydantic), see schemas_ttps
+    result.techniques[0].id, result.techniques[0].spans[0].text
+
+Evidence per sentence, combined:
+1. explicit ids (``T1059.001``), validated against the KB, revoked ones mapped to their replacement;
+2. technique names/aliases (lexical, weighted by how specific the name is);
+3. the sentence model (nearest ATT&CK procedure examples + TRAM, ``ttps_model``);
+4. optionally an LLM that confirms or rejects the candidates found by 1-3 (never adds ids).
+Sentences written as instructions to a model are dropped first (``ttps_guard``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from secfoundry.apps.intel import ttps_guard
+from secfoundry.apps.intel.reports import ReportText, Sentence, load_report, sentences
+from secfoundry.apps.intel.schemas_ttps import EntityHit, IgnoredSpan, Span, TechniqueHit, TTPResult
+from secfoundry.apps.intel.ttps_catalog import TECH_RE, AttackCatalog, catalog_for
+from secfoundry.apps.intel.ttps_lexicon import TechniqueNameMatcher
+from secfoundry.apps.intel.ttps_model import KNNConfig, TechniqueModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from secfoundry.kb.knowledge import KnowledgeBase
+
+EXPLICIT_CONF = 0.92
+MIN_WORDS = 4
+
+
+@dataclass
+class ExtractOptions:
+    min_confidence: float = 0.35
+    domain: str | None = None            # enterprise | mobile | ics
+    exclude_entities: tuple[str, ...] = ()  # withhold these entities' procedure examples (leakage control)
+    exclude_mentioned_software: bool = False  # ... and those of every software the text names (CTIBench-ATE)
+    max_spans: int = 5
+    llm: str | None = None
+    llm_weight: float = 0.4
+
+
+@dataclass
+class _Cand:
+    score: float = 0.0
+    kinds: set[str] = field(default_factory=set)
+    replaced: str | None = None
+
+
+class TTPExtractor:
+    """Holds the catalog, name matchers and the sentence model (load once, reuse)."""
+
+    def __init__(self, kb: "KnowledgeBase | None" = None, *, embedder: Any = None,
+                 extra: Iterable[tuple[str, str]] = (), use_procedures: bool = True, knn: KNNConfig | None = None):
+        from secfoundry.kb.knowledge import KnowledgeBase
+
+        self.kb = kb or KnowledgeBase.open()
+        self.catalog: AttackCatalog = catalog_for(self.kb)
+        self.names = TechniqueNameMatcher(self.catalog)
+        self.model = TechniqueModel(self.catalog, embedder if embedder is not None else self.kb.embedder,
+                                    extra=extra, use_procedures=use_procedures, config=knn)
+        self.entities = self.model.entities
+
+    # -- per sentence -------------------------------------------------------------------------------
+    def _sentence_candidates(self, s: Sentence, unknown: set[str]) -> tuple[dict[str, _Cand], str]:
+        cands: dict[str, _Cand] = {}
+        for m in TECH_RE.finditer(s.text):
+            raw = m.group(0)
+            cur = self.catalog.current(raw)
+            if cur is None:
+                unknown.add(raw)
+                continue
+            c = cands.setdefault(cur, _Cand())
+            c.score = max(c.score, EXPLICIT_CONF)
+            c.kinds.add("explicit-id")
+            if cur != raw:
+                c.replaced = raw
+        for m, strength in self.names.find(s.text):
+            c = cands.setdefault(m.id, _Cand())
+            c.score = max(c.score, strength)
+            c.kinds.add("name")
+        model_text = TECH_RE.sub(" ", self.entities.mask(s.text))
+        return cands, model_text
+
+    def extract(self, report: ReportText | str | Path, options: ExtractOptions | None = None) -> TTPResult:
+        opts = options or ExtractOptions()
+        if not isinstance(report, ReportText):
+            report = load_report(report) if isinstance(report, Path) or (
+                isinstance(report, str) and len(report) < 4096 and "\n" not in report and Path(report).is_file()
+            ) else load_report(text=str(report))
+        text = report.text
+        sents = sentences(text)
+        result = TTPResult(attack_version=self.catalog.version, source=report.source, format=report.format,
+                           text_chars=len(text), sentences=len(sents), warnings=list(report.warnings))
+        kept: list[Sentence] = []
+        for s in sents:
+            if ttps_guard.is_instruction(s.text):
+                result.ignored.append(IgnoredSpan(start=s.start, end=s.end, text=s.text,
+                                                  reason="reads as an instruction to a model, not threat behaviour"))
+            else:
+                kept.append(s)
+        # entities
+        ent_spans: dict[str, list[Span]] = {}
+        for s in kept:
+            for m in self.entities.find(s.text):
+                ent_spans.setdefault(m.id, []).append(Span(start=s.start + m.start, end=s.start + m.end, text=s.text))
+        exclude = set(opts.exclude_entities)
+        if opts.exclude_mentioned_software:
+            exclude |= {e for e in ent_spans if self.catalog.entities[e].type == "software"}
+        # candidates per sentence
+        unknown: set[str] = set()
+        per_sent: list[dict[str, _Cand]] = []
+        model_in: list[tuple[int, str]] = []
+        for i, s in enumerate(kept):
+            cands, mt = self._sentence_candidates(s, unknown)
+            per_sent.append(cands)
+            if len(re.findall(r"[A-Za-z]{2,}", mt)) >= MIN_WORDS:
+                model_in.append((i, mt))
+        scored, n_ex = self.model.score([t for _, t in model_in], exclude=exclude)
+        result.excluded_examples = n_ex
+        for (i, _), sc in zip(model_in, scored):
+            for tid, v in sc.scores.items():
+                c = per_sent[i].setdefault(tid, _Cand())
+                if c.kinds:  # lexical/explicit evidence and the model agree: both count
+                    c.score = 1 - (1 - c.score) * (1 - v)
+                else:
+                    c.score = v
+                c.kinds.add("model")
+        agg = self._aggregate(kept, per_sent, opts)
+        if opts.llm:
+            agg, result.llm = self._llm_confirm(agg, opts)
+        for tid, (conf, spans, kinds, replaced) in sorted(agg.items(), key=lambda kv: (-kv[1][0], kv[0])):
+            if conf < opts.min_confidence:
+                continue
+            t = self.catalog.techniques[tid]
+            result.techniques.append(TechniqueHit(id=tid, name=t.full_name, confidence=round(conf, 4),
+                                                  tactics=list(t.tactics), evidence=sorted(kinds),
+                                                  spans=spans[:opts.max_spans], replaced=replaced))
+        for eid, spans in sorted(ent_spans.items()):
+            e = self.catalog.entities[eid]
+            hit = EntityHit(id=eid, name=e.name, type=e.type, spans=spans[:opts.max_spans])
+            {"group": result.groups, "software": result.software}.get(e.type, result.campaigns).append(hit)
+        result.unknown_ids = sorted(unknown)
+        return result
+
+    def _aggregate(self, kept: list[Sentence], per_sent: list[dict[str, _Cand]], opts: ExtractOptions
+                   ) -> dict[str, tuple[float, list[Span], set[str], str | None]]:
+        """Per technique: document confidence (best sentence, raised by further supporting
+        sentences), spans best-first. A sub-technique found in a sentence stands for its parent
+        there; a parent is reported only when no child of it is."""
+        thr = opts.min_confidence
+        found: dict[str, list[tuple[float, Sentence, set[str], str | None]]] = {}
+        for s, cands in zip(kept, per_sent):
+            for tid, c in cands.items():
+                if not self.catalog.in_domain(tid, opts.domain) or tid not in self.catalog.techniques:
+                    continue
+                if "." not in tid and any(k.startswith(tid + ".") and v.score >= thr and v.score >= c.score * 0.8
+                                          for k, v in cands.items()):
+                    continue  # a confident child carries this evidence
+                if "." in tid and c.kinds == {"model"} and c.score < thr:
+                    continue
+                found.setdefault(tid, []).append((c.score, s, c.kinds, c.replaced))
+        out = {}
+        for tid, items in found.items():
+            items.sort(key=lambda x: (-x[0], x[1].start))
+            conf = items[0][0]
+            rest = 1.0
+            for sc, *_ in items[1:4]:
+                rest *= 1 - 0.35 * sc
+            conf = 1 - (1 - conf) * rest
+            spans = [Span(start=s.start, end=s.end, text=s.text, score=round(sc, 4))
+                     for sc, s, _, _ in items if sc >= thr * 0.5]
+            kinds = set().union(*(k for _, _, k, _ in items))
+            replaced = next((r for *_, r in items if r), None)
+            out[tid] = (min(conf, 0.99), spans, kinds, replaced)
+        # parents whose evidence is all in reported children are dropped
+        reported = {t for t, v in out.items() if v[0] >= thr}
+        for tid in list(out):
+            if "." not in tid and any(r.startswith(tid + ".") for r in reported) and "explicit-id" not in out[tid][2]:
+                child_best = max(out[r][0] for r in reported if r.startswith(tid + "."))
+                if out[tid][0] <= child_best + 0.15:
+                    del out[tid]
+        return out
+
+    def _llm_confirm(self, agg: dict, opts: ExtractOptions) -> tuple[dict, dict]:
+        from secfoundry.apps.intel.ttps_llm import confirm
+
+        return confirm(self.catalog, agg, opts)
+
+
+_EXTRACTORS: dict[tuple[str, str], TTPExtractor] = {}
+
+
+def get_extractor(kb: "KnowledgeBase | None" = None) -> TTPExtractor:
+    """A warm extractor per KB (the service and the eval backend call this per request)."""
+    from secfoundry.kb.knowledge import KnowledgeBase
+
+    kb = kb or KnowledgeBase.open()
+    key = (str(kb.paths.db), "default")
+    ex = _EXTRACTORS.get(key)
+    if ex is None:
+        ex = _EXTRACTORS[key] = TTPExtractor(kb)
+    return ex
+
+
+def extract_ttps(report: ReportText | str | Path, *, kb: "KnowledgeBase | None" = None,
+                 options: ExtractOptions | None = None, **kw: Any) -> TTPResult:
+    """Extract techniques from a report (path, text or ``ReportText``); ``kw`` sets ExtractOptions."""
+    opts = options or ExtractOptions(**kw)
+    return get_extractor(kb).extract(report, opts)

@@ -1,0 +1,154 @@
+"""The sentence-level technique model: nearest neighbours over ATT&CK procedure examples.
+
+Training data: every ATT&CK procedure example in the KB (~17.7k sentences, each a ``uses``
+relationship's text credited to its current technique), entity names masked ("the malware",
+"the group") so the model keys on behaviour, not names; plus optional extra labelled sentences
+(TRAM). Sentences are embedded with the KB's embedder (all-MiniLM-L6-v2; ``hashing`` in tests)
+and cached under ``SECFOUNDRY_HOME/cache/intel`` keyed by the texts and the embedder, so only the
+first run pays for embedding.
+
+A query sentence gets a score per technique from its k nearest examples (similarity-weighted
+votes, times the best similarity for that technique, so a sentence far from every example scores
+low). Parents collect their sub-techniques' votes: a sentence split between T1071.001 and
+T1071.004 is still confidently T1071.
+
+Leakage control: ``exclude`` drops examples whose owner (the group/software/campaign they
+describe) or whose text mentions one of the given entity ids — CTIBench-ATE items describe an
+ATT&CK software entry, whose own examples must not be looked up while scoring it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from secfoundry.apps.intel.ttps_catalog import AttackCatalog
+from secfoundry.apps.intel.ttps_lexicon import EntityMatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    text: str          # masked text the model sees
+    technique: str
+    owner: str = ""
+    mentions: frozenset[str] = frozenset()
+
+
+@dataclass
+class KNNConfig:
+    k: int = 12
+    min_sim: float = 0.45   # neighbours below this similarity do not vote
+    power: float = 4.0      # vote weight = sim ** power
+
+
+@dataclass
+class SentenceScores:
+    scores: dict[str, float] = field(default_factory=dict)       # technique id -> 0..1
+    neighbours: list[tuple[str, float, int]] = field(default_factory=list)  # (technique, sim, example index)
+
+
+def _cache_path(kind: str, key: str) -> Path:
+    from secfoundry.core.paths import cache_dir
+
+    return cache_dir("intel", kind) / f"{key}.npy"
+
+
+def embed_cached(embedder, texts: Sequence[str], kind: str = "ttps") -> np.ndarray:
+    """Unit vectors for ``texts``, cached on disk by (embedder, texts)."""
+    h = hashlib.blake2b(embedder.name.encode(), digest_size=16)
+    for t in texts:
+        h.update(t.encode("utf-8", "replace"))
+        h.update(b"\x00")
+    path = _cache_path(kind, h.hexdigest())
+    if path.exists():
+        arr = np.load(path)
+        if arr.shape[0] == len(texts):
+            return arr.astype(np.float32)
+    log.info("embedding %d training sentences with %s (cached afterwards)", len(texts), embedder.name)
+    vecs = [embedder.encode(list(texts[i:i + 512])) for i in range(0, len(texts), 512)]
+    arr = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, embedder.dim), np.float32)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, arr.astype(np.float16))
+    tmp.replace(path)
+    return arr
+
+
+class TechniqueModel:
+    def __init__(self, catalog: AttackCatalog, embedder, *, extra: Iterable[tuple[str, str]] = (),
+                 use_procedures: bool = True, config: KNNConfig | None = None):
+        self.catalog = catalog
+        self.embedder = embedder
+        self.config = config or KNNConfig()
+        self.entities = EntityMatcher(catalog)
+        examples: list[Example] = []
+        if use_procedures:
+            for p in catalog.procedures():
+                ms = self.entities.find(p.text)
+                examples.append(Example(self.entities.mask(p.text, ms), p.technique, p.owner,
+                                        frozenset(m.id for m in ms)))
+        for text, tid in extra:
+            cur = catalog.current(tid)
+            if cur:
+                ms = self.entities.find(text)
+                examples.append(Example(self.entities.mask(text, ms), cur, "", frozenset(m.id for m in ms)))
+        if not examples:
+            raise ValueError("no training examples: the KB has no ATT&CK procedure examples and none were given")
+        self.examples = examples
+        self.labels = sorted({e.technique for e in examples})
+        self._label_idx = {t: i for i, t in enumerate(self.labels)}
+        self.y = np.array([self._label_idx[e.technique] for e in examples], dtype=np.int32)
+        self.owners = np.array([e.owner for e in examples], dtype=object)
+        self.X = embed_cached(embedder, [e.text for e in examples])
+
+    def exclusion_mask(self, exclude: Iterable[str]) -> tuple[np.ndarray | None, int]:
+        """Boolean mask of examples to drop (owner or mention in ``exclude``) and how many."""
+        ex = set(exclude)
+        if not ex:
+            return None, 0
+        mask = np.array([e.owner in ex or bool(e.mentions & ex) for e in self.examples], dtype=bool)
+        return mask, int(mask.sum())
+
+    def score(self, texts: Sequence[str], *, exclude: Iterable[str] = (), vectors: np.ndarray | None = None
+              ) -> tuple[list[SentenceScores], int]:
+        """Scores per (already masked) sentence, and how many examples were excluded."""
+        if not texts:
+            return [], 0
+        Q = vectors if vectors is not None else self.embedder.encode(list(texts)).astype(np.float32)
+        sims = Q @ self.X.T
+        mask, n_ex = self.exclusion_mask(exclude)
+        if mask is not None:
+            sims[:, mask] = -1.0
+        cfg = self.config
+        k = min(cfg.k, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        out = []
+        for i in range(len(texts)):
+            idx = top[i][np.argsort(-sims[i, top[i]])]
+            votes: dict[str, float] = {}
+            best: dict[str, float] = {}
+            total = 0.0
+            neigh = []
+            for j in idx:
+                s = float(sims[i, j])
+                tid = self.labels[self.y[j]]
+                neigh.append((tid, s, int(j)))
+                if s < cfg.min_sim:
+                    continue
+                w = s ** cfg.power
+                total += w
+                for t in {tid, tid.split(".")[0]}:
+                    votes[t] = votes.get(t, 0.0) + w
+                    best[t] = max(best.get(t, 0.0), s)
+            scores = {}
+            if total > 0:
+                for t, v in votes.items():
+                    scores[t] = (v / total) * best[t]
+            out.append(SentenceScores(scores, neigh))
+        return out, n_ex
