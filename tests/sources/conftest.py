@@ -195,7 +195,7 @@ def http_server(tmp_path: Path):
 @pytest.fixture
 def fast_fetcher(tmp_path: Path):
     """A ``Fetcher`` that records its back-off sleeps instead of sleeping (fast retry tests)."""
-    from secfoundry.sources.http import Fetcher
+    from secfoundry.core.download import Fetcher
 
     sleeps: list[float] = []
     f = Fetcher(tmp_path / "dl", retries=3, backoff=0.01, sleep=sleeps.append, timeout=10.0)

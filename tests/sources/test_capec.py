@@ -10,7 +10,7 @@ import pytest
 
 from secfoundry.sources.base import Quarantine, Snapshot, registry
 from secfoundry.sources.capec import CapecSource, html_to_text
-from secfoundry.sources.http import Fetcher
+from secfoundry.core.download import Fetcher
 
 from .helpers import parse_mirror
 

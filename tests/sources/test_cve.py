@@ -11,7 +11,7 @@ import pytest
 
 from secfoundry.sources.base import Quarantine, Snapshot, registry
 from secfoundry.sources.cve import CveSource, best_cvss, cvss_entry, parse_cve_json5
-from secfoundry.sources.http import Fetcher
+from secfoundry.core.download import Fetcher
 
 from .helpers import parse_mirror
 

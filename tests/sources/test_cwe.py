@@ -12,7 +12,7 @@ import pytest
 
 from secfoundry.sources.base import Quarantine, Snapshot, registry
 from secfoundry.sources.cwe import CweSource
-from secfoundry.sources.http import Fetcher
+from secfoundry.core.download import Fetcher
 
 from .helpers import parse_mirror
 

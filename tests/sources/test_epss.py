@@ -10,7 +10,7 @@ import pytest
 
 from secfoundry.sources.base import Quarantine, Snapshot, registry
 from secfoundry.sources.epss import EpssSource, parse_comment
-from secfoundry.sources.http import Fetcher
+from secfoundry.core.download import Fetcher
 
 COMMENT = "#model_version:v2025.03.14,score_date:2025-08-25T12:55:00Z"
 

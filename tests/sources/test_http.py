@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from secfoundry.sources.http import (
+from secfoundry.core.download import (
     DEFAULT_USER_AGENT,
     ChecksumError,
     Fetcher,

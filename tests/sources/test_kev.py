@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from secfoundry.sources.base import Quarantine, Snapshot, registry
-from secfoundry.sources.http import Fetcher
+from secfoundry.core.download import Fetcher
 from secfoundry.sources.kev import KevSource
 
 from .helpers import parse_mirror

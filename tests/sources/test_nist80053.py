@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from secfoundry.sources.base import Quarantine, registry
-from secfoundry.sources.http import Fetcher
+from secfoundry.core.download import Fetcher
 from secfoundry.sources.nist80053 import NIST80053Source, canonical_id, control_record
 
 from .helpers import parse_mirror

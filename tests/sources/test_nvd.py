@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from secfoundry.sources.base import Quarantine, Snapshot, registry
-from secfoundry.sources.http import Fetcher, FetchError, KeyRule
+from secfoundry.core.download import Fetcher, FetchError, KeyRule
 from secfoundry.sources.nvd import NvdSource, nvd_time, parse_nvd_cve, rate_interval, windows
 
 UTC = timezone.utc

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from secfoundry.sources.base import Quarantine, Snapshot, registry
-from secfoundry.sources.http import Fetcher, KeyRule
+from secfoundry.core.download import Fetcher, KeyRule
 from secfoundry.sources.osv import (
     OSVSource,
     advisory_from_json,

@@ -174,7 +174,7 @@ def test_live_pinned_ref_and_sha256(http_server, fast_fetcher, monkeypatch, tmp_
     import hashlib
 
     from secfoundry.sources._archives import at_ref
-    from secfoundry.sources.http import ChecksumError
+    from secfoundry.core.download import ChecksumError
 
     monkeypatch.setenv("SECFOUNDRY_HOME", str(tmp_path / "home"))
     data = make_tgz(tmp_path / "m.tar.gz", {"sigma-abc123/rules/a/good.yml": RULE}).read_bytes()

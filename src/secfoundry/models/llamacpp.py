@@ -15,7 +15,6 @@ tokenized separately, and trailing spaces of a context move to its continuation.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -104,11 +103,9 @@ class LlamaCppModel(LanguageModel):
 
     def describe(self) -> dict[str, Any]:
         if self._sha256 is None:
-            h = hashlib.sha256()
-            with open(self.path, "rb") as f:
-                while block := f.read(1 << 20):
-                    h.update(block)
-            self._sha256 = h.hexdigest()
+            from secfoundry.core.hashing import sha256_file
+
+            self._sha256 = sha256_file(self.path)
         return {"spec": self.spec, "backend": "llamacpp", "model_path": str(self.path),
                 "weights_sha256": {self.path.name: self._sha256}, "n_ctx": self.n_ctx, "threads": self.threads,
                 "llama_cpp_python_version": self._llama_cpp_version, "repack": self.repack,

@@ -8,5 +8,5 @@ import pkgutil
 
 def load_all() -> None:
     for mod in pkgutil.iter_modules(__path__):
-        if mod.name not in {"base", "http"} and not mod.name.startswith("_"):
+        if mod.name != "base" and not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")

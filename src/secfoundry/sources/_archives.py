@@ -25,6 +25,7 @@ import yaml
 
 from secfoundry.sources.base import Quarantine, Remote, decode_text, load_json
 from secfoundry.core.errors import InputError
+from secfoundry.core.hashing import update_from_file
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def content_version(files: Iterable[Path]) -> str:
     h = hashlib.sha256()
     for p in sorted(Path(f) for f in files):
         h.update(p.name.encode())
-        h.update(p.read_bytes())
+        update_from_file(h, p)
     return "sha256:" + h.hexdigest()[:12]
 
 

@@ -141,7 +141,7 @@ def mirror_files(mirror: Path, folder: str, patterns: Sequence[str]) -> list[Pat
 
 def download_remotes(name: str, remotes: Sequence[Remote], fetcher: Any = None) -> list[Path]:
     """Download ``remotes`` into ``source_cache(name)`` (conditional, pinned); returns the paths."""
-    from secfoundry.sources.http import Fetcher
+    from secfoundry.core.download import Fetcher
 
     own = fetcher is None
     fetcher = fetcher or Fetcher()

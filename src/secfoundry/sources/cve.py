@@ -256,7 +256,7 @@ class CveSource(Source):
                 files = []
             return Snapshot(self.name, [*dirs, *files], version=_peek_version([*dirs, *files]),
                             origin=f"mirror:{base}")
-        from secfoundry.sources.http import Fetcher
+        from secfoundry.core.download import Fetcher
 
         own = fetcher is None
         fetcher = fetcher or Fetcher()

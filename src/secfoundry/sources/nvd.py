@@ -104,7 +104,7 @@ class NvdSource(Source):
         if mirror is not None:
             files = mirror_files(Path(mirror), "nvd", ["*.json", "*.json.gz"])
             return Snapshot(self.name, files, version=_peek_version(files), origin=f"mirror:{files[0].parent}")
-        from secfoundry.sources.http import Fetcher
+        from secfoundry.core.download import Fetcher
 
         own = fetcher is None
         fetcher = fetcher or Fetcher()

@@ -353,7 +353,7 @@ class OSVSource(Source):
             remotes=self.remotes, fetcher=fetcher)
         if mirror is None and os.environ.get("GITHUB_TOKEN"):
             # Unauthenticated, the API allows 60 requests an hour: too few to page ~200 pages.
-            from secfoundry.sources.http import Fetcher
+            from secfoundry.core.download import Fetcher
 
             own = fetcher is None
             f = fetcher or Fetcher()

@@ -1,4 +1,6 @@
-"""Polite HTTP for connectors: retries with backoff, rate limits, conditional downloads.
+"""The one pinned downloader: retries with backoff, rate limits, conditional downloads.
+
+Connectors (``sources``) and benchmark data (``eval.data``) both download through it.
 
 ``Fetcher`` wraps one ``httpx.Client``. What it adds over httpx, and why each connector needs it:
 
@@ -87,14 +89,6 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 def _meta_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".meta.json")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Fetcher:
