@@ -27,7 +27,7 @@ COUNTS = {
 
 def test_registry_names():
     assert set(COUNTS) | {"cybermetric-2000", "cybermetric-10000", "mmlu", "secbench-mcq-eng-595",
-                          "secbench-mcq-eng-reasoning", "secbench-mcq-eng-dedup"} == set(list_tasks())
+                          "secbench-mcq-eng-reasoning", "secbench-mcq-eng-dedup", "secbench-saq"} == set(list_tasks())
     assert parse_spec("mmlu:subjects=a|b;split=dev") == ("mmlu", {"subjects": ["a", "b"], "split": "dev"})
     with pytest.raises(KeyError):
         get_task("nope")

@@ -25,7 +25,7 @@ from secfoundry.eval.task import Item, Parsed, Request, Response
 
 SAMPLES = "samples.jsonl"
 PREFIXES = "prefixes.jsonl"
-RUN_FILES = (SAMPLES, "results.json", PREFIXES)  # what --fresh discards
+RUN_FILES = (SAMPLES, "results.json", PREFIXES, "judgements.jsonl")  # what --fresh discards
 
 SampleKey = tuple[str, int, str, str]  # benchmark, trial, item id, variant
 
@@ -147,6 +147,9 @@ def sample_record(name: str, trial: int, item: Item, req: Request, resp: Respons
         rec["request_meta"] = req.meta
     rec.update({"answer": parsed.answer, "lenient": parsed.lenient, "valid": parsed.valid, "gold": item.gold,
                 "correct": correct})
+    judged = {k: v for k, v in parsed.meta.items() if k.startswith("judge")}
+    if judged:  # an LLM judge graded this answer: its prompt, raw output and score (eval/judge.py)
+        rec["judge"] = judged
     return rec
 
 

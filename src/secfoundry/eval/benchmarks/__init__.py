@@ -53,4 +53,4 @@ def list_tasks() -> list[str]:
 
 def _load_all() -> None:
     # Imported lazily so that importing the registry stays cheap and cycle-free.
-    from secfoundry.eval.benchmarks import ctibench, cybermetric, mmlu, secbench, seceval  # noqa: F401
+    from secfoundry.eval.benchmarks import ctibench, cybermetric, mmlu, secbench, secbench_saq, seceval  # noqa: F401
