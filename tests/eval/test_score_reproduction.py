@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from secfoundry.cli import app
-from secfoundry.eval.cli_score import read_predictions, score_predictions
+from secfoundry.eval.external import read_predictions, score_predictions
 
 # (benchmark, responses file, column, score as printed in the paper, correct+plausible for TAA)
 PAPER = [

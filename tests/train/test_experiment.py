@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import json
 
-from secfoundry.experiment import heldout_perplexities, render_markdown, verdicts
+from secfoundry.experiment.replicate import heldout_perplexities
+from secfoundry.experiment.report import render_markdown, verdicts
 
 from .conftest import make_shards
 
@@ -42,7 +43,7 @@ def test_rotation_check_decides_the_ctibench_verdict():
 
 def test_replicate_runs_the_rotation_check_with_the_same_prompts(tmp_path, monkeypatch):
     import secfoundry.eval.runner as runner
-    from secfoundry.experiment import ReplicateConfig, _rotation_check
+    from secfoundry.experiment.replicate import ReplicateConfig, _rotation_check
 
     seen = []
 
@@ -93,7 +94,7 @@ def test_heldout_perplexities_split_security_general(tmp_path):
 def test_general_heldout_skips_what_the_corpus_used(tmp_path, tiny_llama_dir, monkeypatch):
     import secfoundry.corpus.prepare.pack as pack
     from secfoundry.corpus.prepare.shards import Manifest
-    from secfoundry.experiment import general_heldout
+    from secfoundry.experiment.replicate import general_heldout
 
     gdir = tmp_path / "general"
     gdir.mkdir()
@@ -109,7 +110,7 @@ def test_general_heldout_skips_what_the_corpus_used(tmp_path, tiny_llama_dir, mo
 def test_eval_uses_an_absolute_model_path(tmp_path, monkeypatch):
     """A relative --out (the default, runs/replicate) must still give a valid model spec."""
     import secfoundry.eval.runner as runner
-    from secfoundry.experiment import ReplicateConfig, _eval
+    from secfoundry.experiment.replicate import ReplicateConfig, _eval
 
     seen = {}
 
@@ -129,7 +130,7 @@ def test_eval_uses_an_absolute_model_path(tmp_path, monkeypatch):
 def test_lever_runs_reuse_the_reference_base_results(tmp_path):
     import pytest
 
-    from secfoundry.experiment import ReplicateConfig, _copy_base_results, replicate
+    from secfoundry.experiment.replicate import ReplicateConfig, _copy_base_results, replicate
 
     ref, out = tmp_path / "ref", tmp_path / "lever"
     (ref / "eval-base").mkdir(parents=True)
@@ -151,7 +152,7 @@ def test_lever_runs_reuse_the_reference_base_results(tmp_path):
 
 
 def test_option_scoring_rows_use_a_paired_comparison():
-    from secfoundry.experiment import paired_delta
+    from secfoundry.experiment.report import paired_delta
 
     base = {str(i): [i % 4 == 0, i % 2 == 0] for i in range(400)}   # 25% / 50%
     cpt = {str(i): [i % 4 == 0, i % 2 == 0 or i % 5 == 1] for i in range(400)}  # acc_norm +10 points
@@ -168,7 +169,7 @@ def test_option_scoring_rows_use_a_paired_comparison():
 
 def test_option_scoring_reads_per_item_picks(tmp_path, monkeypatch):
     import secfoundry.eval.runner as runner
-    from secfoundry.experiment import ReplicateConfig, _option_scoring
+    from secfoundry.experiment.replicate import ReplicateConfig, _option_scoring
 
     out = tmp_path / "o"
 

@@ -1,7 +1,10 @@
 """The ``secfoundry`` command: one sub-command group per stage.
 
-Stage modules keep heavy imports (torch, ray, transformers) inside their commands so that
-``secfoundry --help`` stays fast.
+One module per group in this package (``cli/<group>.py``), each a ``typer.Typer`` mounted
+here; commands parse options and call library functions, and keep heavy imports (torch, ray,
+transformers) inside the command so that ``secfoundry --help`` stays fast. Nothing registers
+commands as an import side effect. Config-driven commands bind their typed config dataclass
+(``cli/_config.py``): the same fields load from YAML.
 """
 
 from __future__ import annotations
@@ -10,15 +13,19 @@ import typer
 
 from secfoundry import __version__
 from secfoundry.corpus.cli import app as corpus_app
-from secfoundry.eval.cli import app as eval_app
-from secfoundry.experiment_cli import app as experiment_app
+from secfoundry.cli.eval import app as eval_app
+from secfoundry.cli.experiment import app as experiment_app
 from secfoundry.kb.cli import app as kb_app
-from secfoundry.models.cli import app as models_app
-from secfoundry.train.cli import app as train_app
+from secfoundry.cli.models import app as models_app
+from secfoundry.cli.train import app as train_app
 from secfoundry.cli.intel import app as intel_app
 from secfoundry.cli.review import app as review_app
 from secfoundry.cli.serve import app as serve_app
 from secfoundry.cli.soc import app as soc_app
+from secfoundry.models.registry import register_lazy_backend
+
+# applications scored as models: `--model system:map-cwe` (issue #12; models never imports apps)
+register_lazy_backend("system", "secfoundry.apps.intel.system")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Build, train and measure security LLMs end to end.")

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from secfoundry.core.typed_config import apply_override, build, read_yaml  # noqa: F401 (apply_override: API)
 
 
 @dataclass
@@ -88,14 +87,11 @@ class TrainConfig:
     # ---- loading -----------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return _build(cls, d, "config")
+        return build(cls, d, "config")
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "TrainConfig":
-        d = yaml.safe_load(Path(path).read_text()) or {}
-        for ov in overrides or []:
-            apply_override(d, ov)
-        return cls.from_dict(d)
+        return cls.from_dict(read_yaml(path, overrides))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,50 +99,6 @@ class TrainConfig:
     @property
     def tokens_per_step(self) -> int:
         return self.micro_batch_size * self.grad_accum * (self.data.seq_len or 0)
-
-
-def apply_override(d: dict[str, Any], override: str) -> None:
-    """Apply ``a.b=value`` (value parsed as YAML) to a nested dict in place."""
-    if "=" not in override:
-        raise ValueError(f"override {override!r} must look like key.sub=value")
-    key, raw = override.split("=", 1)
-    parts = key.strip().split(".")
-    cur = d
-    for p in parts[:-1]:
-        cur = cur.setdefault(p, {})
-    cur[parts[-1]] = yaml.safe_load(raw)
-
-
-def _build(cls, d: dict[str, Any], where: str):
-    if not isinstance(d, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    unknown = set(d) - set(fields)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
-    kwargs = {}
-    for name, val in d.items():
-        f = fields[name]
-        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
-        if sub is not None and dataclasses.is_dataclass(sub) and isinstance(val, dict):
-            kwargs[name] = _build(sub, val, f"{where}.{name}")
-        else:
-            kwargs[name] = _coerce(val, hints.get(name), f"{where}.{name}")
-    return cls(**kwargs)
-
-
-def _coerce(val: Any, hint: Any, where: str) -> Any:
-    """YAML 1.1 reads ``2e-5`` as a string; coerce scalars to the field's declared type."""
-    if isinstance(val, str) and hint in (float, int, float | None, int | None):
-        base = float if hint in (float, float | None) else int
-        try:
-            return base(float(val)) if base is int else base(val)
-        except ValueError:
-            raise ValueError(f"{where}: expected a number, got {val!r}") from None
-    if hint is float and isinstance(val, int) and not isinstance(val, bool):
-        return float(val)
-    return val
 
 
 def dumps(cfg: TrainConfig) -> str:

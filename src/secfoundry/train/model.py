@@ -121,3 +121,23 @@ def export_hf(model: torch.nn.Module, tokenizer, out: Path, dtype: torch.dtype =
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     return out
+
+
+def export_checkpoint(checkpoint: Path, out: Path, dtype: str = "bfloat16") -> Path:
+    """A training checkpoint (``out_dir/checkpoints/step-N``) as an HF model directory
+    (safetensors + tokenizer when the base model has one)."""
+    import json
+
+    from safetensors.torch import load_model as load_weights
+
+    from secfoundry.train.config import TrainConfig
+
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    cfg = TrainConfig.from_dict(state["config"])
+    model = load_model(cfg.model)
+    load_weights(model, str(Path(checkpoint) / "model.safetensors"), strict=False)
+    try:
+        tok = load_tokenizer(cfg.model)
+    except Exception:  # noqa: BLE001 - a scratch model may have no tokenizer: export the weights alone
+        tok = None
+    return export_hf(model, tok, Path(out), dtype=getattr(torch, dtype))

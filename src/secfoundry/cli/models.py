@@ -1,4 +1,5 @@
-"""`secfoundry models` commands: convert the embedded default, inspect, generate, score."""
+"""``secfoundry models``: convert the embedded default, inspect, generate, score (thin: the work is
+in ``secfoundry.models``)."""
 
 from __future__ import annotations
 

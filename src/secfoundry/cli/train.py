@@ -1,4 +1,5 @@
-"""`secfoundry train` commands."""
+"""``secfoundry train``: continued pretraining from a recipe, checkpoint export (thin: the work is
+in ``secfoundry.train``)."""
 
 from __future__ import annotations
 
@@ -48,21 +49,6 @@ def export_cmd(
     dtype: str = typer.Option("bfloat16", help="bfloat16 | float16 | float32"),
 ) -> None:
     """Export a training checkpoint as an HF model directory (safetensors + tokenizer)."""
-    import json
+    from secfoundry.train.model import export_checkpoint
 
-    import torch
-    from safetensors.torch import load_model
-
-    from secfoundry.train.config import TrainConfig
-    from secfoundry.train.model import export_hf, load_model as build_model, load_tokenizer
-
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
-    cfg = TrainConfig.from_dict(state["config"])
-    model = build_model(cfg.model)
-    load_model(model, str(checkpoint / "model.safetensors"), strict=False)
-    try:
-        tok = load_tokenizer(cfg.model)
-    except Exception:
-        tok = None
-    path = export_hf(model, tok, out, dtype=getattr(torch, dtype))
-    typer.echo(str(path))
+    typer.echo(str(export_checkpoint(checkpoint, out, dtype)))

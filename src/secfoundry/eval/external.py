@@ -1,21 +1,16 @@
-"""`secfoundry eval score`: score answers someone else produced (registered on ``eval.cli.app``).
+"""Scoring answers someone else produced (``secfoundry eval score``).
 
 The predictions file has one answer per row, in benchmark order, in a named column (TSV, CSV
 or JSONL). By default the cells are *extracted* answers (a letter, a CWE id, a CVSS vector, an
 actor name), scored with the benchmark's rules for such answers (CTIBench: its authors'
-evaluation notebook); ``--raw`` treats them as full model outputs and applies the protocol's
+evaluation notebook); ``raw=True`` treats them as full model outputs and applies the protocol's
 answer extraction first. Empty or unparseable cells count as invalid answers.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Optional
-
-import typer
-
-from secfoundry.eval.cli import app
+from typing import Any
 
 
 def read_predictions(path: Path, column: str) -> list[str]:
@@ -70,47 +65,3 @@ def score_predictions(benchmark: str, cells: list[str], *, protocol: str = "offi
             parsed.append(task.parse_prediction(it, cell, proto))
     out = task.score([it for it, _ in pairs], parsed, proto)
     return {"benchmark": task.name, "protocol": protocol, "headline": task.headline, **out}
-
-
-@app.command("score")
-def score_cmd(
-    benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name, e.g. ctibench-mcq."),
-    predictions: Path = typer.Option(..., "--predictions", "-p",
-                                     help="TSV/CSV (header row) or JSONL: one answer per item, benchmark order."),
-    column: str = typer.Option(..., "--column", "-c", help="Column (or JSONL field) holding the answers."),
-    protocol: str = typer.Option("official", "--protocol", help="official | faith"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir",
-                                            help="Local benchmark copy (default SECFOUNDRY_DATA or ../shared/data/benchmarks)."),
-    raw: bool = typer.Option(False, "--raw", help="Cells are full model outputs: extract the answer first."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-) -> None:
-    """Score answers produced elsewhere (e.g. the CTIBench authors' published responses)."""
-    from rich.console import Console
-
-    from secfoundry.core.errors import InputError
-    from secfoundry.eval.data import DataUnavailable
-
-    if protocol not in ("official", "faith"):
-        raise typer.BadParameter("must be official or faith", param_hint="--protocol")
-    console = Console(stderr=True, soft_wrap=True)  # paths in errors must stay whole (greppable)
-    try:
-        cells = read_predictions(predictions, column)
-        result = score_predictions(benchmark, cells, protocol=protocol, data_dir=data_dir, raw=raw,
-                                   source=str(predictions))
-    except (InputError, DataUnavailable, KeyError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
-    result = {"predictions": str(predictions), "column": column, **result}
-    if as_json:
-        typer.echo(json.dumps(result))
-        return
-    from rich.table import Table
-
-    t = Table(title=f"{result['benchmark']} · {column} · {protocol}")
-    t.add_column("metric")
-    t.add_column("value", justify="right")
-    for k, v in result.items():
-        if k in ("predictions", "column", "benchmark", "protocol"):
-            continue
-        t.add_row(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v))
-    Console().print(t)
