@@ -54,6 +54,9 @@ class RunConfig:
     model_options: dict[str, Any] = field(default_factory=dict)  # more load_model options (batch_size...)
 
     def __post_init__(self) -> None:
+        # --threads/--dtype are load_model options: folded in once, so model_options is the one place
+        self.model_options = {k: v for k, v in (("threads", self.threads), ("dtype", self.dtype))
+                              if v is not None} | dict(self.model_options)
         if self.protocol not in ("official", "faith"):
             raise ValueError(f"protocol must be official or faith, not {self.protocol!r}")
         if self.mode not in ("generate", "logprob"):
@@ -75,8 +78,8 @@ class RunConfig:
         return build(cls, read_yaml(path, overrides), str(path))
 
     def load_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``load_model`` (None values are ignored there)."""
-        return {"threads": self.threads, "dtype": self.dtype} | self.model_options
+        """Keyword arguments for ``load_model``."""
+        return dict(self.model_options)
 
     def identity(self) -> dict[str, Any]:
         """The fields that must agree for a directory to be resumed."""
