@@ -16,26 +16,41 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_shared(*parts: str) -> Path:
+    """``../shared/data/<parts>``. When it is missing the test is skipped on a developer machine,
+    but under ``CI=true`` it FAILS: a CI run without the data must not pass by skipping.
+    Every test that reads the real data goes through here (fixtures below)."""
+    p = SHARED.joinpath(*parts)
+    if p.exists():
+        return p
+    msg = f"{p} is missing: this test reads the real data in ../shared/data"
+    if in_ci():
+        pytest.fail(msg + " (CI=true: failing instead of skipping)", pytrace=False)
+    pytest.skip(msg)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip("../shared/data is not present")
-    return SHARED
+    return require_shared()
 
 
 @pytest.fixture(scope="session")
 def bench_dir(shared_data: Path) -> Path:
-    return shared_data / "benchmarks"
+    return require_shared("benchmarks")
 
 
 @pytest.fixture(scope="session")
 def mirror(shared_data: Path) -> Path:
-    return shared_data / "mirror"
+    return require_shared("mirror")
 
 
 @pytest.fixture(scope="session")
 def datasets_dir(shared_data: Path) -> Path:
-    return shared_data / "datasets"
+    return require_shared("datasets")
 
 
 @pytest.fixture(scope="session")
