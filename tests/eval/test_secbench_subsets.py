@@ -155,3 +155,13 @@ def test_bad_rows_name_the_row(tmp_path: Path):
     with pytest.raises(InputError) as e:
         get_task("secbench-mcq-eng").load(d)
     assert "row 2" in str(e.value) and "label" in str(e.value)
+
+
+def test_variants_run_only_by_name(data: Path):
+    from secfoundry.eval.plan import resolve_benchmarks
+
+    fam, _ = resolve_benchmarks(["secbench"], data)
+    assert fam == ["secbench-mcq", "secbench-mcq-eng", "secbench-mcq-eng-reasoning", "secbench-saq"]
+    quick, _ = resolve_benchmarks(["quickstart"], data)
+    assert "secbench-mcq-eng-595" not in quick and "secbench-mcq-eng-dedup" not in quick
+    assert resolve_benchmarks(["secbench-mcq-eng-595"], data)[0] == ["secbench-mcq-eng-595"]

@@ -52,16 +52,18 @@ def resolve_benchmarks(names: Sequence[str], data_dir: Path | None) -> tuple[lis
             continue
         if name == "quickstart":
             quick = True
-            chosen = [n for n in all_names if task_available_locally(reg.get_task(n), data_dir)]
+            chosen = [n for n in all_names if task_available_locally(reg.get_task(n), data_dir)
+                      and not getattr(reg.get_task(n), "variant_of", "")]
             if not chosen:
                 raise InputError(f"no benchmark data found under {data_dir} for the quickstart group",
                                  file=str(data_dir))
         elif name == "all":
-            chosen = all_names
+            chosen = [n for n in all_names if not getattr(reg.get_task(n), "variant_of", "")]
         elif name in all_names:
             chosen = [name]
         else:
-            chosen = [n for n in all_names if reg.get_task(n).family == name]
+            chosen = [n for n in all_names if reg.get_task(n).family == name
+                      and not getattr(reg.get_task(n), "variant_of", "")]  # variants only by name
             if not chosen:
                 raise InputError(f"unknown benchmark {name!r}; known: {', '.join(all_names)} "
                                  f"(groups: {', '.join(GROUPS)})", field="--benchmark")

@@ -18,7 +18,8 @@ Subsets (each count is checked by ``tests/eval/test_secbench_subsets.py`` agains
 | ``secbench-mcq-eng-reasoning`` | FAITH's ``secbench-mcqa-eng-reasoning``: 43 fixed rows, the English logical-reasoning (ability 逻辑推理) rows that pass the 595 filters | 43 |
 | ``secbench-mcq-eng-dedup`` | earlier secfoundry subset: English, no CJK character or CJK punctuation/full-width form in the question, one label among A-D with four options, then question+options duplicates (case/space-insensitive) dropped | 581 |
 
-FAITH strips the question and the label; so does every subset here.
+FAITH strips the question and the label; so does every subset here. The two variants (-595,
+-dedup) run only when named: the ``quickstart``, ``all`` and ``secbench`` groups leave them out.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class _SecBenchEnglish(SecBenchMCQ):
 class SecBenchMCQEng595(_SecBenchEnglish):
     name = "secbench-mcq-eng-595"
     title = "SecBench MCQ (English, FAITH's published filter, 595)"
+    variant_of = "secbench-mcq-eng"  # run by name only, not by the quickstart/all/family groups
 
     def select(self, items: list[Item]) -> list[Item]:
         return [it for it in items if faith_eligible(it)]
@@ -163,6 +165,7 @@ class SecBenchMCQEngReasoning(_SecBenchEnglish):
 class SecBenchMCQEngDedup(_SecBenchEnglish):
     name = "secbench-mcq-eng-dedup"
     title = "SecBench MCQ (English, deduplicated)"
+    variant_of = "secbench-mcq-eng"
 
     def select(self, items: list[Item]) -> list[Item]:
         seen: set[tuple[str, ...]] = set()
