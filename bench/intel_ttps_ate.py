@@ -43,7 +43,7 @@ def main() -> int:
     for it in items:
         sid = re.search(r"/software/(S\d{4})", it.meta.get("url", ""))
         kw = {} if a.min_confidence is None else {"min_confidence": a.min_confidence}
-        opts = ExtractOptions(domain="enterprise", exclude_entities=(sid.group(1),) if sid else (),
+        opts = ExtractOptions(domain=(it.meta.get("Platform") or "enterprise").lower(), exclude_entities=(sid.group(1),) if sid else (),
                               exclude_mentioned_software=True, llm=a.llm, **kw)
         res = ex.extract(it.question, opts)
         answer = ", ".join(t.id for t in res.techniques)

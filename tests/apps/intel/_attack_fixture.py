@@ -261,5 +261,7 @@ def build_kb(tmp: Path):
 
     mirror = write_mirror(tmp / "mirror")
     kb = KnowledgeBase.open(tmp / "kb", embedder="hashing")
-    kb.sync(mirror=mirror, sources=["attack", "kev", "sigma", "atomic"], dense=False)
+    rep = kb.sync(mirror=mirror, sources=["attack", "kev", "sigma", "atomic"], dense=False)
+    bad = [f"{r.name}: {r.status} {r.error}" for r in rep.results if r.status not in ("synced", "unchanged")]
+    assert not bad, f"fixture KB did not sync: {bad}"
     return kb

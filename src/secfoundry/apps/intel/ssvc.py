@@ -41,8 +41,9 @@ _TREE: dict[tuple[str, str, str], tuple[str, str, str]] = {
 _MWI = {"low": 0, "medium": 1, "high": 2}
 DECISION_RANK = {"Act": 3, "Attend": 2, "Track*": 1, "Track": 0}
 
-_POC_TEXT = re.compile(r"(?i)\b(?:proof[- ]of[- ]concept|poc\b|public(?:ly)? (?:available )?exploit|exploit "
-                       r"(?:code|is publicly|has been published)|metasploit|exploit-?db)")
+_POC_TEXT = re.compile(r"(?i)disclosed to the public|exploit (?:has been|was|is) (?:made )?(?:publicly|public)|"
+                       r"publicly available exploit|public exploit|proof[- ]of[- ]concept|\bpoc\b|"
+                       r"exploit(?:ation)? code|metasploit|exploit-?db")
 _TOTAL_TEXT = re.compile(r"(?i)\b(?:execute arbitrary (?:code|commands?)|remote code execution|arbitrary code "
                          r"execution|command injection|take (?:full )?control|full control|gain root|root "
                          r"privileges|complete (?:control|compromise)|os command)")

@@ -59,8 +59,57 @@ class Match:
     surface: str
 
 
-def _alternation(words: list[str]) -> str:
-    return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
+_WORD = re.compile(r"\w+")
+
+
+class PhraseIndex:
+    """Find many fixed phrases in text in one pass over its word tokens (a regex alternation of
+    thousands of names is quadratic in practice). A phrase matches when its word tokens appear
+    in sequence and the exact surface (punctuation included) is in the text at that place, not
+    glued to a neighbouring word, dot or hyphen."""
+
+    def __init__(self, phrases: dict[str, object], *, case_sensitive: bool, allow_extension: bool = False):
+        self.cs = case_sensitive
+        self.allow_extension = allow_extension  # "rundll32.exe" counts as "Rundll32"
+        self.first: dict[str, list[tuple[int, str, object]]] = {}
+        for phrase, payload in phrases.items():
+            toks = _WORD.findall(phrase if self.cs else phrase.lower())
+            if toks:
+                self.first.setdefault(toks[0], []).append((len(toks), phrase if self.cs else phrase.lower(), payload))
+        for v in self.first.values():
+            v.sort(key=lambda x: -len(x[1]))  # longest phrase first
+
+    def find(self, text: str) -> list[tuple[int, int, str, object]]:
+        hay = text if self.cs else text.lower()
+        if len(hay) != len(text):  # a few characters lower-case to two; keep offsets aligned
+            hay = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        toks = [(m.start(), m.end(), m.group(0)) for m in _WORD.finditer(hay)]
+        out = []
+        i = 0
+        while i < len(toks):
+            cands = self.first.get(toks[i][2])
+            hit = None
+            if cands:
+                start = toks[i][0]
+                for ntok, phrase, payload in cands:
+                    end = start + len(phrase)
+                    if hay[start:end] != phrase or i + ntok > len(toks) or toks[i + ntok - 1][1] != end:
+                        continue
+                    before = hay[start - 1] if start else " "
+                    after = hay[end] if end < len(hay) else " "
+                    if before in ".-" and start > 1 and hay[start - 2].isalnum():
+                        continue
+                    if after == "-" or (after == "." and end + 1 < len(hay) and hay[end + 1].isalnum()
+                                        and not (self.allow_extension and hay[end + 1:end + 4] == "exe")):
+                        continue
+                    hit = (start, end, text[start:end], payload, ntok)
+                    break
+            if hit:
+                out.append(hit[:4])
+                i += hit[4]
+            else:
+                i += 1
+        return out
 
 
 class EntityMatcher:
@@ -82,20 +131,18 @@ class EntityMatcher:
             forms.setdefault(s, set()).add(eid)
         self.forms = forms
         self.lower_tools = lower_tools
-        self._re = re.compile(r"(?<![\w.-])(" + _alternation(list(forms)) + r")(?![\w-])") if forms else None
-        self._tool_re = re.compile(r"(?i)(?<![\w.-])(" + _alternation(list(lower_tools)) + r")\.exe\b|`(" +
-                                   _alternation(list(lower_tools)) + r")\b") if lower_tools else None
+        self._index = PhraseIndex(forms, case_sensitive=True)
+        self._tool_re = re.compile(r"(?i)(?<![\w.-])(\w+)\.exe\b|`(\w+)\b") if lower_tools else None
 
     def find(self, text: str) -> list[Match]:
         out: list[Match] = []
-        if self._re is not None:
-            for m in self._re.finditer(text):
-                for eid in sorted(self.forms[m.group(1)]):
-                    out.append(Match(m.start(1), m.end(1), eid, m.group(1)))
-        if self._tool_re is not None:
+        for start, end, surface, ids in self._index.find(text):
+            for eid in sorted(ids):
+                out.append(Match(start, end, eid, surface))
+        if self._tool_re is not None and (".exe" in text.lower() or "`" in text):
             for m in self._tool_re.finditer(text):
                 g = 1 if m.group(1) else 2
-                for eid in sorted(self.lower_tools[m.group(g).lower()]):
+                for eid in sorted(self.lower_tools.get(m.group(g).lower(), ())):
                     out.append(Match(m.start(g), m.end(g), eid, m.group(g)))
         return out
 
@@ -129,7 +176,7 @@ class TechniqueNameMatcher:
                 if len(n) >= 3:
                     by_name.setdefault(n.lower(), set()).add(t.id)
         self.by_name = by_name
-        self._re = re.compile(r"(?i)(?<![\w-])(" + _alternation(list(by_name)) + r")(?![\w-])")
+        self._index = PhraseIndex({n: n for n in by_name}, case_sensitive=False, allow_extension=True)
 
     @staticmethod
     def strength(name: str) -> float:
@@ -146,13 +193,12 @@ class TechniqueNameMatcher:
 
     def find(self, text: str) -> list[tuple[Match, float]]:
         out = []
-        for m in self._re.finditer(text):
-            low = m.group(1).lower()
+        for start, end, surface, low in self._index.find(text):
             ids = self.by_name.get(low, set())
-            canon = next((t.name for i in ids if (t := self.catalog.techniques.get(i))), m.group(1))
+            canon = next((t.name for i in ids if (t := self.catalog.techniques.get(i))), surface)
             s = self.strength(canon)
             # A name shared by techniques in several places (e.g. sub-techniques of different
             # parents) is weaker evidence for each.
             for tid in sorted(ids):
-                out.append((Match(m.start(1), m.end(1), tid, m.group(1)), s / len(ids)))
+                out.append((Match(start, end, tid, surface), s / len(ids)))
         return out

@@ -106,6 +106,17 @@ class TechniqueModel:
         self.y = np.array([self._label_idx[e.technique] for e in examples], dtype=np.int32)
         self.owners = np.array([e.owner for e in examples], dtype=object)
         self.X = embed_cached(embedder, [e.text for e in examples])
+        self._qcache: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors, with a bounded in-memory cache (re-scoring a report is free)."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._qcache]
+        if missing:
+            vecs = self.embedder.encode(missing).astype(np.float32)
+            if len(self._qcache) + len(missing) > 50_000:
+                self._qcache.clear()
+            self._qcache.update(zip(missing, vecs))
+        return np.stack([self._qcache[t] for t in texts])
 
     def exclusion_mask(self, exclude: Iterable[str]) -> tuple[np.ndarray | None, int]:
         """Boolean mask of examples to drop (owner or mention in ``exclude``) and how many."""
@@ -120,7 +131,7 @@ class TechniqueModel:
         """Scores per (already masked) sentence, and how many examples were excluded."""
         if not texts:
             return [], 0
-        Q = vectors if vectors is not None else self.embedder.encode(list(texts)).astype(np.float32)
+        Q = vectors if vectors is not None else self.embed(texts)
         sims = Q @ self.X.T
         mask, n_ex = self.exclusion_mask(exclude)
         if mask is not None:

@@ -21,6 +21,13 @@ from typing import Any
 _TEXT = re.compile(r"\*\*Text:\*\*(.*?)(?:\*\*List of All MITRE|\Z)", re.S)
 _LABEL = re.compile(r"(?:^|\n)\s*Text\s*:\s*", re.I)
 _TAIL = re.compile(r"\n\s*Techniques\s*:\s*$", re.I)
+_DOMAIN = re.compile(r"\bMITRE\s+(Enterprise|Mobile|ICS)\b", re.I)
+
+
+def domain_from_prompt(prompt: str) -> str | None:
+    """The ATT&CK domain the prompt asks for ("Extract all MITRE Mobile attack patterns ...")."""
+    m = _DOMAIN.search(prompt or "")
+    return m.group(1).lower() if m else None
 
 
 def text_from_prompt(prompt: str) -> str:
@@ -58,7 +65,8 @@ class TTPAdapter:
             if not body.strip():
                 out.append("")
                 continue
-            res = self.extractor.extract(body, ExtractOptions(min_confidence=self.min_confidence, domain="enterprise",
+            res = self.extractor.extract(body, ExtractOptions(min_confidence=self.min_confidence,
+                                                              domain=domain_from_prompt(t.split("**Text:**")[0]),
                                                               exclude_mentioned_software=True, llm=self.llm))
             self.items += 1
             self.excluded += res.excluded_examples

@@ -1,0 +1,92 @@
+"""Choose extract-ttps's kNN settings and confidence threshold on a development set that is not
+CTIBench: pseudo-documents built from ATT&CK software entries outside CTIBench-ATE.
+
+    .venv/bin/python bench/intel_ttps_tune.py [--n 150] [--out bench/results/intel_ttps_tune.json]
+
+A pseudo-document is one software entry's procedure examples joined into a text; its gold is the
+set of main techniques of those examples. While a document is scored, that software's own
+examples (and any naming it) are withheld, exactly as for CTIBench-ATE. The 60 ATE software ids
+are never used here. Reported: micro-F1 per (k, min_sim, power, threshold); the best row is the
+default written into ``ttps_model.KNNConfig`` / ``ExtractOptions.min_confidence`` by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import re
+import sys
+import time
+from itertools import product
+from pathlib import Path
+
+
+def f1(preds, golds):
+    tp = sum(len(p & g) for p, g in zip(preds, golds))
+    fp = sum(len(p - g) for p, g in zip(preds, golds))
+    fn = sum(len(g - p) for p, g in zip(preds, golds))
+    pr = tp / (tp + fp) if tp + fp else 0.0
+    rc = tp / (tp + fn) if tp + fn else 0.0
+    return (2 * pr * rc / (pr + rc) if pr + rc else 0.0), pr, rc
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="bench/results/intel_ttps_tune.json")
+    a = ap.parse_args()
+    from secfoundry.apps.intel.ttps import ExtractOptions, get_extractor
+    from secfoundry.core.paths import benchmark_data_dir
+
+    ex = get_extractor()
+    cat = ex.catalog
+    ate = benchmark_data_dir() / "ctibench" / "cti-ate.tsv"
+    ate_ids = {m.group(1) for r in csv.DictReader(ate.open(), delimiter="\t")
+               if (m := re.search(r"(S\d{4})", r["URL"]))}
+    by_owner: dict[str, list] = {}
+    for p in cat.procedures():
+        if p.owner.startswith("S") and p.owner not in ate_ids:
+            by_owner.setdefault(p.owner, []).append(p)
+    owners = sorted(o for o, ps in by_owner.items() if 3 <= len(ps) <= 25)
+    random.Random(a.seed).shuffle(owners)
+    owners = owners[:a.n]
+    docs = []
+    for o in owners:
+        ps = by_owner[o]
+        dom = "mobile" if all(cat.in_domain(p.technique, "mobile") and not cat.in_domain(p.technique, "enterprise")
+                              for p in ps) else "enterprise"
+        docs.append((o, dom, " ".join(p.text.rstrip(".") + "." for p in ps), {p.technique.split(".")[0] for p in ps}))
+    grid = {"k": [8, 12, 20], "min_sim": [0.4, 0.5], "power": [2.0, 4.0]}
+    thresholds = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
+    rows = []
+    t0 = time.time()
+    base = ex.model.config
+    for k, ms, pw in product(grid["k"], grid["min_sim"], grid["power"]):
+        ex.model.config = type(base)(k=k, min_sim=ms, power=pw)
+        scored = []
+        for o, dom, text, gold in docs:
+            res = ex.extract(text, ExtractOptions(min_confidence=0.1, domain=dom, exclude_entities=(o,),
+                                                  exclude_mentioned_software=True))
+            scored.append(({t.id.split(".")[0]: t.confidence for t in res.techniques}, gold))
+        for thr in thresholds:
+            preds = [{t for t, c in s.items() if c >= thr} for s, _ in scored]
+            f, p, r = f1(preds, [g for _, g in scored])
+            rows.append({"k": k, "min_sim": ms, "power": pw, "threshold": thr, "micro_f1": round(f, 4),
+                         "precision": round(p, 4), "recall": round(r, 4)})
+        print(json.dumps(max((r for r in rows if r["k"] == k and r["min_sim"] == ms and r["power"] == pw),
+                             key=lambda r: r["micro_f1"])), flush=True)
+    ex.model.config = base
+    best = max(rows, key=lambda r: r["micro_f1"])
+    out = {"documents": len(docs), "software": owners, "best": best, "seconds": round(time.time() - t0, 1),
+           "rows": sorted(rows, key=lambda r: -r["micro_f1"])}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    print("best", json.dumps(best))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
