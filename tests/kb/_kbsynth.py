@@ -26,12 +26,11 @@ class JsonSource(Source):
             raise InputError("no files in the mirror", file=str(f))
         return Snapshot(self.name, [f], version=json.loads(f.read_text())["version"], origin=f"mirror:{f.parent}")
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
+    def parse(self, snapshot: Snapshot, quarantine: Quarantine) -> Iterator[Record]:
         data = json.loads(snapshot.files[0].read_text())
         for i, r in enumerate(data["records"]):
             if r.get("bad"):
-                if quarantine is not None:
-                    quarantine.add(self.name, str(snapshot.files[0]), i, "bad entry")
+                quarantine.add(self.name, str(snapshot.files[0]), i, "bad entry")
                 continue
             if r.get("crash"):
                 raise RuntimeError(f"parser crashed at entry {i}")

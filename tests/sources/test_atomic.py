@@ -123,9 +123,9 @@ def test_live(http_server, fast_fetcher, monkeypatch, tmp_path):
     http_server.add_file("art/index.csv", "Tactic,Technique #,Test GUID\n"
                          "execution,T1059.001,11111111-2222-3333-4444-555555555555\n")
     http_server.fail("art/index.csv", [500], retry_after="0")
-    monkeypatch.setattr("secfoundry.sources.atomic.ATOMIC_TARBALL",
+    monkeypatch.setattr(AtomicSource, "tarball",
                         Remote(http_server.url("art/master.tar.gz"), "atomic-red-team-master.tar.gz"))
-    monkeypatch.setattr("secfoundry.sources.atomic.ATOMIC_INDEX", Remote(http_server.url("art/index.csv")))
+    monkeypatch.setattr(AtomicSource, "raw_files", (Remote(http_server.url("art/index.csv")),))
     src = AtomicSource()
     snap = src.fetch(None, fetcher=fast_fetcher)
     assert [p.name for p in snap.files] == ["atomic-red-team-master.tar.gz", "index.csv"]

@@ -161,9 +161,9 @@ def test_live(http_server, fast_fetcher, monkeypatch, tmp_path):
     http_server.add_file("cac/master.tar.gz", make_tgz(tmp_path / "x.tar.gz", {"c/a/good_rule/rule.yml": RULE}).read_bytes())
     http_server.add_file("cac/controls/cis_x.yml", "id: cis_x\ncontrols:\n  - id: '2'\n    rules: [good_rule]\n")
     http_server.fail("cac/master.tar.gz", [503, 503], retry_after="0")
-    monkeypatch.setattr("secfoundry.sources.complianceascode.CAC_TARBALL",
+    monkeypatch.setattr(ComplianceAsCodeSource, "tarball",
                         Remote(http_server.url("cac/master.tar.gz"), "complianceascode-content-master.tar.gz"))
-    monkeypatch.setattr("secfoundry.sources.complianceascode.CONTROL_FILES",
+    monkeypatch.setattr(ComplianceAsCodeSource, "raw_files",
                         (Remote(http_server.url("cac/controls/cis_x.yml")),))
     src = ComplianceAsCodeSource()
     snap = src.fetch(None, fetcher=fast_fetcher)

@@ -176,8 +176,9 @@ def test_live_tarballs_conditional_and_retry(http_server, fast_fetcher, mirror, 
     from secfoundry.sources.base import Remote
 
     src = OSVSource()
-    src.remotes = (Remote(http_server.url("pypa/main.tar.gz"), "pypa-advisory-database-main.tar.gz"),
-                   Remote(http_server.url("rustsec/main.tar.gz"), "rustsec-advisory-db-main.tar.gz"))
+    live = (Remote(http_server.url("pypa/main.tar.gz"), "pypa-advisory-database-main.tar.gz"),
+            Remote(http_server.url("rustsec/main.tar.gz"), "rustsec-advisory-db-main.tar.gz"))
+    src.remotes = lambda: live  # type: ignore[method-assign]
     snap = src.fetch(None, fetcher=fast_fetcher)
     assert [p.name for p in snap.files] == ["pypa-advisory-database-main.tar.gz", "rustsec-advisory-db-main.tar.gz"]
     assert all(str(tmp_path / "home" / "sources" / "osv") in str(p) for p in snap.files)
@@ -233,7 +234,7 @@ def test_live_fetch_adds_github_advisories_when_a_token_is_set(http_server, fast
     from secfoundry.sources.base import Remote
 
     src = OSVSource()
-    src.remotes = (Remote(http_server.url("empty.tar.gz"), "pypa-advisory-database-main.tar.gz"),)
+    src.remotes = lambda: (Remote(http_server.url("empty.tar.gz"), "pypa-advisory-database-main.tar.gz"),)  # type: ignore[method-assign]
     snap = src.fetch(None, fetcher=fast_fetcher)
     assert snap.files[-1].name == "github-advisories.json" and http_server.url("gh/advisories") in snap.origin
     recs = list(src.records(snap))

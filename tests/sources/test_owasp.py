@@ -102,7 +102,7 @@ def test_live_tarball(http_server, fast_fetcher, mirror, monkeypatch, tmp_path):
         tar.addfile(info, io.BytesIO(data))
     http_server.add_file("owasp/master.tar.gz", buf.getvalue())
     http_server.fail("owasp/master.tar.gz", [503], retry_after="0")
-    monkeypatch.setattr("secfoundry.sources.owasp.OWASP_TARBALL",
+    monkeypatch.setattr(OWASPCheatSheetsSource, "tarball",
                         Remote(http_server.url("owasp/master.tar.gz"), "CheatSheetSeries-master.tar.gz"))
     src = OWASPCheatSheetsSource()
     snap = src.fetch(None, fetcher=fast_fetcher)

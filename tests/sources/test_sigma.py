@@ -134,7 +134,7 @@ def test_live_download_with_retry_and_304(http_server, fast_fetcher, mirror, mon
     rules = make_tgz(tmp_path / "m.tar.gz", {"sigma-master/rules/a/good.yml": RULE})
     http_server.add_file("sigma/master.tar.gz", rules.read_bytes())
     http_server.fail("sigma/master.tar.gz", [429], retry_after="0")
-    monkeypatch.setattr("secfoundry.sources.sigma.SIGMA_TARBALL",
+    monkeypatch.setattr(SigmaSource, "tarball",
                         Remote(http_server.url("sigma/master.tar.gz"), "sigma-master.tar.gz"))
     src = SigmaSource()
     snap = src.fetch(None, fetcher=fast_fetcher)
@@ -179,7 +179,7 @@ def test_live_pinned_ref_and_sha256(http_server, fast_fetcher, monkeypatch, tmp_
     monkeypatch.setenv("SECFOUNDRY_HOME", str(tmp_path / "home"))
     data = make_tgz(tmp_path / "m.tar.gz", {"sigma-abc123/rules/a/good.yml": RULE}).read_bytes()
     http_server.add_file("SigmaHQ/sigma/archive/abc123.tar.gz", data)
-    monkeypatch.setattr("secfoundry.sources.sigma.SIGMA_TARBALL", Remote(
+    monkeypatch.setattr(SigmaSource, "tarball", Remote(
         http_server.url("SigmaHQ/sigma/archive/refs/heads/master.tar.gz"), "sigma-master.tar.gz"))
     digest = hashlib.sha256(data).hexdigest()
     src = SigmaSource(ref="abc123", sha256=digest)

@@ -22,27 +22,15 @@ from typing import Any, Iterator
 
 from secfoundry.sources._archives import (
     as_list,
-    at_ref,
     attack_catalog,
     attack_id_from_tag,
     iter_tar,
     jsonable,
     load_yaml,
-    mirror_root,
-    quarantine_or_new,
     report,
     set_stats,
-    tar_date,
 )
-from secfoundry.sources.base import (
-    Quarantine,
-    Remote,
-    Snapshot,
-    Source,
-    register,
-    resolve_files,
-    text_stream,
-)
+from secfoundry.sources.base import GitTarballSource, Quarantine, Remote, Snapshot, register, text_stream
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import ATOMIC_TEST, Record, Relation
@@ -153,28 +141,16 @@ def technique_records(data: Any, *, path: str, member: str, version: str,
 
 
 @register
-class AtomicSource(Source):
+class AtomicSource(GitTarballSource):
     name = "atomic"
     title = "Atomic Red Team tests (Red Canary)"
     license = "MIT"
     homepage = "https://github.com/redcanaryco/atomic-red-team"
     folder = "atomic-red-team"
+    patterns = ("*.tar.gz", "*.tgz", "index.csv")
+    tarball, raw_files = ATOMIC_TARBALL, (ATOMIC_INDEX,)
 
-    def __init__(self, ref: str | None = None, sha256: str | None = None):
-        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
-        self.ref, self.sha256 = ref, sha256
-
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        files, origin = resolve_files(self.name, mirror, folder=self.folder,
-                                      patterns=("*.tar.gz", "*.tgz", "index.csv"),
-                                      remotes=(at_ref(ATOMIC_TARBALL, self.ref, self.sha256),
-                                               at_ref(ATOMIC_INDEX, self.ref)), fetcher=fetcher)
-        tarballs = [f for f in files if f.name.endswith((".tar.gz", ".tgz"))]
-        return Snapshot(self.name, files, version=tar_date(tarballs[0]) if tarballs else "", origin=origin,
-                        extra={"mirror_root": mirror_root(mirror, self.folder)})
-
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine_or_new(quarantine)
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         index: dict[str, dict[str, Any]] = {}
         for f in snapshot.files:
             if f.suffix == ".csv":
@@ -219,9 +195,8 @@ class AtomicSource(Source):
         if not_in_yaml:
             log.info("atomic: %d tests listed in index.csv are not in the YAML files", len(not_in_yaml))
 
-    def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
-        for rec in self.records(snapshot, quarantine):
-            yield test_document(rec)
+    def render(self, rec: Record, context: Any = None) -> Document:
+        return test_document(rec)
 
 
 _FENCE = {"powershell": "powershell", "command_prompt": "bat", "sh": "sh", "bash": "bash"}

@@ -34,7 +34,6 @@ from secfoundry.sources.base import (
     Source,
     load_json,
     register,
-    resolve_files,
 )
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
@@ -148,15 +147,15 @@ class AttackSource(Source):
         """The versions upstream lists in index.json, per domain (for choosing a newer pin)."""
         return index_versions(fetcher.get_json(f"{self.base_url}/index.json"))
 
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        patterns = [f"{d}-{self.version}.json*" for d in self.domains]
-        files, origin = resolve_files(self.name, mirror, folder="attack", patterns=patterns,
-                                      remotes=self.remotes(), fetcher=fetcher)
-        return Snapshot(self.name, files, version=self.version, origin=origin)
+    def mirror_patterns(self) -> list[str]:
+        return [f"{d}-{self.version}.json*" for d in self.domains]
+
+    def version_of(self, files: list[Path]) -> str:
+        return self.version
 
     # -- parsing -------------------------------------------------------------------------------
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        yield from self._parse(snapshot, quarantine).records
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
+        yield from self._parse(snapshot, q).records
 
     def _parse(self, snapshot: Snapshot, quarantine: Quarantine | None) -> _Parsed:
         key = tuple(f"{f}:{_stamp(f)}" for f in snapshot.files)  # a re-download invalidates it

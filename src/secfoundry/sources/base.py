@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import time
 import zlib
 from abc import ABC, abstractmethod
@@ -36,23 +37,103 @@ class Snapshot:
 
 
 class Source(ABC):
+    """A connector declares what it is and where its files are; it writes only what differs.
+
+    Declared: ``name``/``title``/``license``/``homepage``; the mirror layout (``folder`` under the
+    mirror root, default ``name``; the ``patterns`` that make up a snapshot; ``first_only``
+    when one file is the snapshot); the pinned live URLs (``remotes()``); the version
+    (``version_of(files)``). ``fetch`` is generic on top of these (mirror or download, never a
+    silent fall-back to the network).
+
+    Written: ``parse(snapshot, quarantine)``, yielding ``Record``s, or ``(Record, context)``
+    pairs when the document needs more than the record (the upstream YAML text, say), and
+    ``render(record, context)`` for a richer document than the generic ``record_document``.
+    ``records``/``documents`` are derived from these two; connectors whose documents need the
+    whole parse (cross-record names) override ``documents``.
+    """
+
     name: str = ""  # registry key: "attack", "cwe", ...
     title: str = ""
     license: str = ""  # SPDX-ish id or short name, carried into every record and document
     homepage: str = ""
+    folder: str = ""  # mirror/<folder>/ (default: name)
+    patterns: Sequence[str] = ("*",)  # globs of the mirror files that make up a snapshot
+    first_only: bool = False  # the snapshot is the first matching file
 
-    @abstractmethod
+    # -- declared ------------------------------------------------------------------------------
+    def remotes(self) -> Sequence["Remote"]:
+        """The live files (URL, cache name, pinned sha256); none means mirror only."""
+        return ()
+
+    def mirror_patterns(self) -> Sequence[str]:
+        return self.patterns
+
+    def version_of(self, files: list[Path]) -> str:
+        """The upstream version or date the files state ("" when they state none)."""
+        return ""
+
+    def snapshot_extra(self, mirror: Path | None, files: list[Path]) -> dict[str, Any]:
+        return {}
+
+    # -- generic -------------------------------------------------------------------------------
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        """Resolve the upstream files: from ``mirror/<name>/`` when given, else download."""
+        """Resolve the upstream files: from ``mirror/<folder>/`` when given, else download."""
+        files, origin = resolve_files(self.name, mirror, folder=self.folder or self.name,
+                                      patterns=self.mirror_patterns(), remotes=self.remotes(), fetcher=fetcher)
+        if self.first_only:
+            files = files[:1]
+        return Snapshot(self.name, files, version=self.version_of(files), origin=origin,
+                        extra=self.snapshot_extra(mirror, files))
 
     @abstractmethod
+    def parse(self, snapshot: Snapshot, quarantine: Quarantine) -> Iterator[Any]:
+        """Typed records (or ``(record, context)`` pairs) from the snapshot; bad entries quarantined."""
+
+    def render(self, rec: Record, context: Any = None) -> Document:
+        """The corpus document of one record (clean Markdown with provenance)."""
+        return record_document(rec)
+
     def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
         """Parse the snapshot into typed KB records."""
+        for item in self.parse(snapshot, quarantine if quarantine is not None else Quarantine()):
+            yield item[0] if isinstance(item, tuple) else item
 
     def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
-        """Render corpus documents (clean Markdown with provenance). Default: one per record."""
-        for rec in self.records(snapshot, quarantine):
-            yield record_document(rec)
+        """Render corpus documents: one per record."""
+        for item in self.parse(snapshot, quarantine if quarantine is not None else Quarantine()):
+            yield self.render(*item) if isinstance(item, tuple) else self.render(item)
+
+
+class GitTarballSource(Source):
+    """A source published as a GitHub repository: a branch tarball (plus raw files), pinnable to
+    a git ``ref`` and a tarball ``sha256``; its version is the tarball's newest member date."""
+
+    tarball: "Remote"
+    raw_files: Sequence["Remote"] = ()  # raw.githubusercontent.com files pinned to the same ref
+
+    def __init__(self, ref: str | None = None, sha256: str | None = None):
+        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
+        self.ref, self.sha256 = ref, sha256
+
+    def remotes(self) -> Sequence["Remote"]:
+        from secfoundry.sources._archives import at_ref
+
+        return (at_ref(self.tarball, self.ref, self.sha256), *(at_ref(r, self.ref) for r in self.raw_files))
+
+    def tarballs(self, files: list[Path]) -> list[Path]:
+        return [f for f in files if f.name.endswith((".tar.gz", ".tgz"))]
+
+    def version_of(self, files: list[Path]) -> str:
+        from secfoundry.sources._archives import tar_date
+
+        tarballs = self.tarballs(files)
+        return tar_date(tarballs[0]) if tarballs else ""
+
+    def snapshot_extra(self, mirror: Path | None, files: list[Path]) -> dict[str, Any]:
+        """Where the pinned ATT&CK release is found to check technique ids against."""
+        from secfoundry.sources._archives import mirror_root
+
+        return {"mirror_root": mirror_root(mirror, self.folder or self.name)}
 
 
 _REGISTRY: dict[str, type[Source]] = {}
@@ -211,8 +292,6 @@ def text_stream(path: Path) -> io.TextIOWrapper:
 
 def markdown_document(source: Source, rec: Record, lines: list[str]) -> Document:
     """A record rendered from Markdown lines (runs of blank lines collapsed) with provenance."""
-    import re
-
     return Document(
         id=f"{source.name}:{rec.id}", text=re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n",
         source=source.name, url=rec.url, license=source.license, title=f"{rec.id}: {rec.name}", version=rec.version,

@@ -26,7 +26,6 @@ from secfoundry.sources.base import (
     Source,
     open_binary,
     register,
-    resolve_files,
 )
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
@@ -73,13 +72,16 @@ class CapecSource(Source):
     def __init__(self, url: str = LIVE_URL):
         self.url = url
 
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        files, origin = resolve_files(self.name, mirror, folder="capec", patterns=["stix-capec.json*"],
-                                      remotes=[Remote(self.url, "stix-capec.json")], fetcher=fetcher)
-        return Snapshot(self.name, files[:1], version=_peek_version(files[0]), origin=origin)
+    patterns = ("stix-capec.json*",)
+    first_only = True
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine if quarantine is not None else Quarantine()
+    def remotes(self) -> list[Remote]:
+        return [Remote(self.url, "stix-capec.json")]
+
+    def version_of(self, files: list[Path]) -> str:
+        return _peek_version(files[0])
+
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         stats: Counter[str] = Counter()
         out: dict[str, Record] = {}
         for file in snapshot.files:

@@ -29,16 +29,13 @@ from typing import Any, Iterator
 
 from secfoundry.sources._archives import (
     as_list,
-    at_ref,
     iter_tar,
     jsonable,
     load_yaml,
-    quarantine_or_new,
     report,
     set_stats,
-    tar_date,
 )
-from secfoundry.sources.base import Quarantine, Remote, Snapshot, Source, decode_text, register, resolve_files
+from secfoundry.sources.base import GitTarballSource, Quarantine, Remote, Snapshot, decode_text, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import COMPLIANCE_RULE, Record, Relation
@@ -346,7 +343,7 @@ def control_file_records(data: Any, *, file: str, version: str) -> tuple[list[Re
 
 
 @register
-class ComplianceAsCodeSource(Source):
+class ComplianceAsCodeSource(GitTarballSource):
     name = "complianceascode"
     title = "ComplianceAsCode content (rules and CIS control mappings)"
     license = "BSD-3-Clause"
@@ -356,15 +353,10 @@ class ComplianceAsCodeSource(Source):
         """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
         self.ref, self.sha256 = ref, sha256
 
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        files, origin = resolve_files(self.name, mirror, patterns=("*.tar.gz", "*.tgz", "controls/*.yml"),
-                                      remotes=(at_ref(CAC_TARBALL, self.ref, self.sha256),
-                                               *(at_ref(r, self.ref) for r in CONTROL_FILES)), fetcher=fetcher)
-        tarballs = [f for f in files if f.name.endswith((".tar.gz", ".tgz"))]
-        return Snapshot(self.name, files, version=tar_date(tarballs[0]) if tarballs else "", origin=origin)
+    patterns = ("*.tar.gz", "*.tgz", "controls/*.yml")
+    tarball, raw_files = CAC_TARBALL, CONTROL_FILES
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine_or_new(quarantine)
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         controls: list[Record] = []
         by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for path in snapshot.files:

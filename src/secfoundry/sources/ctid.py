@@ -30,20 +30,17 @@ from secfoundry.sources._archives import (
     at_ref,
     attack_catalog,
     iter_tar,
-    mirror_root,
-    quarantine_or_new,
     report,
     set_stats,
     tar_date,
 )
 from secfoundry.sources.base import (
+    GitTarballSource,
     Quarantine,
     Remote,
     Snapshot,
-    Source,
     load_json,
     register,
-    resolve_files,
     text_stream,
 )
 from secfoundry.core.documents import Document
@@ -180,27 +177,24 @@ def _cve_csv(path: Path, builder: _Builder, quarantine: Quarantine, source: str)
 
 
 @register
-class CTIDMappingsSource(Source):
+class CTIDMappingsSource(GitTarballSource):
     name = "ctid"
     title = "CTID Mappings Explorer (KEV, NIST 800-53, cloud, VERIS ... to ATT&CK)"
     license = "Apache-2.0"
     homepage = SITE
     folder = "ctid-mappings"
 
-    def __init__(self, ref: str | None = None, sha256: str | None = None):
-        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
-        self.ref, self.sha256 = ref, sha256
+    patterns = ("*.tar.gz", "*_attack-*.json", "*.csv", "nist-rev5_descriptions.json")
 
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        files, origin = resolve_files(self.name, mirror, folder=self.folder,
-                                      patterns=("*.tar.gz", "*_attack-*.json", "*.csv", "nist-rev5_descriptions.json"),
-                                      remotes=(at_ref(REMOTES[0], self.ref, self.sha256), *REMOTES[1:]), fetcher=fetcher)
+    def remotes(self) -> tuple[Remote, ...]:
+        return (at_ref(REMOTES[0], self.ref, self.sha256), *REMOTES[1:])  # the raw files are not per-ref
+
+    def version_of(self, files: list[Path]) -> str:
         # The exact framework versions are in each file's metadata (records() fills them in);
         # until then the snapshot is named by its files and the tarball's date.
         parts = [f"{f.name.split('.tar')[0]} {tar_date(f)}".strip() if f.name.endswith(".tar.gz") else f.stem
                  for f in files if f.suffix in (".gz", ".json") and f.name != "nist-rev5_descriptions.json"]
-        return Snapshot(self.name, files, version="; ".join(parts), origin=origin,
-                        extra={"mirror_root": mirror_root(mirror, self.folder)})
+        return "; ".join(parts)
 
     def _build(self, snapshot: Snapshot, q: Quarantine) -> tuple[_Builder, dict[str, str]]:
         builder = _Builder()
@@ -239,8 +233,7 @@ class CTIDMappingsSource(Source):
         snapshot.extra["csv_rows"] = csv_rows
         return builder, descriptions
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine_or_new(quarantine)
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         builder, descriptions = self._build(snapshot, q)
         root = snapshot.extra.get("mirror_root")
         catalog = attack_catalog(Path(root) if root else None)
@@ -289,9 +282,8 @@ class CTIDMappingsSource(Source):
                   revoked_in_pinned_attack=snapshot.extra["revoked_in_pinned_attack"],
                   attack_checked_against=snapshot.extra["attack_checked_against"])
 
-    def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
-        for rec in self.records(snapshot, quarantine):
-            yield mapping_document(rec)
+    def render(self, rec: Record, context: Any = None) -> Document:
+        return mapping_document(rec)
 
 
 def _strip_html(text: str) -> str:

@@ -321,8 +321,7 @@ class CveSource(Source):
                         q.add(self.name, str(path), info.filename, InputError(f"cannot read member ({e})",
                                                                              file=str(path), row=info.filename))
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine if quarantine is not None else Quarantine()
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         stats: Counter[str] = Counter()
         newest = ""
         for container, entry, raw in self._sources(snapshot, q):

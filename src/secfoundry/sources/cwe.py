@@ -35,7 +35,6 @@ from secfoundry.sources.base import (
     Source,
     open_binary,
     register,
-    resolve_files,
 )
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
@@ -153,16 +152,17 @@ class CweSource(Source):
     def __init__(self, version: str = VERSION):
         self.version = version
 
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        remote = Remote(versioned_url(self.version) if self.version != "latest" else LIVE_LATEST)
-        files, origin = resolve_files(self.name, mirror, folder="cwe", remotes=[remote], fetcher=fetcher,
-                                      patterns=["cwec_*.xml.gz", "cwec_*.xml", "cwec_*.xml.zip"])
-        version = _peek_version(files[0]) or (self.version if self.version != "latest" else "")
-        return Snapshot(self.name, files[:1], version=version, origin=origin)
+    patterns = ("cwec_*.xml.gz", "cwec_*.xml", "cwec_*.xml.zip")
+    first_only = True
+
+    def remotes(self) -> list[Remote]:
+        return [Remote(versioned_url(self.version) if self.version != "latest" else LIVE_LATEST)]
+
+    def version_of(self, files: list[Path]) -> str:
+        return _peek_version(files[0]) or (self.version if self.version != "latest" else "")
 
     # -- parsing -------------------------------------------------------------------------------
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine if quarantine is not None else Quarantine()
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         recs: dict[str, Record] = {}
         stats: Counter[str] = Counter()
         for file in snapshot.files:

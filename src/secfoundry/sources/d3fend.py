@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.sources._archives import content_version, quarantine_or_new, report, set_stats
+from secfoundry.sources._archives import content_version, report, set_stats
 from secfoundry.sources.base import (
     Quarantine,
     Remote,
@@ -32,7 +32,6 @@ from secfoundry.sources.base import (
     decode_text,
     read_bytes,
     register,
-    resolve_files,
 )
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
@@ -173,16 +172,18 @@ class D3FENDSource(Source):
         """``url``: another ontology file (e.g. a release's); ``sha256`` pins its content."""
         self.url, self.sha256 = url, sha256
 
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        files, origin = resolve_files(self.name, mirror, patterns=("*.ttl.gz", "*.ttl"),
-                                      remotes=(Remote(self.url or D3FEND_TTL.url, D3FEND_TTL.name if not self.url else "",
-                                                       self.sha256),), fetcher=fetcher)
+    patterns = ("*.ttl.gz", "*.ttl")
+    first_only = True
+
+    def remotes(self) -> tuple[Remote, ...]:
+        return (Remote(self.url or D3FEND_TTL.url, D3FEND_TTL.name if not self.url else "", self.sha256),)
+
+    def version_of(self, files: list[Path]) -> str:
         # The Turtle carries no version annotation (its release-date property is unused), so
         # the snapshot is identified by a content hash.
-        return Snapshot(self.name, files[:1], version=content_version(files[:1]), origin=origin)
+        return content_version(files)
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine_or_new(quarantine)
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         for path in snapshot.files:
             try:
                 text = decode_text(read_bytes(path), str(path))
@@ -194,9 +195,8 @@ class D3FENDSource(Source):
                       counters=sum(1 for r in recs for x in r.relations if x.type == "counters"))
             yield from recs
 
-    def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
-        for rec in self.records(snapshot, quarantine):
-            yield technique_document(rec)
+    def render(self, rec: Record, context: Any = None) -> Document:
+        return technique_document(rec)
 
 
 def technique_document(rec: Record) -> Document:

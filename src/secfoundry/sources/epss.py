@@ -20,9 +20,9 @@ import zlib
 from collections import Counter
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-from secfoundry.sources.base import Quarantine, Remote, Snapshot, Source, open_binary, register, resolve_files
+from secfoundry.sources.base import Quarantine, Remote, Snapshot, Source, open_binary, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core import records as rt
@@ -48,11 +48,19 @@ class EpssSource(Source):
         self.day = day.isoformat() if isinstance(day, date) else day
         self.base_url = base_url.rstrip("/")
 
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        name = f"epss_scores-{self.day or 'current'}.csv.gz"
-        files, origin = resolve_files(self.name, mirror, folder="epss",
-                                      patterns=[name, "epss_scores-*.csv.gz", "epss_scores-*.csv", "*.csv*"],
-                                      remotes=[Remote(f"{self.base_url}/{name}")], fetcher=fetcher)
+    first_only = True
+
+    def _file_name(self) -> str:
+        return f"epss_scores-{self.day or 'current'}.csv.gz"
+
+    def mirror_patterns(self) -> list[str]:
+        return [self._file_name(), "epss_scores-*.csv.gz", "epss_scores-*.csv", "*.csv*"]
+
+    def remotes(self) -> list[Remote]:
+        return [Remote(f"{self.base_url}/{self._file_name()}")]
+
+    def version_of(self, files: list[Path]) -> str:
+        """The model version and score date from the file's ``#model_version:...`` first line."""
         version = ""
         try:
             with open_binary(files[0]) as f:
@@ -61,10 +69,9 @@ class EpssSource(Source):
             version = f"{meta.get('model_version', '')} {meta.get('score_date', '')}".strip()
         except (OSError, EOFError, zlib.error):
             pass  # records() reports the unreadable file
-        return Snapshot(self.name, files[:1], version=version, origin=origin)
+        return version
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine if quarantine is not None else Quarantine()
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         stats: Counter[str] = Counter()
         for file in map(Path, snapshot.files):
             yield from self._file(file, snapshot, q, stats)

@@ -79,8 +79,7 @@ class KevSource(Source):
         dates = [str(r.get("dateAdded") or "") for r in rows if isinstance(r, dict)]
         return max(dates) if dates else ""
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine if quarantine is not None else Quarantine()
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         stats: Counter[str] = Counter()
         for file in snapshot.files:
             file = Path(file)

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.sources._archives import at_ref, quarantine_or_new, report, set_stats
+from secfoundry.sources._archives import at_ref, report, set_stats
 from secfoundry.sources.base import (
     Quarantine,
     Remote,
@@ -26,7 +26,6 @@ from secfoundry.sources.base import (
     Source,
     load_json,
     register,
-    resolve_files,
 )
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
@@ -209,11 +208,12 @@ class NIST80053Source(Source):
         """``ref``: an oscal-content tag or commit (e.g. ``v1.3.0``) to pin the live files to."""
         self.ref = ref
 
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        files, origin = resolve_files(self.name, mirror, folder=self.folder,
-                                      patterns=("*catalog*.json", "*catalog*.json.gz", "*profile.json",
-                                                "*profile.json.gz"),
-                                      remotes=tuple(at_ref(r, self.ref) for r in REMOTES), fetcher=fetcher)
+    patterns = ("*catalog*.json", "*catalog*.json.gz", "*profile.json", "*profile.json.gz")
+
+    def remotes(self) -> tuple[Remote, ...]:
+        return tuple(at_ref(r, self.ref) for r in REMOTES)
+
+    def version_of(self, files: list[Path]) -> str:
         versions = set()
         for f in files:
             if "catalog" in f.name:
@@ -221,10 +221,9 @@ class NIST80053Source(Source):
                     versions.add(str(load_json(f)["catalog"]["metadata"]["version"]))
                 except (InputError, KeyError, TypeError):
                     pass  # records() reports the damage with the file name
-        return Snapshot(self.name, files, version=", ".join(sorted(versions)), origin=origin)
+        return ", ".join(sorted(versions))
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine_or_new(quarantine)
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         merged: dict[str, Record] = {}
         baselines: dict[str, set[str]] = {}
         versions: set[str] = set()
@@ -255,9 +254,8 @@ class NIST80053Source(Source):
                   baseline_ids_without_text=sum(len(v) for v in missing.values()))
         yield from sorted(merged.values(), key=lambda r: r.attributes["sort_id"] or r.id)
 
-    def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
-        for rec in self.records(snapshot, quarantine):
-            yield control_document(rec)
+    def render(self, rec: Record, context: Any = None) -> Document:
+        return control_document(rec)
 
 
 def control_document(rec: Record) -> Document:

@@ -190,8 +190,7 @@ class NvdSource(Source):
                                "since": plan.since, "until": plan.until, "api_key": has_key})
 
     # -- parsing ---------------------------------------------------------------------------------
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine if quarantine is not None else Quarantine()
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         stats: Counter[str] = Counter()
         out: dict[str, Record] = {}
         newest = ""

@@ -33,7 +33,6 @@ from secfoundry.sources._archives import (
     iter_tar,
     jsonable,
     load_yaml,
-    quarantine_or_new,
     report,
     set_stats,
     tar_date,
@@ -46,7 +45,6 @@ from secfoundry.sources.base import (
     decode_text,
     load_json,
     register,
-    resolve_files,
     source_cache,
 )
 from secfoundry.core.documents import Document
@@ -339,18 +337,27 @@ class OSVSource(Source):
     license = "CC-BY-4.0 (PyPA, GitHub); CC0-1.0 (RustSec)"
     homepage = "https://osv.dev"
     folder = "advisories"
-    remotes = (PYPA_TARBALL, RUSTSEC_TARBALL)
+    patterns = ("*.tar.gz", "*.tgz", "ghsa-sample/*.json", "*.json")
 
     def __init__(self, pypa_ref: str | None = None, rustsec_ref: str | None = None):
         """Git refs (tag, branch or commit) to pin the two advisory databases to."""
-        if pypa_ref or rustsec_ref:
-            self.remotes = (at_ref(PYPA_TARBALL, pypa_ref), at_ref(RUSTSEC_TARBALL, rustsec_ref))
+        self.pypa_ref, self.rustsec_ref = pypa_ref, rustsec_ref
+
+    def remotes(self) -> tuple[Remote, ...]:
+        return (at_ref(PYPA_TARBALL, self.pypa_ref), at_ref(RUSTSEC_TARBALL, self.rustsec_ref))
+
+    def feeds(self, files: list[Path]) -> dict[str, str]:
+        return {_feed_of(f): tar_date(f) for f in files if f.name.endswith((".tar.gz", ".tgz"))}
+
+    def version_of(self, files: list[Path]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.feeds(files).items()) if v)
+
+    def snapshot_extra(self, mirror: Path | None, files: list[Path]) -> dict[str, Any]:
+        return {"feeds": self.feeds(files)}
 
     def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        files, origin = resolve_files(
-            self.name, mirror, folder=self.folder,
-            patterns=("*.tar.gz", "*.tgz", "ghsa-sample/*.json", "*.json"),
-            remotes=self.remotes, fetcher=fetcher)
+        """The two tarballs; live with a ``GITHUB_TOKEN``, the GitHub advisory API pages too."""
+        snap = super().fetch(mirror, fetcher=fetcher)
         if mirror is None and os.environ.get("GITHUB_TOKEN"):
             # Unauthenticated, the API allows 60 requests an hour: too few to page ~200 pages.
             from secfoundry.core.download import Fetcher
@@ -359,20 +366,14 @@ class OSVSource(Source):
             f = fetcher or Fetcher()
             try:
                 dest = source_cache(self.name) / "github-advisories.json"
-                files.append(fetch_github_advisories(f, dest, url=GITHUB_ADVISORIES_API))
+                snap.files.append(fetch_github_advisories(f, dest, url=GITHUB_ADVISORIES_API))
             finally:
                 if own:
                     f.close()
-            origin += " " + GITHUB_ADVISORIES_API
-        versions = {}
-        for f in files:
-            if f.name.endswith((".tar.gz", ".tgz")):
-                versions[_feed_of(f)] = tar_date(f)
-        version = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if v)
-        return Snapshot(self.name, files, version=version, origin=origin, extra={"feeds": versions})
+            snap.origin += " " + GITHUB_ADVISORIES_API
+        return snap
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine_or_new(quarantine)
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         feeds = snapshot.extra.get("feeds", {})
         counts: dict[str, int] = {}
         for path in snapshot.files:
@@ -425,9 +426,8 @@ class OSVSource(Source):
             except InputError as e:
                 report(q, self.name, path, entry or i, e)
 
-    def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
-        for rec in self.records(snapshot, quarantine):
-            yield advisory_document(rec)
+    def render(self, rec: Record, context: Any = None) -> Document:
+        return advisory_document(rec)
 
 
 # PyPA files list every affected release under ``versions:`` (hundreds of lines for some

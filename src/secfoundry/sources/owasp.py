@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from secfoundry.sources._archives import (
-    at_ref,
     content_version,
     iter_tar,
     quarantine_or_new,
     report,
     set_stats,
-    tar_date,
 )
-from secfoundry.sources.base import Quarantine, Remote, Snapshot, Source, decode_text, register, resolve_files
+from secfoundry.sources.base import GitTarballSource, Quarantine, Remote, Snapshot, decode_text, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import CHEATSHEET, Record, Relation
@@ -117,24 +115,18 @@ def sheet_record(markdown: str, *, stem: str, file: str, version: str) -> Record
 
 
 @register
-class OWASPCheatSheetsSource(Source):
+class OWASPCheatSheetsSource(GitTarballSource):
     name = "owasp"
     title = "OWASP Cheat Sheet Series"
     license = LICENSE
     homepage = SITE
     folder = "owasp-cheatsheets"
 
-    def __init__(self, ref: str | None = None, sha256: str | None = None):
-        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
-        self.ref, self.sha256 = ref, sha256
+    patterns = ("cheatsheets/*.md", "*.tar.gz")
+    tarball = OWASP_TARBALL
 
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        files, origin = resolve_files(self.name, mirror, folder=self.folder,
-                                      patterns=("cheatsheets/*.md", "*.tar.gz"),
-                                      remotes=(at_ref(OWASP_TARBALL, self.ref, self.sha256),), fetcher=fetcher)
-        tarballs = [f for f in files if f.name.endswith(".tar.gz")]
-        version = tar_date(tarballs[0]) if tarballs else content_version(files)
-        return Snapshot(self.name, files, version=version, origin=origin)
+    def version_of(self, files: list[Path]) -> str:
+        return super().version_of(files) or content_version(files)  # a plain folder of sheets: content hash
 
     def _sheets(self, snapshot: Snapshot, q: Quarantine) -> Iterator[tuple[str, str, str]]:
         """(file, stem, markdown) for every readable sheet."""
@@ -153,8 +145,7 @@ class OWASPCheatSheetsSource(Source):
                 except (InputError, OSError) as e:
                     report(q, self.name, path, path.name, e)
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        q = quarantine_or_new(quarantine)
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         n = 0
         for file, stem, text in self._sheets(snapshot, q):
             try:

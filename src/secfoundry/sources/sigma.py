@@ -31,14 +31,10 @@ from secfoundry.sources._archives import (
     iter_tar,
     jsonable,
     load_yaml,
-    mirror_root,
-    quarantine_or_new,
-    at_ref,
     report,
     set_stats,
-    tar_date,
 )
-from secfoundry.sources.base import Quarantine, Remote, Snapshot, Source, register, resolve_files
+from secfoundry.sources.base import GitTarballSource, Quarantine, Remote, Snapshot, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import SIGMA_RULE, Record, Relation
@@ -143,23 +139,16 @@ def rule_record(data: Any, *, path: str, entry: str, version: str,
 
 
 @register
-class SigmaSource(Source):
+class SigmaSource(GitTarballSource):
     name = "sigma"
     title = "Sigma detection rules (SigmaHQ)"
     license = "DRL-1.1"
     homepage = "https://github.com/SigmaHQ/sigma"
+    patterns = ("*.tar.gz", "*.tgz")
+    tarball = SIGMA_TARBALL
 
-    def __init__(self, ref: str | None = None, sha256: str | None = None):
-        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
-        self.ref, self.sha256 = ref, sha256
-
-    def fetch(self, mirror: Path | None = None, *, fetcher: Any = None) -> Snapshot:
-        files, origin = resolve_files(self.name, mirror, patterns=("*.tar.gz", "*.tgz"),
-                                      remotes=(at_ref(SIGMA_TARBALL, self.ref, self.sha256),), fetcher=fetcher)
-        return Snapshot(self.name, files, version=tar_date(files[0]), origin=origin,
-                        extra={"mirror_root": mirror_root(mirror, self.name)})
-
-    def _parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[tuple[Record, str]]:
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[tuple[Record, str]]:
+        """(rule record, the rule's YAML text): documents quote the rule as published."""
         root = snapshot.extra.get("mirror_root")
         catalog = attack_catalog(Path(root) if root else None)
         unknown: dict[str, list[str]] = defaultdict(list)
@@ -187,13 +176,8 @@ class SigmaSource(Source):
             log.info("sigma: %d ATT&CK ids/tactics not in the pinned ATT&CK %s (kept): %s", len(unknown),
                      catalog.version if catalog else "?", ", ".join(sorted(unknown)[:20]))
 
-    def records(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Record]:
-        for rec, _ in self._parse(snapshot, quarantine_or_new(quarantine)):
-            yield rec
-
-    def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
-        for rec, text in self._parse(snapshot, quarantine_or_new(quarantine)):
-            yield rule_document(rec, text)
+    def render(self, rec: Record, context: Any = None) -> Document:
+        return rule_document(rec, context)
 
 
 def rule_document(rec: Record, text: str) -> Document:
