@@ -42,6 +42,7 @@ from secfoundry.models.spec import ModelSpec
 ADAPTERS: dict[str, str] = {
     "map-cwe": "secfoundry.apps.intel.system_adapters:make_cwe_adapter",
     "predict-cvss": "secfoundry.apps.intel.system_adapters:make_cvss_adapter",
+    "extract-ttps": "secfoundry.apps.intel.ttps_system:make_adapter",
 }
 PREFIX = "system:"
 
