@@ -9,7 +9,7 @@ app = typer.Typer(no_args_is_help=True, help="Threat intel and vulnerabilities: 
 
 # -- map-cwe / predict-cvss (issue #12, first half; logic in apps/intel/batch.py) ------------------------
 def _single_or_batch(kind: str, text: str | None, input: str | None, out: str | None, llm: str | None,
-                     evidence: bool, records: str | None) -> None:
+                     evidence: bool, records: str | None, level: str = "nvd") -> None:
     import json
     from functools import partial
 
@@ -22,7 +22,7 @@ def _single_or_batch(kind: str, text: str | None, input: str | None, out: str | 
         if kind == "cwe":
             from secfoundry.apps.intel.cwe_map import CweMapper
 
-            engine = CweMapper(llm=llm, records=records)
+            engine = CweMapper(llm=llm, records=records, level=level)
             predict, to_line = engine.map_many, partial(batch.cwe_line, evidence=evidence)
         else:
             from secfoundry.apps.intel.cvss_predict import CvssPredictor
@@ -58,9 +58,10 @@ def map_cwe_cmd(
     llm: str = typer.Option(None, "--llm", help="Model spec of an LLM that reranks the top candidates."),
     evidence: bool = typer.Option(False, "--evidence", help="Batch: include candidates with evidence."),
     records: str = typer.Option(None, "--records", help="Labelled CVE records (default: shared cve-records)."),
+    level: str = typer.Option("nvd", "--level", help="nvd: prefer NVD's mapping level (view 1003) | cna: as labelled."),
 ) -> None:
     """Map a CVE description to ranked CWE ids (KB-validated) with scores and evidence."""
-    _single_or_batch("cwe", text, input, out, llm, evidence, records)
+    _single_or_batch("cwe", text, input, out, llm, evidence, records, level)
 
 
 @app.command("predict-cvss")

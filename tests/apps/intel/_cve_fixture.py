@@ -63,6 +63,11 @@ CWES = [
     cwe("CWE-532", "Insertion of Sensitive Information into Log File",
         "The product writes sensitive information to a log file."),
     rec("CWE-1000", "cwe-view", "Research Concepts", "A view.", attributes={"mapping": {"usage": "Prohibited"}}),
+    # NVD's mapping view: CWE-121 is not a member, its parent CWE-787 is
+    rec("CWE-1003", "cwe-view", "Weaknesses for Simplified Mapping of Published Vulnerabilities", "A view.",
+        attributes={"mapping": {"usage": "Prohibited"}},
+        relations=[rel("has-member", c) for c in ("CWE-74", "CWE-79", "CWE-89", "CWE-119", "CWE-787", "CWE-22",
+                                                    "CWE-352", "CWE-416", "CWE-532")]),
 ]
 
 PRODUCTS = ["Acme Portal", "Foo CMS", "Bar Router", "Baz Server", "Qux Gateway", "Zed Manager", "Omni Suite",

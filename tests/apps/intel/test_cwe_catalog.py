@@ -28,6 +28,7 @@ def test_validate_and_hierarchy(cve_env):
     assert cat.relation("CWE-22", "CWE-79") == "miss"
     assert "XSS" in cat.entries["CWE-79"].alternate_terms
     assert cat.entries["CWE-74"].usage == "Discouraged"
+    assert cat.nvd_level("CWE-121") == "CWE-787" and cat.nvd_level("CWE-787") is None
 
 
 def test_canonical():

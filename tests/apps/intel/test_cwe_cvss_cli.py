@@ -74,9 +74,13 @@ def test_predict_cvss_batch_contract(env, tmp_path):
 
 def test_single_text_id_and_json5(env, tmp_path):
     run = CliRunner().invoke
-    r = run(app, ["intel", "map-cwe", "Stack-based buffer overflow in Qux Gateway via a long argument."])
+    text = "Stack-based buffer overflow in Qux Gateway via a long argument."
+    r = run(app, ["intel", "map-cwe", text])  # NVD's level by default: CWE-121 rolls up to CWE-787
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["cwe"][0] == "CWE-121"
+    d = json.loads(r.output)
+    assert d["cwe"][:2] == ["CWE-787", "CWE-121"] and d["candidates"][0]["signals"]["rolled_up"] > 0
+    r = run(app, ["intel", "map-cwe", "--level", "cna", text])
+    assert r.exit_code == 0 and json.loads(r.output)["cwe"][0] == "CWE-121"
     r = run(app, ["intel", "map-cwe", "CVE-2023-1001"])  # a record of the fixture: looked up, itself excluded
     d = json.loads(r.output)
     assert r.exit_code == 0 and d["id"] == "CVE-2023-1001" and d["excluded"] == 1 and d["recorded"] == ["CWE-89"]

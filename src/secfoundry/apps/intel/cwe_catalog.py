@@ -20,6 +20,7 @@ from typing import Iterable
 from secfoundry.core.errors import InputError
 
 RESEARCH_VIEW = "1000"
+NVD_VIEW = "1003"  # "Weaknesses for Simplified Mapping of Published Vulnerabilities": NVD's mapping level
 NVD_SPECIAL = ("NVD-CWE-Other", "NVD-CWE-noinfo")
 _CWE_ID = re.compile(r"^CWE-(\d{1,5})$")
 
@@ -53,9 +54,10 @@ class CweEntry:
 class CweCatalog:
     """CWE entries by id with the research-view hierarchy."""
 
-    def __init__(self, entries: Iterable[CweEntry], version: str = ""):
+    def __init__(self, entries: Iterable[CweEntry], version: str = "", nvd_view: Iterable[str] = ()):
         self.entries = {e.id: e for e in entries}
         self.version = version
+        self.nvd_view = frozenset(nvd_view)  # members of view 1003
         self.children: dict[str, list[str]] = {}
         for e in self.entries.values():
             for p in e.parents:
@@ -84,14 +86,20 @@ class CweCatalog:
                 "FROM records WHERE id LIKE 'CWE-%'").fetchall()
             edges = store.conn.execute(
                 "SELECT src, dst, attributes FROM relations WHERE type='child-of' AND src LIKE 'CWE-%'").fetchall()
+            members = store.conn.execute(
+                "SELECT dst FROM relations WHERE src=? AND type='has-member' UNION "
+                "SELECT src FROM relations WHERE dst=? AND type='member-of'", (f"CWE-{NVD_VIEW}",) * 2).fetchall()
         finally:
             store.close()
         if not rows:
             raise InputError("the knowledge base has no CWE records; run `secfoundry kb sync --sources cwe`",
                              file=str(db))
         parents: dict[str, list[str]] = {}
+        nvd = {m[0] for m in members}
         for src, dst, attrs in edges:
             a = json.loads(attrs or "{}")
+            if str(a.get("view_id", "")) == NVD_VIEW:
+                nvd.add(src)
             if str(a.get("view_id", RESEARCH_VIEW)) == RESEARCH_VIEW and dst not in parents.get(src, []):
                 parents.setdefault(src, []).append(dst)
         entries, version = [], ""
@@ -107,7 +115,7 @@ class CweCatalog:
                 replaced_by=r["replaced_by"] or _replacement_from_text(r["description"] or ""),
                 alternate_terms=[str(t) for t in json.loads(r["aliases"] or "[]")],
                 parents=parents.get(r["id"], [])))
-        return cls(entries, version)
+        return cls(entries, version, nvd)
 
     # -- validation -------------------------------------------------------------------------------
     def validate(self, value: str) -> str | None:
@@ -126,6 +134,22 @@ class CweCatalog:
     def name(self, cwe: str) -> str:
         e = self.entries.get(cwe)
         return e.name if e else ""
+
+    def nvd_level(self, cwe: str, max_depth: int = 4) -> str | None:
+        """The nearest view-1000 ancestor that is in NVD's mapping view (1003), when ``cwe`` is not
+        in it itself (e.g. CWE-121 Stack-based Buffer Overflow -> CWE-787 Out-of-bounds Write)."""
+        if not self.nvd_view or cwe in self.nvd_view:
+            return None
+        frontier = [cwe]
+        for _ in range(max_depth):
+            nxt = []
+            for c in frontier:
+                for p in self.entries.get(c, CweEntry(c, "", "")).parents:
+                    if p in self.nvd_view:
+                        return p
+                    nxt.append(p)
+            frontier = nxt
+        return None
 
     # -- hierarchy --------------------------------------------------------------------------------
     def ancestors(self, cwe: str, max_depth: int = 12) -> list[str]:

@@ -31,7 +31,9 @@ from secfoundry.apps.intel.fitted import IntelModel
 from secfoundry.apps.intel.schemas import CveInput, CweCandidate, CweMapping, Neighbour
 
 K_NEIGHBOURS = 20
-W_CLASSIFIER, W_NEIGHBOURS, W_KEYWORD = 0.65, 0.35, 0.10
+W_CLASSIFIER, W_NEIGHBOURS, W_KEYWORD = 1.0, 0.0, 0.05
+NVD_ROLLUP = 0.75  # level="nvd": share of a non-1003 candidate's score moved to its view-1003 ancestor
+LEVELS = ("nvd", "cna")
 TOP = 10
 CHUNK = 256
 
@@ -54,7 +56,10 @@ def _term_index(catalog: CweCatalog) -> dict[str, list[str]]:
 class CweMapper:
     def __init__(self, model: IntelModel | None = None, catalog: CweCatalog | None = None, *,
                  llm: Any = None, records: str | None = None, kb_path: str | None = None,
-                 k_neighbours: int = K_NEIGHBOURS, top: int = TOP, exclude_self: bool = True):
+                 k_neighbours: int = K_NEIGHBOURS, top: int = TOP, exclude_self: bool = True, level: str = "nvd"):
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
+        self.level = level
         self.catalog = catalog or CweCatalog.from_kb(kb_path)
         self.model = model or IntelModel.get(records=records, catalog=self.catalog)
         self.k = k_neighbours
@@ -82,6 +87,20 @@ class CweMapper:
             out.extend(self._map_chunk(part, ex))
         if self.reranker is not None:
             out = [self.reranker.rerank(it.description, m) for it, m in zip(items, out)]
+        return out
+
+    def _roll_up(self, scored: dict[str, tuple[float, dict[str, float]]]) -> dict[str, tuple[float, dict[str, float]]]:
+        """Move part of each non-1003 candidate's score to its view-1003 ancestor (NVD's level)."""
+        out = dict(scored)
+        for cwe, (s, sig) in scored.items():
+            up = self.catalog.nvd_level(cwe)
+            if up is None or self.catalog.validate(up) != up:
+                continue
+            moved = NVD_ROLLUP * s
+            ps, psig = out.get(up, (0.0, {"classifier": 0.0, "neighbours": 0.0, "keyword": 0.0}))
+            out[up] = (ps + moved, dict(psig, rolled_up=round(psig.get("rolled_up", 0.0) + moved, 4)))
+            cs, csig = out[cwe]
+            out[cwe] = (cs - moved, csig)
         return out
 
     # -- internals ---------------------------------------------------------------------------------
@@ -135,6 +154,8 @@ class CweMapper:
                 sig = {k: max(v, psig.get(k, 0.0)) for k, v in sig.items()}
                 s = s + prev
             scored[cwe] = (s, sig)
+        if self.level == "nvd":
+            scored = self._roll_up(scored)
         ranked = sorted(scored.items(), key=lambda kv: (-kv[1][0], kv[0]))[: self.top]
         out = []
         for r, (cwe, (s, sig)) in enumerate(ranked, start=1):

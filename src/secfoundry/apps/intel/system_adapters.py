@@ -50,7 +50,8 @@ class CweAdapter(_Base):
         super().__init__(options)
         from secfoundry.apps.intel.cwe_map import CweMapper
 
-        self.mapper = CweMapper(llm=self.llm, kb_path=options.get("kb"), records=options.get("records"))
+        self.mapper = CweMapper(llm=self.llm, kb_path=options.get("kb"), records=options.get("records"),
+                                level=options.get("level", "nvd"))
         self._manifest = {"intel_model": self.mapper.model.manifest}
 
     def answer(self, texts: list[str]) -> list[str]:
