@@ -247,3 +247,31 @@ def test_cli_extract_ttps(kb, tmp_path, monkeypatch):
     assert json.loads(bundle.read_text())["type"] == "bundle"
     r = CliRunner().invoke(app, ["intel", "extract-ttps", str(tmp_path / "nope.md"), "--json"])
     assert r.exit_code == 2 and "nope.md" in r.output
+
+
+ATE_PROMPT = ("Extract all MITRE Enterprise attack patterns from the following text and map them to their "
+              "corresponding MITRE technique IDs. Provide reasoning for each identification. Ensure the final line "
+              "contains only the IDs for the main techniques, separated by commas, excluding any subtechnique IDs. "
+              "MITRE Enterprise IDs are given below as reference.  **Text:** {text}  **List of All MITRE Enterprise "
+              "technique IDs** ID    : Name T1548 : Abuse Elevation Control Mechanism T1486 : Data Encrypted")
+
+
+def test_system_adapter_reads_only_the_text(kb, tmp_path, monkeypatch):
+    from secfoundry.apps.intel import ttps as ttps_mod
+    from secfoundry.apps.intel.system import load_system_model
+    from secfoundry.apps.intel.ttps_system import domain_from_prompt, text_from_prompt
+
+    text = "Cobalt Strike executed an encoded PowerShell command and dumped credentials from LSASS memory."
+    prompt = ATE_PROMPT.format(text=text)
+    assert text_from_prompt(prompt) == text and domain_from_prompt(prompt) == "enterprise"
+    assert text_from_prompt("Text: a b c\nTechniques:") == "a b c"
+    monkeypatch.setenv("SECFOUNDRY_KB", str(kb.paths.db))
+    monkeypatch.setenv("SECFOUNDRY_KB_EMBEDDER", "hashing")
+    monkeypatch.setenv("SECFOUNDRY_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(ttps_mod, "_EXTRACTORS", {})
+    model = load_system_model("system:extract-ttps")
+    [answer] = model.generate([[{"role": "user", "content": prompt}]])
+    ids = answer.split(", ")
+    assert "T1059" in ids and "T1486" not in ids and all("." not in i for i in ids)  # main ids only
+    d = model.describe()
+    assert d["system_app"] == "extract-ttps" and d["procedure_examples_withheld"] > 0  # Cobalt Strike's withheld

@@ -31,6 +31,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EXPLICIT_CONF = 0.92
 MIN_WORDS = 4
+# Clause boundaries inside a sentence that lists several behaviours ("it downloads files, and
+# can take screenshots; ..."): each clause is also scored, a technique keeps its best score.
+_CLAUSE = re.compile(r";\s+|,\s+(?:and|while|as well as|which|then|also|before|after)\s+|"
+                     r"\s+and\s+(?=(?:can|could|also|then|uses?|used|has|had|is|was|will|may|leverages?|employs?)\b)|"
+                     r"\.\s+")
+
+
+def clauses(text: str) -> list[str]:
+    parts = [p.strip(" ,.;") for p in _CLAUSE.split(text)]
+    parts = [p for p in parts if len(re.findall(r"[A-Za-z]{2,}", p)) >= MIN_WORDS]
+    return parts if len(parts) > 1 else []
 
 
 @dataclass
@@ -40,6 +51,7 @@ class ExtractOptions:
     exclude_entities: tuple[str, ...] = ()  # withhold these entities' procedure examples (leakage control)
     exclude_mentioned_software: bool = False  # ... and those of every software the text names (CTIBench-ATE)
     max_spans: int = 5
+    clauses: bool = True                 # also score the clauses of multi-behaviour sentences
     llm: str | None = None
     llm_weight: float = 0.4
 
@@ -120,10 +132,16 @@ class TTPExtractor:
             per_sent.append(cands)
             if len(re.findall(r"[A-Za-z]{2,}", mt)) >= MIN_WORDS:
                 model_in.append((i, mt))
+                if opts.clauses:
+                    model_in.extend((i, c) for c in clauses(mt))
         scored, n_ex = self.model.score([t for _, t in model_in], exclude=exclude)
         result.excluded_examples = n_ex
+        best: list[dict[str, float]] = [{} for _ in kept]
         for (i, _), sc in zip(model_in, scored):
             for tid, v in sc.scores.items():
+                best[i][tid] = max(best[i].get(tid, 0.0), v)
+        for i, scores in enumerate(best):
+            for tid, v in scores.items():
                 c = per_sent[i].setdefault(tid, _Cand())
                 if c.kinds:  # lexical/explicit evidence and the model agree: both count
                     c.score = 1 - (1 - c.score) * (1 - v)

@@ -20,7 +20,7 @@ from secfoundry.apps.intel import ttps_guard
 from secfoundry.apps.intel.ttps_catalog import AttackCatalog
 
 _MODELS: dict[str, Any] = {}
-MAX_CANDIDATES = 40
+MAX_CANDIDATES = 12  # strongest candidates asked; the rest keep their retrieval score
 
 
 def _model(spec: str):

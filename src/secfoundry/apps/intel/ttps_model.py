@@ -88,11 +88,13 @@ class TechniqueModel:
         self.config = config or KNNConfig()
         self.entities = EntityMatcher(catalog)
         examples: list[Example] = []
+        n_proc = 0
         if use_procedures:
             for p in catalog.procedures():
                 ms = self.entities.find(p.text)
                 examples.append(Example(self.entities.mask(p.text, ms), p.technique, p.owner,
                                         frozenset(m.id for m in ms)))
+            n_proc = len(examples)
         for text, tid in extra:
             cur = catalog.current(tid)
             if cur:
@@ -105,7 +107,11 @@ class TechniqueModel:
         self._label_idx = {t: i for i, t in enumerate(self.labels)}
         self.y = np.array([self._label_idx[e.technique] for e in examples], dtype=np.int32)
         self.owners = np.array([e.owner for e in examples], dtype=object)
-        self.X = embed_cached(embedder, [e.text for e in examples])
+        # the KB's examples and the extra ones are cached apart, so adding TRAM re-embeds only TRAM
+        parts = [embed_cached(embedder, [e.text for e in examples[:n_proc]])] if n_proc else []
+        if len(examples) > n_proc:
+            parts.append(embed_cached(embedder, [e.text for e in examples[n_proc:]], kind="ttps-extra"))
+        self.X = np.concatenate(parts) if len(parts) > 1 else parts[0]
         self._qcache: dict[str, np.ndarray] = {}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
