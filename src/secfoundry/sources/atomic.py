@@ -20,17 +20,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.sources._archives import (
-    as_list,
-    attack_catalog,
-    attack_id_from_tag,
-    iter_tar,
-    jsonable,
-    load_yaml,
-    report,
-    set_stats,
-)
-from secfoundry.sources.base import GitTarballSource, Quarantine, Remote, Snapshot, register, text_stream
+from secfoundry.sources._archives import (as_list, attack_catalog, attack_id_from_tag, iter_tar, jsonable,
+                                          load_yaml, report, set_stats)
+from secfoundry.sources.base import document_of, GitTarballSource, Quarantine, Remote, Snapshot, register, text_stream
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import ATOMIC_TEST, Record, Relation
@@ -228,14 +220,5 @@ def test_document(rec: Record) -> Document:
         lines += [f"## Dependency: {str(d['description']).strip()}", ""]
         if d["prereq_command"]:
             lines += ["```", str(d["prereq_command"]).strip(), "```", ""]
-    return Document(
-        id=rec.id,
-        text="\n".join(lines),
-        source="atomic",
-        url=rec.url,
-        license=rec.license,
-        title=rec.name,
-        version=rec.version,
-        metadata={"record_type": rec.type, "record_id": rec.id, "technique": a["technique"],
-                  "platforms": a["platforms"]},
-    )
+    return document_of(rec, "\n".join(lines), id=rec.id, source="atomic", technique=a["technique"],
+                       platforms=a["platforms"])

@@ -27,14 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from secfoundry.sources.base import (
-    Quarantine,
-    Remote,
-    Snapshot,
-    Source,
-    load_json,
-    register,
-)
+from secfoundry.sources.base import markdown_document, Quarantine, Remote, Snapshot, Source, load_json, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core import records as rt
@@ -425,12 +418,7 @@ class AttackSource(Source):
         if procedures:
             lines += ["", "## Procedure examples", ""]
             lines += [f"- {sid} {names.get(sid, '')}: {clean_text(text)}" for sid, text in sorted(procedures)]
-        return Document(
-            id=f"{self.name}:{r.id}",
-            text="\n".join(lines).strip() + "\n",
-            source=self.name, url=r.url, license=self.license, title=f"{r.id}: {r.name}", version=r.version,
-            metadata={"record_type": r.type, "record_id": r.id, "domains": r.attributes.get("domains", [])},
-        )
+        return markdown_document(self, r, lines, domains=r.attributes.get("domains", []))
 
 
 def _stamp(path: Path) -> str:

@@ -154,6 +154,18 @@ def registry() -> dict[str, type[Source]]:
     return dict(_REGISTRY)
 
 
+def document_of(rec: Record, text: str, *, id: str | None = None, title: str | None = None,
+                source: str | None = None, license: str | None = None, version: str | None = None,
+                **metadata: Any) -> Document:
+    """A record's corpus document: provenance from the record (unless given), ``record_type`` and
+    ``record_id`` plus ``metadata`` in the document metadata."""
+    return Document(id=id if id is not None else f"{rec.source}:{rec.id}", text=text,
+                    source=rec.source if source is None else source, url=rec.url,
+                    license=rec.license if license is None else license,
+                    title=rec.name if title is None else title, version=rec.version if version is None else version,
+                    metadata={"record_type": rec.type, "record_id": rec.id, **metadata})
+
+
 def record_document(rec: Record) -> Document:
     """Generic Markdown rendering of a record; connectors override for richer layouts."""
     lines = [f"# {rec.id}: {rec.name}".rstrip(": "), ""]
@@ -165,16 +177,7 @@ def record_document(rec: Record) -> Document:
     rels = [f"- {r.type}: {r.target}" for r in rec.relations]
     if rels:
         lines += ["", "## Related", *rels]
-    return Document(
-        id=f"{rec.source}:{rec.id}",
-        text="\n".join(lines).strip() + "\n",
-        source=rec.source,
-        url=rec.url,
-        license=rec.license,
-        title=rec.name,
-        version=rec.version,
-        metadata={"record_type": rec.type, "record_id": rec.id},
-    )
+    return document_of(rec, "\n".join(lines).strip() + "\n")
 
 
 # -- helpers shared by connectors -------------------------------------------------------------
@@ -290,10 +293,7 @@ def text_stream(path: Path) -> io.TextIOWrapper:
     return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", newline="")
 
 
-def markdown_document(source: Source, rec: Record, lines: list[str]) -> Document:
+def markdown_document(source: Source, rec: Record, lines: list[str], **metadata: Any) -> Document:
     """A record rendered from Markdown lines (runs of blank lines collapsed) with provenance."""
-    return Document(
-        id=f"{source.name}:{rec.id}", text=re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n",
-        source=source.name, url=rec.url, license=source.license, title=f"{rec.id}: {rec.name}", version=rec.version,
-        metadata={"record_type": rec.type, "record_id": rec.id},
-    )
+    return document_of(rec, re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n", id=f"{source.name}:{rec.id}",
+                       source=source.name, license=source.license, title=f"{rec.id}: {rec.name}", **metadata)

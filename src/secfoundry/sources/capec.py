@@ -18,15 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from secfoundry.sources.attack import clean_text, load_bundle
-from secfoundry.sources.base import (
-    markdown_document,
-    Quarantine,
-    Remote,
-    Snapshot,
-    Source,
-    open_binary,
-    register,
-)
+from secfoundry.sources.base import (markdown_document, Quarantine, Remote, Snapshot, Source, open_binary,
+                                     register)
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core import records as rt
@@ -69,11 +62,11 @@ class CapecSource(Source):
     license = "CAPEC Terms of Use (free use with attribution; © The MITRE Corporation)"
     homepage = "https://capec.mitre.org/"
 
-    def __init__(self, url: str = LIVE_URL):
-        self.url = url
-
     patterns = ("stix-capec.json*",)
     first_only = True
+
+    def __init__(self, url: str = LIVE_URL):
+        self.url = url
 
     def remotes(self) -> list[Remote]:
         return [Remote(self.url, "stix-capec.json")]

@@ -27,15 +27,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.sources._archives import (
-    as_list,
-    iter_tar,
-    jsonable,
-    load_yaml,
-    report,
-    set_stats,
-)
-from secfoundry.sources.base import GitTarballSource, Quarantine, Remote, Snapshot, decode_text, register
+from secfoundry.sources._archives import as_list, iter_tar, jsonable, load_yaml, report, set_stats
+from secfoundry.sources.base import document_of, GitTarballSource, Quarantine, Remote, Snapshot, decode_text, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import COMPLIANCE_RULE, Record, Relation
@@ -417,13 +410,5 @@ def rule_document(rec: Record) -> Document:
     lines += ["", "## Description", "", rec.description, ""]
     if a["rationale"]:
         lines += ["## Rationale", "", a["rationale"], ""]
-    return Document(
-        id=rec.id,
-        text="\n".join(lines).strip() + "\n",
-        source="complianceascode",
-        url=rec.url,
-        license=rec.license,
-        title=rec.name,
-        version=rec.version,
-        metadata={"record_type": rec.type, "record_id": rec.id, "severity": a["severity"]},
-    )
+    return document_of(rec, "\n".join(lines).strip() + "\n", id=rec.id, source="complianceascode",
+                       severity=a["severity"])

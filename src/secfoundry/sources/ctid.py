@@ -25,24 +25,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.sources._archives import (
-    as_list,
-    at_ref,
-    attack_catalog,
-    iter_tar,
-    report,
-    set_stats,
-    tar_date,
-)
-from secfoundry.sources.base import (
-    GitTarballSource,
-    Quarantine,
-    Remote,
-    Snapshot,
-    load_json,
-    register,
-    text_stream,
-)
+from secfoundry.sources._archives import (as_list, at_ref, attack_catalog, iter_tar, report, set_stats,
+                                          tar_date)
+from secfoundry.sources.base import (document_of, GitTarballSource, Quarantine, Remote, Snapshot, load_json, register,
+                                     text_stream)
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import MAPPING, Record, Relation
@@ -306,13 +292,5 @@ def mapping_document(rec: Record) -> Document:
     lines.append("")
     for c in a["comments"][:10]:
         lines += [c, ""]
-    return Document(
-        id=f"ctid:{rec.id}",
-        text="\n".join(lines).strip() + "\n",
-        source="ctid",
-        url=rec.url,
-        license=rec.license,
-        title=f"{rec.id} mapped to ATT&CK",
-        version=rec.version,
-        metadata={"record_type": rec.type, "record_id": rec.id, "frameworks": a["frameworks"]},
-    )
+    return document_of(rec, "\n".join(lines).strip() + "\n", id=f"ctid:{rec.id}", source="ctid",
+                       title=f"{rec.id} mapped to ATT&CK", frameworks=a["frameworks"])

@@ -23,15 +23,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from secfoundry.sources.base import (
-    Quarantine,
-    Snapshot,
-    Source,
-    decode_text,
-    mirror_files,
-    register,
-    source_cache,
-)
+from secfoundry.sources.base import (document_of, Quarantine, Snapshot, Source, decode_text, mirror_files, register,
+                                     source_cache)
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core import records as rt
@@ -418,11 +411,8 @@ def vulnerability_document(r: Record, source: str, license: str) -> Document:
     refs = a.get("references", [])[:10]
     if refs:
         lines += ["", "## References", "", *[f"- {u}" for u in refs]]
-    return Document(
-        id=f"{source}:{r.id}", text="\n".join(lines).strip() + "\n", source=source, url=r.url, license=license,
-        title=r.id + (f": {title}" if title else ""), version=r.version,
-        metadata={"record_type": r.type, "record_id": r.id, "published": str(a.get("published", ""))[:10]},
-    )
+    return document_of(r, "\n".join(lines).strip() + "\n", id=f"{source}:{r.id}", source=source, license=license,
+                       title=r.id + (f": {title}" if title else ""), published=str(a.get("published", ""))[:10])
 
 
 register(CveSource)

@@ -27,15 +27,8 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-from secfoundry.sources.base import (
-    markdown_document,
-    Quarantine,
-    Remote,
-    Snapshot,
-    Source,
-    open_binary,
-    register,
-)
+from secfoundry.sources.base import (markdown_document, Quarantine, Remote, Snapshot, Source, open_binary,
+                                     register)
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core import records as rt
@@ -149,11 +142,11 @@ class CweSource(Source):
     license = "CWE Terms of Use (free use with attribution; © The MITRE Corporation)"
     homepage = "https://cwe.mitre.org/"
 
-    def __init__(self, version: str = VERSION):
-        self.version = version
-
     patterns = ("cwec_*.xml.gz", "cwec_*.xml", "cwec_*.xml.zip")
     first_only = True
+
+    def __init__(self, version: str = VERSION):
+        self.version = version
 
     def remotes(self) -> list[Remote]:
         return [Remote(versioned_url(self.version) if self.version != "latest" else LIVE_LATEST)]

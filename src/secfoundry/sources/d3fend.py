@@ -24,15 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from secfoundry.sources._archives import content_version, report, set_stats
-from secfoundry.sources.base import (
-    Quarantine,
-    Remote,
-    Snapshot,
-    Source,
-    decode_text,
-    read_bytes,
-    register,
-)
+from secfoundry.sources.base import document_of, Quarantine, Remote, Snapshot, Source, decode_text, read_bytes, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import D3FEND_TECHNIQUE, Record, Relation
@@ -225,13 +217,5 @@ def technique_document(rec: Record) -> Document:
         lines += [f"- {r['title']}" + (f" ({r['organization']})" if r["organization"] else "")
                   + (f": {r['url']}" if r["url"] else "") for r in a["references"]]
         lines.append("")
-    return Document(
-        id=f"d3fend:{rec.id}",
-        text="\n".join(lines).strip() + "\n",
-        source="d3fend",
-        url=rec.url,
-        license=rec.license,
-        title=f"{rec.id}: {rec.name}",
-        version=rec.version,
-        metadata={"record_type": rec.type, "record_id": rec.id, "tactic": a["tactic"]},
-    )
+    return document_of(rec, "\n".join(lines).strip() + "\n", id=f"d3fend:{rec.id}", source="d3fend",
+                       title=f"{rec.id}: {rec.name}", tactic=a["tactic"])

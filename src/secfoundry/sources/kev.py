@@ -16,16 +16,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.sources.base import (
-    Quarantine,
-    Remote,
-    Snapshot,
-    Source,
-    load_json,
-    register,
-    resolve_files,
-    text_stream,
-)
+from secfoundry.sources.base import (Quarantine, Remote, Snapshot, Source, load_json, markdown_document, register,
+                                     resolve_files, text_stream)
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core import records as rt
@@ -173,11 +165,7 @@ class KevSource(Source):
                 lines += ["", f"Weaknesses: {', '.join(a['cwes'])}."]
             if a["notes"]:
                 lines += ["", "Notes: " + a["notes"]]
-            yield Document(
-                id=f"{self.name}:{r.id}", text="\n".join(lines).strip() + "\n", source=self.name, url=r.url,
-                license=self.license, title=f"{r.id}: {r.name}", version=r.version,
-                metadata={"record_type": r.type, "record_id": r.id, "date_added": a["date_added"]},
-            )
+            yield markdown_document(self, r, lines, date_added=a["date_added"])
 
 
 register(KevSource)

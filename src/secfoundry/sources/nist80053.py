@@ -19,14 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from secfoundry.sources._archives import at_ref, report, set_stats
-from secfoundry.sources.base import (
-    Quarantine,
-    Remote,
-    Snapshot,
-    Source,
-    load_json,
-    register,
-)
+from secfoundry.sources.base import document_of, Quarantine, Remote, Snapshot, Source, load_json, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import CONTROL, Record, Relation
@@ -274,14 +267,5 @@ def control_document(rec: Record) -> Document:
     related = [r.target for r in rec.relations if r.type == "related-control"]
     if related:
         lines += [f"**Related controls**: {', '.join(related)}", ""]
-    return Document(
-        id=f"nist80053:{rec.id}",
-        text="\n".join(lines).strip() + "\n",
-        source="nist80053",
-        url=rec.url,
-        license=rec.license,
-        title=f"{rec.id}: {rec.name}",
-        version=rec.version,
-        metadata={"record_type": rec.type, "record_id": rec.id, "family": a["family"],
-                  "baselines": a["baselines"]},
-    )
+    return document_of(rec, "\n".join(lines).strip() + "\n", id=f"nist80053:{rec.id}", source="nist80053",
+                       title=f"{rec.id}: {rec.name}", family=a["family"], baselines=a["baselines"])

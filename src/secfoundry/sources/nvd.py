@@ -26,16 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from secfoundry.sources.base import (
-    Quarantine,
-    Snapshot,
-    Source,
-    load_json,
-    mirror_files,
-    read_bytes,
-    register,
-    source_cache,
-)
+from secfoundry.sources.base import (Quarantine, Snapshot, Source, load_json, mirror_files, read_bytes,
+                                     register, source_cache)
 from secfoundry.sources.cve import CVE_ID, best_cvss, cvss_entry, vulnerability_document
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError

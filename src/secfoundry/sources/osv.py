@@ -27,26 +27,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.sources._archives import (
-    as_list,
-    at_ref,
-    iter_tar,
-    jsonable,
-    load_yaml,
-    report,
-    set_stats,
-    tar_date,
-)
-from secfoundry.sources.base import (
-    Quarantine,
-    Remote,
-    Snapshot,
-    Source,
-    decode_text,
-    load_json,
-    register,
-    source_cache,
-)
+from secfoundry.sources._archives import (as_list, at_ref, iter_tar, jsonable, load_yaml, report, set_stats,
+                                          tar_date)
+from secfoundry.sources.base import (Quarantine, Remote, Snapshot, Source, decode_text, document_of, load_json,
+                                     register, source_cache)
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import ADVISORY, Record, Relation
@@ -478,14 +462,5 @@ def advisory_document(rec: Record) -> Document:
         lines.append("")
     if a.get("references"):
         lines += ["## References", ""] + [f"- {u}" for u in a["references"]] + [""]
-    return Document(
-        id=f"osv:{rec.id}",
-        text="\n".join(lines).strip() + "\n",
-        source="osv",
-        url=rec.url,
-        license=rec.license,
-        title=f"{rec.id}: {rec.name}",
-        version=rec.version,
-        metadata={"record_type": rec.type, "record_id": rec.id, "feed": a.get("feed", ""),
-                  "aliases": rec.aliases},
-    )
+    return document_of(rec, "\n".join(lines).strip() + "\n", id=f"osv:{rec.id}", source="osv",
+                       title=f"{rec.id}: {rec.name}", feed=a.get("feed", ""), aliases=rec.aliases)

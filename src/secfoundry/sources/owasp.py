@@ -14,16 +14,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from secfoundry.sources._archives import (
-    content_version,
-    iter_tar,
-    quarantine_or_new,
-    report,
-    set_stats,
-)
-from secfoundry.sources.base import GitTarballSource, Quarantine, Remote, Snapshot, decode_text, register
+from secfoundry.sources._archives import content_version, iter_tar, report, set_stats
+from secfoundry.sources.base import document_of, GitTarballSource, Quarantine, Remote, Snapshot, decode_text, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import CHEATSHEET, Record, Relation
@@ -145,7 +139,8 @@ class OWASPCheatSheetsSource(GitTarballSource):
                 except (InputError, OSError) as e:
                     report(q, self.name, path, path.name, e)
 
-    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
+    def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[tuple[Record, str]]:
+        """(sheet record, the sheet's Markdown): the document is the sheet itself, links absolutized."""
         n = 0
         for file, stem, text in self._sheets(snapshot, q):
             try:
@@ -154,25 +149,9 @@ class OWASPCheatSheetsSource(GitTarballSource):
                 report(q, self.name, file, stem, e)
                 continue
             n += 1
-            yield rec
+            yield rec, text
         set_stats(snapshot, sheets=n)
 
-    def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
-        q = quarantine_or_new(quarantine)
-        for file, stem, text in self._sheets(snapshot, q):
-            try:
-                rec = sheet_record(text, stem=stem, file=file, version=snapshot.version)
-            except InputError as e:
-                report(q, self.name, file, stem, e)
-                continue
-            yield Document(
-                id=rec.id,
-                text=absolutize(text).strip() + "\n",
-                source=self.name,
-                url=rec.url,
-                license=LICENSE,
-                title=rec.name,
-                version=snapshot.version,
-                metadata={"record_type": rec.type, "record_id": rec.id,
-                          "attribution": "OWASP Cheat Sheet Series contributors, CC BY-SA 4.0"},
-            )
+    def render(self, rec: Record, context: Any = None) -> Document:
+        return document_of(rec, absolutize(context).strip() + "\n", id=rec.id, source=self.name, license=LICENSE,
+                           attribution="OWASP Cheat Sheet Series contributors, CC BY-SA 4.0")

@@ -23,18 +23,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from secfoundry.sources._archives import (
-    AttackCatalog,
-    as_list,
-    attack_catalog,
-    attack_id_from_tag,
-    iter_tar,
-    jsonable,
-    load_yaml,
-    report,
-    set_stats,
-)
-from secfoundry.sources.base import GitTarballSource, Quarantine, Remote, Snapshot, register
+from secfoundry.sources._archives import (AttackCatalog, as_list, attack_catalog, attack_id_from_tag,
+                                          iter_tar, jsonable, load_yaml, report, set_stats)
+from secfoundry.sources.base import document_of, GitTarballSource, Quarantine, Remote, Snapshot, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.records import SIGMA_RULE, Record, Relation
@@ -193,14 +184,5 @@ def rule_document(rec: Record, text: str) -> Document:
     if a["falsepositives"]:
         lines += ["## False positives", ""] + [f"- {x}" for x in a["falsepositives"]] + [""]
     lines += ["## Rule", "", "```yaml", text.strip(), "```", ""]
-    return Document(
-        id=f"sigma:{rec.id.removeprefix('sigma:')}",
-        text="\n".join(lines),
-        source="sigma",
-        url=rec.url,
-        license=rec.license,
-        title=rec.name,
-        version=rec.version,
-        metadata={"record_type": rec.type, "record_id": rec.id, "techniques": a["techniques"],
-                  "level": a["level"], "status": a["status"]},
-    )
+    return document_of(rec, "\n".join(lines), id=f"sigma:{rec.id.removeprefix('sigma:')}", source="sigma",
+                       techniques=a["techniques"], level=a["level"], status=a["status"])

@@ -39,14 +39,8 @@ quality step only applies to them the checks that are safe for structured record
 
 from __future__ import annotations
 
-from secfoundry.corpus.process.base import (
-    HIGH_VALUE_SOURCES,
-    Decision,
-    Dropped,
-    ProcessStep,
-    is_high_value,
-    run_steps,
-)
+from secfoundry.corpus.process.base import (HIGH_VALUE_SOURCES, Decision, Dropped, ProcessStep, is_high_value,
+                                            run_steps)
 
 __all__ = ["HIGH_VALUE_SOURCES", "Decision", "Dropped", "ProcessStep", "is_high_value", "run_steps", "default_steps"]
 
