@@ -7,17 +7,18 @@ import math
 import pytest
 
 from secfoundry.eval import metrics as m
+from secfoundry.eval import statistics as st
 
 
 def test_stderr_and_bootstrap():
     vals = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0]
     p = 5 / 8
-    assert m.mean(vals) == p
-    assert m.stderr(vals) == pytest.approx(math.sqrt(p * (1 - p) * 8 / 7 / 8))
-    lo, hi = m.bootstrap_ci(vals, seed=3)
-    assert lo <= p <= hi and (lo, hi) == m.bootstrap_ci(vals, seed=3)  # seeded: reproducible
-    assert m.bootstrap_ci([]) == (0.0, 0.0) and m.stderr([1.0]) == 0.0
-    assert m.mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
+    assert st.mean(vals) == p
+    assert st.stderr(vals) == pytest.approx(math.sqrt(p * (1 - p) * 8 / 7 / 8))
+    lo, hi = st.bootstrap_ci(vals, seed=3)
+    assert lo <= p <= hi and (lo, hi) == st.bootstrap_ci(vals, seed=3)  # seeded: reproducible
+    assert st.bootstrap_ci([]) == (0.0, 0.0) and st.stderr([1.0]) == 0.0
+    assert st.mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
 
 
 def test_accuracy_denominators():
@@ -70,7 +71,7 @@ def test_actor_graph_correct_plausible():
 
 def test_bootstrap_stat_any_statistic():
     vals = [1.0] * 30 + [0.0] * 10
-    se, lo, hi = m.bootstrap_stat(len(vals), lambda idx: m.mean([vals[i] for i in idx]), seed=1)
+    se, lo, hi = st.bootstrap_stat(len(vals), lambda idx: st.mean([vals[i] for i in idx]), seed=1)
     assert lo < 0.75 < hi and 0.03 < se < 0.12
-    assert m.bootstrap_stat(len(vals), lambda idx: m.mean([vals[i] for i in idx]), seed=1) == (se, lo, hi)
-    assert m.bootstrap_stat(0, lambda idx: 0.0) == (0.0, 0.0, 0.0)
+    assert st.bootstrap_stat(len(vals), lambda idx: st.mean([vals[i] for i in idx]), seed=1) == (se, lo, hi)
+    assert st.bootstrap_stat(0, lambda idx: 0.0) == (0.0, 0.0, 0.0)

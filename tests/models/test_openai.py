@@ -9,7 +9,8 @@ import pytest
 from .fake_openai import NEXT, FakeOpenAI, TOKEN, tok_logprob
 
 from secfoundry.models import GenerationConfig, load_model
-from secfoundry.models.openai_compat import OpenAIError, _retry_after
+from secfoundry.models.openai_compat import OpenAIError
+from secfoundry.models.openai_compat import parse_retry_after as _retry_after
 
 
 @pytest.fixture()

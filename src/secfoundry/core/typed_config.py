@@ -102,3 +102,18 @@ def flag(*flags: str, help: str = "", **options: Any) -> dict[str, Any]:
     ``typer.Option`` keywords (min, max, hidden, ...); ``type=`` overrides the option's type
     (a list field given as one comma-separated string: ``type=str``)."""
     return {"cli": {"flags": flags, "help": help, **options}}
+
+
+class YamlConfig:
+    """Mixin for a config dataclass: ``from_dict``, ``from_yaml(path, overrides)``, ``to_dict``."""
+
+    @classmethod
+    def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+        return build(cls, d, cls.__name__)
+
+    @classmethod
+    def from_yaml(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+        return build(cls, read_yaml(path, overrides), str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]

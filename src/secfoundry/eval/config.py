@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from secfoundry.core.typed_config import build, flag, read_yaml
+from secfoundry.core.typed_config import YamlConfig, flag
 
 
 @dataclass(kw_only=True)
-class RunConfig:
+class RunConfig(YamlConfig):
     """Everything that defines a run (recorded in config.json; a resumed run must match it)."""
 
     model: str = field(default="smollm2-135m-instruct", metadata=flag(
@@ -69,13 +69,6 @@ class RunConfig:
             except ModelSpecError as e:  # names the valid forms
                 raise ValueError(f"judge: {e}") from e
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        return build(cls, d, "eval config")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "RunConfig":
-        return build(cls, read_yaml(path, overrides), str(path))
 
     def load_options(self) -> dict[str, Any]:
         """Keyword arguments for ``load_model``."""

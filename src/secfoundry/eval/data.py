@@ -147,6 +147,16 @@ def ctibench(path: str, sha: str | None, convert: str | None = None, upstream: s
                     sha, convert)
 
 
+def cybermetric(n: int, sha: str | None) -> DataFile:
+    return DataFile(f"cybermetric/CyberMetric-{n}-v1.json",
+                    github_raw("cybermetric/CyberMetric", CYBERMETRIC_COMMIT, f"CyberMetric-{n}-v1.json"), sha)
+
+
+def ctibench_responses(task: str, sha: str) -> DataFile:
+    """The CTIBench authors' published model responses for ``task`` (e.g. cti-mcq)."""
+    return ctibench(f"responses/{task}-responses.tsv", sha, upstream=f"evaluation/responses/{task}-responses.tsv")
+
+
 FILES: dict[str, DataFile] = {
     "cti-mcq": ctibench("cti-mcq.tsv", "11e0af8db2dae9706c6e79901d2390bcdf9746e8feccbd9ba10682df649bcc6a"),
     "cti-rcm": ctibench("cti-rcm.tsv", "ed7d7fa79fc912c627f96e229eaa38b3c4b6be813d834d434580be6d4703d700"),
@@ -154,38 +164,20 @@ FILES: dict[str, DataFile] = {
     "cti-vsp": ctibench("cti-vsp.tsv", "43d4ceefe042236a7d0885cb8506bf6537426cf2359eddb2450dd151864a498b"),
     "cti-ate": ctibench("cti-ate.tsv", "79e5354a5c6aae0c979389786853e768201f8d129fb0f0ca5af392555f238f28"),
     "cti-taa": ctibench("cti-taa.tsv", "2f14c3209ea83bd9e7bc456e336d10a78870cfe2b9b4dc3f86ea50621d6f6321"),
-    "cti-taa-responses": ctibench("responses/cti-taa-responses.tsv",
-                                  "3d776cf7f36fc9890b9fd728a5df786139ae1ad4fe4413d09c7c1b67044ca764",
-                                  upstream="evaluation/responses/cti-taa-responses.tsv"),
-    "cti-mcq-responses": ctibench("responses/cti-mcq-responses.tsv",
-                                  "41011627e0580fdc73102f0f64f858760780cc19fb05761e1d97bc76f616b8e5",
-                                  upstream="evaluation/responses/cti-mcq-responses.tsv"),
-    "cti-rcm-responses": ctibench("responses/cti-rcm-responses.tsv",
-                                  "418fc17114f6e5a9e339d07135242ce157a985b17afde038c89348782778aa14",
-                                  upstream="evaluation/responses/cti-rcm-responses.tsv"),
-    "cti-rcm-2021-responses": ctibench("responses/cti-rcm-2021-responses.tsv",
-                                       "88390e80e76cf6b4b96a2652e176960049471f61593330d5083c3c59042c4dc9",
-                                       upstream="evaluation/responses/cti-rcm-2021-responses.tsv"),
-    "cti-vsp-responses": ctibench("responses/cti-vsp-responses.tsv",
-                                  "ae32b1ee6adf036312473a47a12951709761c8cea87e615d1b53128de62bf0d0",
-                                  upstream="evaluation/responses/cti-vsp-responses.tsv"),
+    "cti-taa-responses": ctibench_responses("cti-taa", "3d776cf7f36fc9890b9fd728a5df786139ae1ad4fe4413d09c7c1b67044ca764"),
+    "cti-mcq-responses": ctibench_responses("cti-mcq", "41011627e0580fdc73102f0f64f858760780cc19fb05761e1d97bc76f616b8e5"),
+    "cti-rcm-responses": ctibench_responses("cti-rcm", "418fc17114f6e5a9e339d07135242ce157a985b17afde038c89348782778aa14"),
+    "cti-rcm-2021-responses": ctibench_responses("cti-rcm-2021", "88390e80e76cf6b4b96a2652e176960049471f61593330d5083c3c59042c4dc9"),
+    "cti-vsp-responses": ctibench_responses("cti-vsp", "ae32b1ee6adf036312473a47a12951709761c8cea87e615d1b53128de62bf0d0"),
     # Upstream ships these as pickles; shared data holds the JSON conversion (sha256 of that).
     # A download goes through the no-globals unpickler above and is stored as JSON.
     "cti-alias": ctibench("alias_dict.json", None, "pickle-json", upstream="evaluation/alias_dict.pickle"),
     "cti-related": ctibench("related_dict.json", None, "pickle-json", upstream="evaluation/related_dict.pickle"),
-    "cybermetric-80": DataFile("cybermetric/CyberMetric-80-v1.json",
-                               github_raw("cybermetric/CyberMetric", CYBERMETRIC_COMMIT, "CyberMetric-80-v1.json"),
-                               "1624aeecc54761198bff4828442ce4a10de6cb87c9da3298088b34ae11e15ba0"),
-    "cybermetric-500": DataFile("cybermetric/CyberMetric-500-v1.json",
-                                github_raw("cybermetric/CyberMetric", CYBERMETRIC_COMMIT, "CyberMetric-500-v1.json"),
-                                "036747c989da9f38f39a6b33fa2d5ab14147c928df0274217bbecab20be88faa"),
+    "cybermetric-80": cybermetric(80, "1624aeecc54761198bff4828442ce4a10de6cb87c9da3298088b34ae11e15ba0"),
+    "cybermetric-500": cybermetric(500, "036747c989da9f38f39a6b33fa2d5ab14147c928df0274217bbecab20be88faa"),
     # Not in shared data: 2000 is unpinned (trust on first download), 10000's sha256 is published.
-    "cybermetric-2000": DataFile("cybermetric/CyberMetric-2000-v1.json",
-                                 github_raw("cybermetric/CyberMetric", CYBERMETRIC_COMMIT, "CyberMetric-2000-v1.json"),
-                                 None),
-    "cybermetric-10000": DataFile("cybermetric/CyberMetric-10000-v1.json",
-                                  github_raw("cybermetric/CyberMetric", CYBERMETRIC_COMMIT, "CyberMetric-10000-v1.json"),
-                                  "4e35bb62c73b60bd27e54512b2ace6f9286ff2921a45a3d5fe2da22401e04bbb"),
+    "cybermetric-2000": cybermetric(2000, None),
+    "cybermetric-10000": cybermetric(10000, "4e35bb62c73b60bd27e54512b2ace6f9286ff2921a45a3d5fe2da22401e04bbb"),
     "secbench-mcq": DataFile("secbench/MCQs_2730.jsonl",
                              github_raw("secbench-git/SecBench", SECBENCH_COMMIT, "data/MCQs_2730.jsonl"),
                              "47bd5abf97182bf1bb673051d8b7af41b36da5a5f38b7ecec2a0e03169f7bc2d"),

@@ -127,9 +127,6 @@ def _answer_choice(model: LanguageModel, batch: list[Request]) -> list[Response]
     prefix, contexts = split_prefix(batch[0].prefix, contexts)  # type: ignore[arg-type]
     try:
         lps = model.choice_logprobs(contexts, choices, prefix=prefix)
-    except NotImplementedError:
-        # Fall back to full continuation log-likelihoods (one (context, choice) pair each).
-        pairs = [(c, ch) for c in contexts for ch in choices]
-        ll = model.loglikelihood(pairs, prefix=prefix)
-        lps = [[ll[i * len(choices) + j][0] for j in range(len(choices))] for i in range(len(contexts))]
+    except NotImplementedError:  # fall back to full continuation log-likelihoods
+        lps = model.choice_loglikelihoods(contexts, choices, prefix=prefix)
     return [Response(item_id=r.item_id, logprobs=[float(x) for x in lp]) for r, lp in zip(batch, lps, strict=True)]

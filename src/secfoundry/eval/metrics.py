@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 # Tasks call these as ``metrics.summarize`` etc.; they live in the one statistics module.
-from secfoundry.eval.statistics import (ABS_DIGITS, PCT_DIGITS, bootstrap_ci, bootstrap_stat,  # noqa: F401
-                                        mean, mean_std, pct, stderr, summarize)
+from secfoundry.eval.statistics import bootstrap_stat, mean, pct, summarize  # noqa: F401
 
 
 def base_dict(n: int, n_valid: int) -> dict[str, Any]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from secfoundry.core.typed_config import build, flag, read_yaml
+from secfoundry.core.typed_config import YamlConfig, flag
 
 REPO = Path(__file__).resolve().parents[3]  # the shipped recipes live in the repository's configs/
 
 
 @dataclass
-class ReplicateConfig:
+class ReplicateConfig(YamlConfig):
     out: Path = field(default=Path("runs/replicate"), metadata=flag(
         "--out", help="Run directory: corpus/, eval-*/, train/, summary.json, report.md/html."))
     corpus_recipe: Path = field(default=REPO / "configs" / "corpus" / "quickstart.yaml",
@@ -53,10 +52,4 @@ class ReplicateConfig:
     results_md: Path | None = field(default=None, metadata=flag(
         "--results-md", help="Also append the report to this Markdown file (e.g. RESULTS.md)."))
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ReplicateConfig":
-        return build(cls, d, "experiment config")
 
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "ReplicateConfig":
-        return build(cls, read_yaml(path, overrides), str(path))

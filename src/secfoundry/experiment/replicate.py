@@ -139,11 +139,7 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
         _copy_base_results(Path(cfg.base_from), out)
     t = time.time()
     say("[2/5] evaluate the base model")
-    base_ppl = _cached(out / "base_ppl.json", lambda: heldout_perplexities(base, shards, seq_len, max_batches=cfg.ppl_batches,
-                                                                                 general_shards=general))
-    base_res = _eval(base, cfg, out / "eval-base")
-    base_rot = _rotation_check(base, cfg, out / "permute-base")
-    base_opt = _option_scoring(base, cfg, out / "options-base")
+    base_eval = _evaluate(base, "base", cfg, out, shards, seq_len, general)
     timings["eval_base_s"] = time.time() - t
 
     t = time.time()
@@ -154,16 +150,11 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
 
     t = time.time()
     say("[4/5] evaluate the continued model")
-    cpt_ppl = _cached(out / "cpt_ppl.json", lambda: heldout_perplexities(cpt, shards, seq_len, max_batches=cfg.ppl_batches,
-                                                                               general_shards=general))
-    cpt_res = _eval(cpt, cfg, out / "eval-cpt")
-    cpt_rot = _rotation_check(cpt, cfg, out / "permute-cpt")
-    cpt_opt = _option_scoring(cpt, cfg, out / "options-cpt")
+    cpt_eval = _evaluate(cpt, "cpt", cfg, out, shards, seq_len, general)
     timings["eval_cpt_s"] = time.time() - t
 
     say("[5/5] report")
-    summary = {"base": {"ppl": base_ppl, "bench": base_res, "rotation": base_rot, "options": base_opt},
-               "cpt": {"ppl": cpt_ppl, "bench": cpt_res, "rotation": cpt_rot, "options": cpt_opt},
+    summary = {"base": base_eval, "cpt": cpt_eval,
                "train": {"steps": result.steps, "tokens": result.tokens, "final_loss": result.final_loss},
                "timings": timings, "command": " ".join(shlex.quote(a) for a in sys.argv)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -172,6 +163,17 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
         with Path(cfg.results_md).open("a") as f:
             f.write("\n" + md)
     return summary
+
+
+def _evaluate(model_dir: Path, tag: str, cfg: ReplicateConfig, out: Path, shards: Path, seq_len: int,
+              general: Path | None) -> dict[str, Any]:
+    """Perplexities, benchmarks, rotation check and option scoring of one model ("base"/"cpt"),
+    each cached or resumed under ``out``."""
+    ppl = _cached(out / f"{tag}_ppl.json", lambda: heldout_perplexities(
+        model_dir, shards, seq_len, max_batches=cfg.ppl_batches, general_shards=general))
+    return {"ppl": ppl, "bench": _eval(model_dir, cfg, out / f"eval-{tag}"),
+            "rotation": _rotation_check(model_dir, cfg, out / f"permute-{tag}"),
+            "options": _option_scoring(model_dir, cfg, out / f"options-{tag}")}
 
 
 def _copy_base_results(src: Path, out: Path) -> None:

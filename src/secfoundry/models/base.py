@@ -63,6 +63,14 @@ class LanguageModel(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not provide choice log-probabilities")
 
+    def choice_loglikelihoods(self, contexts: Sequence[str], choices: Sequence[str],
+                              prefix: str = "") -> list[list[float]]:
+        """``choice_logprobs`` computed as full continuation log-likelihoods, one (context,
+        choice) pair each: for multi-token choices and backends without next-token scoring."""
+        flat = self.loglikelihood([(ctx, ch) for ctx in contexts for ch in choices], prefix=prefix)
+        k = len(choices)
+        return [[flat[i * k + j][0] for j in range(k)] for i in range(len(contexts))]
+
     def apply_chat_template(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
         raise NotImplementedError(f"{type(self).__name__} has no chat template")
 

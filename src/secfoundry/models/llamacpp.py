@@ -155,10 +155,8 @@ class LlamaCppModel(LanguageModel):
         if not choices:
             raise ValueError("choice_logprobs needs at least one choice")
         choice_ids = [self._encode(c, bos=False) for c in choices]
-        if any(len(c) != 1 for c in choice_ids):
-            flat = self.loglikelihood([(ctx, ch) for ctx in contexts for ch in choices], prefix=prefix)
-            k = len(choices)
-            return [[flat[i * k + j][0] for j in range(k)] for i in range(len(contexts))]
+        if any(len(c) != 1 for c in choice_ids):  # multi-token choices: score each as a continuation
+            return self.choice_loglikelihoods(contexts, choices, prefix)
         targets = [c[0] for c in choice_ids]
         prefix, tail = split_prefix(prefix)
         p_ids = self._encode(prefix, bos=True) if prefix else []

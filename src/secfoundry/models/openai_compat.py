@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import math
 import os
 import random
@@ -29,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from secfoundry.models.base import Capabilities, GenerationConfig, LanguageModel, Message, Prompt
+from secfoundry.core.download import _parse_retry_after as parse_retry_after  # the one Retry-After rule
 from secfoundry.models.base import cut_at_stop
 from secfoundry.models.registry import register_backend
 from secfoundry.models.spec import ModelSpec
@@ -96,7 +96,7 @@ class OpenAIModel(LanguageModel):
                 if r.status_code not in RETRY_STATUS or attempt >= self.max_retries:
                     raise OpenAIError(f"{self.base_url}{path}: HTTP {r.status_code}: {_error_text(r)}",
                                       status=r.status_code)
-                wait = _retry_after(r.headers.get("retry-after"))
+                wait = parse_retry_after(r.headers.get("retry-after"))
             if wait is None:  # exponential backoff with full jitter
                 wait = random.uniform(0, min(self.max_backoff, self.backoff * (2 ** attempt)))
             time.sleep(min(wait, self.max_backoff))
@@ -260,20 +260,6 @@ def _match(top: dict[str, float], choice: str) -> float:
     want = choice.strip()
     vals = [v for k, v in top.items() if k.strip() == want]
     return max(vals) if vals else float("-inf")
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _error_text(r) -> str:

@@ -5,13 +5,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from secfoundry.core.typed_config import apply_override, build, read_yaml  # noqa: F401 (apply_override: API)
+from secfoundry.core.typed_config import YamlConfig, apply_override  # noqa: F401 (apply_override: API)
 
 
 @dataclass
@@ -57,7 +55,7 @@ class ScheduleConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -83,18 +81,6 @@ class TrainConfig:
     # Rows per chunk of the fused head + cross-entropy (train/loss.py); 0: HF loss on full logits.
     loss_chunk: int = 1024
     tensorboard: bool = False
-
-    # ---- loading -----------------------------------------------------------------------------
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return build(cls, d, "config")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "TrainConfig":
-        return cls.from_dict(read_yaml(path, overrides))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @property
     def tokens_per_step(self) -> int:
