@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from pathlib import Path
@@ -123,21 +122,16 @@ def loss_curve_png(metrics_path: Path) -> bytes | None:
     return buf.getvalue()
 
 
-def png_data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
-
-
 def render_html(md: str, png: bytes | None) -> str:
-    """The Markdown report as one self-contained HTML page, the loss curve inlined."""
+    """The Markdown report as one self-contained HTML page (the core report shell), the loss
+    curve inlined. The Markdown is ours (numbers and paths); raw HTML in it is not passed through."""
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark").enable("table").render(md)
-    img = f'<p><img alt="loss curve" src="{png_data_uri(png)}"></p>' if png else ""
-    style = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
-             "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
-             "th{background:#f3f3f3}code{background:#f6f6f6;padding:0 .2rem}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>secfoundry replication experiment</title>"
-            f"<style>{style}</style></head><body>{body}{img}</body></html>")
+    from secfoundry.core.report import Page, render_html as render_template
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md)
+    return render_template("experiment_report.html.j2", package="secfoundry.experiment",
+                           page=Page(title="secfoundry replication experiment"), body=body, loss_png=png)
 
 
 def write_reports(out: Path) -> str:

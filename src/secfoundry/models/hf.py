@@ -1,5 +1,8 @@
 """transformers backend: any causal LM by hub id, local directory or GGUF file.
 
+Over 400 lines on purpose: one backend per file; the HFModel class keeps its prefix-cache
+scoring, generation and tokenization at the boundary together (they share private state).
+
 Scoring is built for multiple-choice evaluation on CPU:
 
 * **Shared-prefix KV cache.** ``choice_logprobs(contexts, choices, prefix)`` and

@@ -1,5 +1,8 @@
 """CTIBench (Alam et al., NeurIPS 2024 Datasets & Benchmarks; CC BY-NC-SA 4.0).
 
+Over 400 lines on purpose: one file per benchmark family, and the six CTIBench tasks share
+one loader, one prompt convention and the official parsers (split, they would import each other).
+
 Six tasks over TSV files with a ``Prompt`` column (the authors' exact prompt) and ``GT``:
 
 * ``ctibench-mcq`` (2500): ATT&CK/CAPEC/... knowledge, 4 options;
