@@ -92,3 +92,47 @@ def validate_sarif(path: Path) -> None:
         typer.echo(e, err=True)
     typer.echo(f"{path}: {'valid' if not errors else f'{len(errors)} error(s)'}")
     raise typer.Exit(1 if errors else 0)
+
+
+@app.command("compliance")
+def compliance(findings: Optional[List[Path]] = typer.Option(None, "--findings", help="review JSON or SARIF from any scanner (repeatable)"),
+               techniques: Optional[str] = typer.Option(None, "--techniques", help="ATT&CK ids, comma-separated (T1059.001,T1003)"),
+               techniques_file: Optional[Path] = typer.Option(None, "--techniques-file", help="any text/JSON holding technique ids (e.g. intel extract-ttps output)"),
+               baseline: Optional[Path] = typer.Option(None, "--baseline", help="file listing the controls you implement (gaps are reported against it)"),
+               fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | html | json | csv"),
+               out: Optional[Path] = _OUT, kb: Optional[Path] = _KB,
+               fail_on_gap: bool = typer.Option(False, "--fail-on-gap", help="exit 1 when a failing or gap control exists")) -> None:
+    """Map findings and/or ATT&CK techniques to NIST SP 800-53 rev5 controls: coverage report."""
+    from secfoundry.apps.review import compliance as comp
+    from secfoundry.apps.review.kbmap import KBMap
+    from secfoundry.apps.review.schemas import ComplianceRequest
+
+    kbm = KBMap.open(kb)
+    if not kbm.available:
+        typer.echo("error: no knowledge base (secfoundry kb sync, or --kb PATH): controls come from it", err=True)
+        raise typer.Exit(2)
+    fs = []
+    for p in findings or []:
+        try:
+            fs += comp.load_findings(p)
+        except (OSError, ValueError) as e:
+            typer.echo(f"skipped {p}: {e}", err=True)
+    techs = comp.parse_ids(techniques or "")
+    if techniques_file:
+        techs += [t for t in comp.parse_ids(techniques_file.read_text(encoding="utf-8", errors="replace")) if t not in techs]
+    if not fs and not techs:
+        raise typer.BadParameter("give --findings and/or --techniques/--techniques-file")
+    base = comp.parse_controls(baseline.read_text(encoding="utf-8")) if baseline else None
+    rep = comp.assess(ComplianceRequest(findings=fs, techniques=techs, baseline=base), kbm)
+    text = comp.render(rep, fmt)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    else:
+        typer.echo(text)
+    counts = {}
+    for c in rep.controls:
+        counts[c.status] = counts.get(c.status, 0) + 1
+    typer.echo(f"{len(fs)} findings, {len(techs)} techniques -> {len(rep.controls)} controls {counts}; "
+               f"{len(rep.unmapped)} unmapped" + (f" -> {out}" if out else ""), err=True)
+    raise typer.Exit(1 if fail_on_gap and (counts.get("failing") or counts.get("gap")) else 0)

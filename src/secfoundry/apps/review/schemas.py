@@ -126,7 +126,11 @@ class ControlStatus(BaseModel):
     control: str
     title: str = ""
     family: str = ""
-    status: Literal["implicated", "gap"] = "implicated"
+    status: Literal["failing", "relevant", "covered", "gap"] = Field(
+        default="relevant", description="failing: findings violate it; relevant: mitigates an input technique, "
+                                         "no finding; covered: in the baseline, relevant, no failing finding; "
+                                         "gap: implicated but missing from the baseline")
+    in_baseline: bool | None = None
     evidence: list[Evidence] = Field(default_factory=list)
     max_severity: Severity | None = None
 
@@ -134,8 +138,8 @@ class ControlStatus(BaseModel):
 class ComplianceRequest(BaseModel):
     findings: list[Finding] = Field(default_factory=list)
     techniques: list[str] = Field(default_factory=list)
-    baseline: list[str] | None = Field(default=None, description="controls in scope (gaps are reported "
-                                                                  "among these); None = implicated families")
+    baseline: list[str] | None = Field(default=None, description="controls the organisation implements / has in "
+                                                                  "scope; implicated controls outside it are gaps")
 
 
 class ComplianceReport(BaseModel):
