@@ -78,7 +78,7 @@ def build_cases(store: Store, alerts: list[Alert], triage: list[Triage], *, kb: 
                 window: timedelta = timedelta(hours=2), min_score: float = 0.35) -> list[Case]:
     tri = {t.alert_id: t for t in triage}
     keep = [a for a in alerts if tri.get(a.alert_id) is None or tri[a.alert_id].score > min_score]
-    keep.sort(key=lambda a: (a.first_seen is None, a.first_seen or 0, a.alert_id))
+    keep.sort(key=lambda a: (a.first_seen is None, a.first_seen or 0, a.rule_id, a.host_name, a.alert_id))
     procs = _process_ids(store, keep)
     ents = [_entities(a, procs) for a in keep]
     counts: dict[tuple[str, str], int] = defaultdict(int)
@@ -130,8 +130,13 @@ def _case(members: list[Alert], reasons: list[str], tri: dict[str, Triage], ents
         t = tri.get(a.alert_id)
         techniques += t.techniques if t else a.techniques
         tactics += t.tactics if t else []
-    techniques = list(dict.fromkeys(techniques))
     tactics = sorted(dict.fromkeys(tactics), key=tactic_rank)
+
+    def _rank(tid: str) -> tuple[int, str]:
+        tac = facts.technique(tid)["tactics"]
+        return (min((tactic_rank(x) for x in tac), default=99), tid)
+
+    techniques = sorted(dict.fromkeys(techniques), key=_rank)  # kill-chain order, then id
     ent_list: list[Entity] = []
     seen = set()
     for a in members:

@@ -29,6 +29,7 @@ from secfoundry.apps.soc.schemas import FileReport, IngestReport, RowError
 from secfoundry.apps.soc.store import Store
 
 BATCH = 20000
+SNIFF_LINES = 20
 MAX_REPORTED_ERRORS = 200
 SKEW_MIN = timedelta(seconds=60)
 _ZEEK_LOGS = {"conn", "dns", "http", "ssl", "ssh", "smtp", "files", "notice", "weird", "x509", "ftp", "dhcp",
@@ -107,7 +108,15 @@ def _json_rows(unit: Unit, errors: list[RowError]) -> Iterator[tuple[str, dict[s
     lines = iter_lines(unit.stream)  # type: ignore[arg-type]
     tsv: dict[str, Any] | None = None
     header: list[str] = []
+    seen = good = 0
+    err0 = len(errors)
     while True:
+        if seen == SNIFF_LINES and good == 0 and tsv is None:
+            first = errors[err0].snippet if len(errors) > err0 else ""
+            del errors[err0:]
+            errors.append(RowError(file=unit.name, line=1, error=f"unrecognized format: none of the first {SNIFF_LINES} "
+                                   "lines is JSON or Zeek TSV; file skipped", snippet=first))
+            return
         try:
             n, b = next(lines)
         except StopIteration:
@@ -117,6 +126,7 @@ def _json_rows(unit: Unit, errors: list[RowError]) -> Iterator[tuple[str, dict[s
             return
         if not b.strip():
             continue
+        seen += 1
         try:
             text = b.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -131,6 +141,7 @@ def _json_rows(unit: Unit, errors: list[RowError]) -> Iterator[tuple[str, dict[s
         if tsv is not None:
             try:
                 obj = network.zeek_tsv_record(text, tsv)
+                good += 1
                 yield "zeek-tsv", _finish_row(network.zeek(obj, fmt="zeek-tsv", path_hint=hint), "zeek-tsv", text,
                                               unit.name, n)
             except Exception as e:  # noqa: BLE001 - per-row error, the rest of the file goes on
@@ -154,6 +165,7 @@ def _json_rows(unit: Unit, errors: list[RowError]) -> Iterator[tuple[str, dict[s
         except Exception as e:  # noqa: BLE001
             errors.append(RowError(file=unit.name, line=n, error=f"{fmt}: {type(e).__name__}: {e}", snippet=text[:120]))
             continue
+        good += 1
         yield fmt, _finish_row(row, fmt, text, unit.name, n)
 
 

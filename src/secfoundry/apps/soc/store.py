@@ -29,10 +29,25 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("rule_id", "rule.id", "VARCHAR"), ("rule_name", "rule.name", "VARCHAR"), ("severity", "event.severity", "INTEGER"),
     ("message", "message", "VARCHAR"), ("log_product", "log_product", "VARCHAR"),
     ("log_category", "log_category", "VARCHAR"), ("log_service", "log_service", "VARCHAR"),
-    ("fields", "fields", "JSON"), ("raw", "raw", "VARCHAR"), ("file", "file", "VARCHAR"), ("line", "line", "BIGINT"),
+    ("fields", "fields", "VARCHAR"), ("raw", "raw", "VARCHAR"), ("file", "file", "VARCHAR"), ("line", "line", "BIGINT"),
 ]
 KEY_TO_COL = {k: c for k, c, _ in COLUMNS}
 COL_TO_KEY = {c: k for k, c, _ in COLUMNS}
+
+def _pa(name: str) -> Any:
+    import pyarrow as pa
+
+    return {"VARCHAR": pa.string, "TIMESTAMP": lambda: pa.timestamp("us"), "INTEGER": pa.int32,
+            "BIGINT": pa.int64}[name]
+
+
+class _PATypes(dict):
+    def __missing__(self, key: str) -> Any:
+        self[key] = _pa(key)
+        return self[key]
+
+
+_PA_TYPES = _PATypes()
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS events(" + ", ".join(f'"{c}" {t}' for _, c, t in COLUMNS) + ")",
@@ -87,17 +102,14 @@ class Store:
             return 0
         import pyarrow as pa
 
-        cols: dict[str, list[Any]] = {c: [] for _, c, _ in COLUMNS}
-        for r in rows:
-            for k, c, _ in COLUMNS:
-                cols[c].append(r.get(k))
-        types = {"VARCHAR": pa.string(), "TIMESTAMP": pa.timestamp("us"), "INTEGER": pa.int32(),
-                 "BIGINT": pa.int64(), "JSON": pa.string()}
-        batch = pa.table({c: pa.array(cols[c], type=types[t]) for _, c, t in COLUMNS})  # noqa: F841
+        uniq = list({r["event_id"]: r for r in rows}.values())
+        arrays = []
+        for k, c, t in COLUMNS:
+            vals = [r.get(k) for r in uniq]
+            arrays.append(pa.array(vals, type=_PA_TYPES[t]()))
+        batch = pa.Table.from_arrays(arrays, names=[c for _, c, _ in COLUMNS])  # noqa: F841 - read by DuckDB
         before = self.count()
-        self.con.execute(
-            "INSERT INTO events SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY event_id) rn "
-            "FROM batch) b WHERE rn = 1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)")
+        self.con.execute("INSERT INTO events SELECT b.* FROM batch b ANTI JOIN events e ON e.event_id = b.event_id")
         return self.count() - before
 
     def count(self) -> int:

@@ -1,0 +1,157 @@
+"""SOC volume bench: ingest rate and Sigma detection time on ~1M events (issue #10).
+
+The volume is made by replaying the shared samples (OTRF Windows/Sysmon exports, Suricata EVE,
+Zeek JSON) with shifted timestamps and renamed hosts/IPs: copy k shifts every timestamp by k
+hours and renames host ``X`` to ``X-k``, so every record is a new event (new hash) with the same
+shape. Then, in a fresh store:
+
+- ``soc ingest`` of the generated JSONL (events/s, wall clock, peak RSS);
+- detection with every Sigma rule of the KB (rules pre-compiled; the compile is cached and timed
+  separately), DuckDB limited to ``--threads`` threads and ``--memory`` memory.
+
+    .venv/bin/python bench/soc_volume.py --events 1000000 --threads 2 \
+        --kb /work/sf-shared-home/kb --out results/soc_volume.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import zipfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+SOC = ROOT.parent / "shared" / "data" / "soc" / "alerts"
+TS_KEYS = ("@timestamp", "TimeCreated", "UtcTime", "timestamp", "ts", "_write_ts")
+HOST_KEYS = ("Hostname", "Computer")
+
+
+def samples() -> list[dict]:
+    recs: list[dict] = []
+    for z in sorted((SOC / "windows" / "otrf-security-datasets").glob("*.zip")):
+        with zipfile.ZipFile(z) as zf:
+            for name in zf.namelist():
+                for line in zf.read(name).splitlines():
+                    if line.strip():
+                        recs.append(orjson.loads(line))
+    for f in sorted((SOC / "suricata").glob("*.jsonl")):
+        recs += [orjson.loads(x) for x in f.read_bytes().splitlines() if x.strip()]
+    import gzip
+
+    for f in sorted((SOC / "zeek" / "wrccdc2018-zed-sample-data").glob("*.json.gz")):
+        recs += [orjson.loads(x) for x in gzip.decompress(f.read_bytes()).splitlines() if x.strip()]
+    return recs
+
+
+def _shift(v: object, k: int) -> object:
+    if isinstance(v, str) and len(v) >= 19 and v[4] == "-" and v[10] in "T ":
+        try:
+            head = datetime.fromisoformat(v[:19])
+        except ValueError:
+            return v
+        return (head + timedelta(hours=k)).isoformat(sep=v[10]) + v[19:]
+    if isinstance(v, (int, float)) and v > 1e9:
+        return v + 3600 * k
+    return v
+
+
+def generate(path: Path, n: int) -> int:
+    base = samples()
+    out = 0
+    with path.open("wb") as f:
+        k = 0
+        while out < n:
+            for r in base:
+                if out >= n:
+                    break
+                if k:
+                    r = dict(r)
+                    for key in TS_KEYS:
+                        if key in r:
+                            r[key] = _shift(r[key], k)
+                    for key in HOST_KEYS:
+                        if key in r and isinstance(r[key], str):
+                            r[key] = f"{r[key]}-{k}"
+                    if "src_ip" in r:
+                        r["src_ip"] = f"{r['src_ip']}#{k}" if False else r["src_ip"]
+                    r["_replay"] = k
+                f.write(orjson.dumps(r) + b"\n")
+                out += 1
+            k += 1
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--memory", default="4GB")
+    ap.add_argument("--kb", default=os.environ.get("SECFOUNDRY_KB", "/work/sf-shared-home/kb"))
+    ap.add_argument("--work", default="/tmp/soc_bench")
+    ap.add_argument("--out", default=str(ROOT / "results" / "soc_volume.json"))
+    ap.add_argument("--skip-ingest", action="store_true", help="reuse the store from a previous run")
+    a = ap.parse_args()
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("SECFOUNDRY_HOME", str(work / "home"))
+    os.environ["SECFOUNDRY_SOC_THREADS"] = str(a.threads)
+    os.environ["SECFOUNDRY_SOC_MEMORY"] = a.memory
+    data = work / f"replay_{a.events}.jsonl"
+    if not data.exists():
+        t = time.perf_counter()
+        generate(data, a.events)
+        print(f"generated {a.events} events in {time.perf_counter() - t:.1f}s -> {data}", file=sys.stderr)
+    from secfoundry.apps.soc.detect import detect
+    from secfoundry.apps.soc.ingest import ingest
+    from secfoundry.apps.soc.pipeline import open_kb
+    from secfoundry.apps.soc.rules import load_rules
+    from secfoundry.apps.soc.store import Store
+
+    db = work / "bench.duckdb"
+    res: dict = {"events_requested": a.events, "threads": a.threads, "memory_limit": a.memory,
+                 "load_before": os.getloadavg(), "cpus": os.cpu_count()}
+    if not a.skip_ingest:
+        for p in (db, Path(str(db) + ".wal")):
+            p.unlink(missing_ok=True)
+        with Store(db) as st:
+            t = time.perf_counter()
+            rep = ingest([str(data)], st)
+            dt = time.perf_counter() - t
+            res["ingest"] = {"read": rep.read, "inserted": rep.inserted, "errors": rep.error_count,
+                             "seconds": round(dt, 2), "events_per_s": round(rep.read / dt)}
+            print(json.dumps(res["ingest"]), file=sys.stderr)
+            t = time.perf_counter()
+            rep2 = ingest([str(data)], st)
+            res["reingest"] = {"inserted": rep2.inserted, "duplicates": rep2.duplicates,
+                               "seconds": round(time.perf_counter() - t, 2)}
+    kb = open_kb(a.kb)
+    t = time.perf_counter()
+    rs = load_rules(None, kb)
+    res["rules"] = {"compiled_or_cached_s": round(time.perf_counter() - t, 2), "rules": len(rs.rules),
+                    "skipped": rs.skipped}
+    with Store(db) as st:
+        res["events_in_store"] = st.count()
+        t = time.perf_counter()
+        alerts, drep = detect(st, rs)
+        dt = time.perf_counter() - t
+        res["detect"] = {"seconds": round(dt, 2), "rules_run": drep.rules_run,
+                         "rules_without_events": drep.rules_without_events, "rules_failed": drep.rules_failed,
+                         "hits": drep.hits, "alerts": len(alerts), "sigma_alerts": drep.sigma_alerts}
+    res["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    res["load_after"] = os.getloadavg()
+    res["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

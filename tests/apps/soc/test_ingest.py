@@ -1,0 +1,110 @@
+"""Ingest: format detection, ECS normalization, per-row errors, dedup, clock skew."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from secfoundry.apps.soc.ingest import ingest
+from secfoundry.apps.soc.store import Store
+
+from . import fixtures as fx
+
+
+def _rows(store: Store, where: str = "true") -> list[dict]:
+    cur = store.con.execute(f"SELECT * FROM events WHERE {where} ORDER BY \"@timestamp\" NULLS LAST")
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def test_formats_detected_and_normalized(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    with Store(tmp_path / "s.duckdb") as st:
+        rep = ingest([str(p) for p in inputs.values()], st)
+        fmts = {Path(f.file.split("!")[0]).name: f.format for f in rep.files}
+        assert fmts == {"win.zip": "windows", "eve.json": "suricata", "notice.log": "zeek-tsv", "dns.json": "zeek",
+                        "alerts.json": "wazuh", "ecs.ndjson": "ecs"}
+        assert rep.error_count == 0 and rep.inserted == rep.read == 5 + 2 + 1 + 2 + 1 + 1
+        mshta = _rows(st, "\"process.executable\" ILIKE '%mshta%'")[0]
+        assert mshta["host.name"] == fx.HOST and mshta["event.code"] == "1"
+        assert mshta["process.parent.entity_id"] == "{g-1}" and mshta["log_category"] == "process_creation"
+        assert json.loads(mshta["raw"])["CommandLine"] == mshta["process.command_line"]
+        assert str(mshta["@timestamp"]) == "2024-05-01 10:00:05.200000"  # Sysmon UtcTime, not the exporter clock
+        sur = _rows(st, "format='suricata' AND \"event.kind\"='alert'")[0]
+        assert sur["rule.id"] == "suricata:2034647" and sur["source.ip"] == "203.0.113.9"
+        assert str(sur["@timestamp"]) == "2024-05-01 10:00:00"  # +0200 -> UTC
+        notice = _rows(st, "format='zeek-tsv'")[0]
+        assert notice["event.kind"] == "alert" and notice["rule.id"] == "zeek:SSH::Password_Guessing"
+        assert notice["source.ip"] == "198.51.100.7"
+        wz = _rows(st, "format='wazuh'")[0]
+        assert wz["rule.id"] == "wazuh:5712" and wz["host.name"] == "web-1" and wz["event.severity"] == 10
+        ecs = _rows(st, "format='ecs'")[0]
+        assert ecs["process.command_line"] == "curl http://example.org" and ecs["user.name"] == "bob"
+
+
+def test_reingest_adds_nothing_and_stdin_like_paths(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    with Store(tmp_path / "s.duckdb") as st:
+        first = ingest([str(inputs["windows"]), str(inputs["suricata"])], st)
+        again = ingest([str(inputs["windows"]), str(inputs["suricata"])], st)
+        assert first.inserted == 7 and again.inserted == 0 and again.duplicates == 7
+        # the same records unzipped and gzipped are the same events
+        plain = tmp_path / "win.json.gz"
+        plain.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in fx.windows_records()).encode() + b"\n"))
+        assert ingest([str(plain)], st).inserted == 0
+        assert st.count() == 7
+
+
+def test_bad_rows_reported_with_file_and_line(tmp_path: Path) -> None:
+    f = tmp_path / "mixed.jsonl"
+    good = [json.dumps(fx.SURICATA[0]), json.dumps(fx.ZEEK_DNS_JSON[0])]
+    f.write_bytes(good[0].encode() + b"\n{not json\n" + b'{"message": "caf\xe9 latin-1", "host": "h1"}\n'
+                  + b"[1, 2]\n" + good[1].encode() + b"\n")
+    trunc = tmp_path / "cut.json.gz"
+    blob = gzip.compress(("\n".join(json.dumps(r) for r in fx.ZEEK_DNS_JSON) + "\n").encode())
+    trunc.write_bytes(blob[: len(blob) - 12])
+    ini = tmp_path / "tests.ini"
+    ini.write_text("\n".join(f"; comment {i}" for i in range(30)))
+    with Store(tmp_path / "s.duckdb") as st:
+        rep = ingest([str(f), str(trunc), str(ini), str(tmp_path / "missing.json")], st)
+        errs = {(Path(e.file).name, e.line): e.error for e in rep.errors}
+        assert "not JSON" in errs[("mixed.jsonl", 2)]
+        assert "not valid UTF-8" in errs[("mixed.jsonl", 3)]  # kept, bytes replaced
+        assert "not an object" in errs[("mixed.jsonl", 4)]
+        assert any(k[0] == "cut.json.gz" and "truncated" in v for k, v in errs.items())
+        assert [v for k, v in errs.items() if k[0] == "tests.ini"] == [
+            "unrecognized format: none of the first 20 lines is JSON or Zeek TSV; file skipped"]
+        assert "no such file" in errs[("missing.json", 0)]
+        fmts = {r["format"] for r in _rows(st)}
+        assert fmts == {"suricata", "zeek", "jsonl"}
+        assert st.count() == 3  # suricata + zeek + the latin-1 row
+        n = st.con.execute("SELECT count(*) FROM ingest_errors").fetchone()[0]
+        assert n == len(rep.errors)
+
+
+def test_clock_skew_corrected_and_missing_timestamps_kept(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    with Store(tmp_path / "s.duckdb") as st:
+        rep = ingest([str(inputs["windows"]), str(inputs["zeek_tsv"])], st)
+        win = next(f for f in rep.files if f.format == "windows")
+        assert win.skew_notes and "+4h00m" in win.skew_notes[0]
+        clear = _rows(st, "\"event.code\"='1102'")[0]
+        assert str(clear["@timestamp"]) == "2024-05-01 09:59:50" and clear["ts_note"] == "skew-corrected +4h00m"
+        masked = tmp_path / "masked.log"
+        masked.write_text(fx.ZEEK_NOTICE_TSV.replace("1714557600.000000", "XXXXXXXXXX.XXXXXX"))
+        rep2 = ingest([str(masked)], st)
+        assert rep2.files[0].missing_timestamps == 1 and rep2.inserted == 1
+        assert _rows(st, "ts_note='masked'")[0]["@timestamp"] is None
+
+
+def test_evtx_xml_records_parse() -> None:
+    from secfoundry.apps.soc.parsers import windows
+    from secfoundry.apps.soc.parsers.evtx import record_to_dict
+
+    xml = ('<Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event"><System>'
+           '<Provider Name="Microsoft-Windows-Sysmon"/><EventID>1</EventID>'
+           '<TimeCreated SystemTime="2024-05-01 10:00:05.200000"/><Channel>Microsoft-Windows-Sysmon/Operational'
+           '</Channel><Computer>WKS-7</Computer></System><EventData><Data Name="UtcTime">2024-05-01 10:00:05.200'
+           '</Data><Data Name="Image">C:\\Windows\\System32\\mshta.exe</Data><Data Name="CommandLine">mshta x'
+           '</Data></EventData></Event>')
+    row = windows.parse(record_to_dict(xml), fmt="evtx")
+    assert row["host_name"] == "WKS-7" and row["log_category"] == "process_creation"
+    assert row["fields"]["Image"].endswith("mshta.exe") and row["fields"]["EventID"] == 1
