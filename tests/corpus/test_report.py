@@ -199,7 +199,7 @@ def test_unpacked_run_estimates_tokens_and_cache_is_reused(tmp_path):
 
 
 def test_cli_report(tmp_path):
-    from secfoundry.corpus.cli import app
+    from secfoundry.cli.corpus import app
 
     run = tmp_path / "run"
     build_run(run, partial=True)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import typer
 
 from secfoundry import __version__
-from secfoundry.corpus.cli import app as corpus_app
+from secfoundry.cli.corpus import app as corpus_app
 from secfoundry.cli.eval import app as eval_app
 from secfoundry.cli.experiment import app as experiment_app
-from secfoundry.kb.cli import app as kb_app
+from secfoundry.cli.kb import app as kb_app
 from secfoundry.cli.models import app as models_app
 from secfoundry.cli.train import app as train_app
 from secfoundry.cli.intel import app as intel_app

@@ -207,6 +207,25 @@ class Recipe:
             raise InputError(f"invalid YAML: {e}", file=str(path)) from e
         return cls.from_dict(data or {}, file=str(path))
 
+    @classmethod
+    def collect_only(cls, *, sources: list[str] = (), warc: list[str] = (), jsonl: list[str] = (),
+                     parquet: list[str] = (), general: str | None = None, max_docs: int | None = None) -> "Recipe":
+        """A recipe of inputs only (``secfoundry corpus collect`` without a recipe file)."""
+        inputs: list[Any] = []
+        if sources:
+            inputs.append(SourcesInput(names=list(sources), max_docs=max_docs))
+        if warc:
+            inputs.append(WarcInput(paths=list(warc), max_docs=max_docs))
+        if jsonl:
+            inputs.append(JsonlInput(paths=list(jsonl), max_docs=max_docs))
+        if parquet:
+            inputs.append(ParquetInput(paths=list(parquet), max_docs=max_docs))
+        if general:
+            inputs.append(GeneralInput(path=str(general), max_docs=max_docs))
+        if not inputs:
+            raise InputError("give a recipe or at least one of --source/--warc/--jsonl/--parquet/--general")
+        return cls(name="collect", inputs=inputs)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["stages"] = [{"name": s.name, "steps": [st.to_dict() for st in s.steps]} for s in self.stages]

@@ -8,7 +8,6 @@ checks would do without routing/protection — the difference is what this stage
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from collections import defaultdict
@@ -190,6 +189,26 @@ class Auditor:
             rep = self.quality.audit(d)
             for check in rep.failed:
                 self._mark(res, d, f"quality unprotected: {check}", check, max_examples)
+
+
+def audit_filters(mirror: Path | None = None, inputs: Iterable[Path] = (), sources: list[str] | None = None,
+          limit: int = 2000, seed: bool = False, relevance: bool = True) -> AuditResult:
+    """Audit the filters on connector documents from ``mirror``, document files and/or the
+    relevance-seed paragraphs; connectors that cannot be read are listed in ``errors``."""
+    import itertools
+
+    if mirror is None and not inputs and not seed:
+        raise InputError("nothing to audit: give a mirror, input files or the seed paragraphs")
+    errors: list[str] = []
+    streams: list[Iterable[Document]] = []
+    if mirror is not None:
+        streams.append(source_documents(mirror, sources, limit, errors))
+    streams += [load_documents(p, limit) for p in inputs]
+    if seed:
+        streams.append(seed_documents())
+    res = Auditor(relevance=relevance).audit(itertools.chain(*streams))
+    res.errors = errors
+    return res
 
 
 def _pct(x: float) -> str:

@@ -164,6 +164,18 @@ def route(text: str, source: str = "", metadata: dict | None = None) -> Routing:
     return Routing(ctype, prose, round(prose_fraction, 3), round(code_fraction, 3), has_ids)
 
 
+def describe(text: str, source: str = "") -> dict:
+    """Routing, language and keyword score of one document (``secfoundry corpus route``)."""
+    from secfoundry.corpus.process.keywords import score_text
+    from secfoundry.corpus.process.langid import detect
+
+    r = route(text, source)
+    k = score_text(text)
+    return {"content_type": r.content_type, "prose_fraction": r.prose_fraction, "code_fraction": r.code_fraction,
+            "has_ids": r.has_security_ids, "lang": detect(r.prose, k=3) if r.prose else {},
+            "keywords": {"score": k.weighted, "density": k.density, "hits": k.hits}, "prose": r.prose[:500]}
+
+
 @dataclass
 class ContentTypeConfig:
     pass_through: bool = True  # routing never drops; it annotates doc.metadata

@@ -1,4 +1,4 @@
-"""`secfoundry kb` commands: sync, status, show, search, validate."""
+"""``secfoundry kb``: sync, status, show, search, validate (presentation only; the work is in ``secfoundry.kb``)."""
 
 from __future__ import annotations
 
