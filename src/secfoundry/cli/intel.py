@@ -64,6 +64,24 @@ def map_cwe_cmd(
     _single_or_batch("cwe", text, input, out, llm, evidence, records, level)
 
 
+@app.command("fit")
+def fit_cmd(
+    records: str = typer.Option(None, "--records", help="Labelled CVE records (default: shared cve-records)."),
+    published_before: str = typer.Option(None, "--published-before", help="Fit only on CVEs published before this date."),
+) -> None:
+    """Fit (or load) the cached map-cwe / predict-cvss model now, e.g. before starting the service."""
+    import json
+
+    from secfoundry.apps.intel.fitted import IntelModel
+    from secfoundry.core.errors import InputError
+
+    try:
+        m = IntelModel.get(records=records, published_before=published_before)
+    except (InputError, ValueError, OSError) as e:
+        _fail(e)
+    typer.echo(json.dumps(m.manifest, indent=1))
+
+
 @app.command("predict-cvss")
 def predict_cvss_cmd(
     text: str = typer.Argument(None, help="A CVE description, a CVE id (looked up) or a CVE JSON 5 file."),
