@@ -99,5 +99,38 @@ class KBFacts:
                                                (rid,))]}
 
 
+def related_rule_techniques(facts: "KBFacts", rid: str) -> list[str]:
+    """Techniques of the Sigma rules a rule is related to (derived/similar/obsoletes), for rules
+    that carry no ATT&CK tags themselves."""
+    rows = facts._q("SELECT dst FROM relations WHERE src=? AND type='related-rule'", (rid,))
+    rows += facts._q("SELECT src FROM relations WHERE dst=? AND type='related-rule'", (rid,))
+    out: list[str] = []
+    for (other,) in rows:
+        meta = facts.sigma_rule(other)
+        if meta:
+            out += [t for t in meta["techniques"] if facts.technique(t)["known"]]
+    return list(dict.fromkeys(out))
+
+
+def technique_for_title(facts: "KBFacts", title: str) -> dict[str, Any] | None:
+    """The KB's best ATT&CK technique for a rule title (lexical lanes only: BM25 over the records
+    and ATT&CK procedure passages). Only trusted KB text (the rule's title) is ever the query."""
+    if facts.kb is None or not title:
+        return None
+    return _search_title(facts, title)
+
+
+@lru_cache(maxsize=4096)
+def _search_title(facts: "KBFacts", title: str) -> dict[str, Any] | None:
+    try:
+        hits = facts.kb.search(title, type="technique", k=1, lanes=["bm25", "passages"])
+    except Exception:  # noqa: BLE001 - a KB without FTS tables: no inference
+        return None
+    if not hits:
+        return None
+    info = facts.technique(hits[0].id)
+    return info if info["known"] else None
+
+
 def cves_in(text: str) -> list[str]:
     return list(dict.fromkeys(f"CVE-{a}-{b}" for a, b in CVE_RE.findall(text or "")))

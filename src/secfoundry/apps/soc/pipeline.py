@@ -26,7 +26,11 @@ def open_kb(path: str | os.PathLike[str] | None = None) -> Any:
     p = Path(path) if path else default_path()
     if not (p / "kb.sqlite").is_file():
         return None
-    return KnowledgeBase.open(p)
+    from secfoundry.kb.store import Store as KBStore
+
+    kb = KnowledgeBase.open(p)
+    kb._store = KBStore(kb.paths.db, readonly=True)  # the SOC app only reads the KB
+    return kb
 
 
 def load_model(spec: str | None) -> Any:

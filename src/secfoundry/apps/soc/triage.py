@@ -22,7 +22,8 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
-from secfoundry.apps.soc.enrich import KBFacts, TACTIC_IDS, cves_in
+from secfoundry.apps.soc.enrich import (KBFacts, TACTIC_IDS, cves_in, related_rule_techniques,
+                                        technique_for_title)
 from secfoundry.apps.soc.normalize import basename
 from secfoundry.apps.soc.rules import RuleSet
 from secfoundry.apps.soc.schemas import Alert, Triage
@@ -132,8 +133,25 @@ def _one(a: Alert, neighbours: list[Alert], facts: KBFacts, rule: Any, exes: set
         score += 0.15
         reasons.append(f"names {', '.join(kev)} (CISA KEV)")
     score = max(0.01, min(0.99, score))
-    techniques = [t for t in a.techniques]
-    tactics = _tactics(a, facts)
+    techniques = list(a.techniques)
+    inferred: list[str] = []
+    if not techniques and a.source == "sigma":
+        inferred = related_rule_techniques(facts, a.rule_id)
+    elif not techniques and a.source == "suricata" and " EXPLOIT " in f" {a.rule_name} " and cves:
+        inferred = ["T1190"] if facts.technique("T1190")["known"] else []
+    unknown = [t for t in techniques if facts.conn is not None and not facts.technique(t)["known"]]
+    if a.source == "sigma" and facts.conn is not None and (unknown or not (techniques or inferred)):
+        # Sigma follows ATT&CK's main branch (ids newer than the KB's release) and some rules carry
+        # no tags: map the rule's title to the KB's closest technique, and say so.
+        hit = technique_for_title(facts, a.rule_name)
+        if hit and hit["id"] not in techniques:
+            inferred.append(hit["id"])
+    if unknown:
+        reasons.append(f"{', '.join(unknown)} not in the KB's ATT&CK (newer release)")
+    if inferred:
+        techniques = list(dict.fromkeys([t for t in techniques if t not in unknown] + inferred))
+        reasons.append(f"techniques inferred from the KB: {', '.join(inferred)}")
+    tactics = _tactics(a.model_copy(update={"techniques": techniques}), facts)
     desc = (meta or {}).get("description") or (rule.description if rule else "")
     return Triage(alert_id=a.alert_id, severity=severity_of(level, score, bool(kev)), score=round(score, 3),
                   verdict=verdict_of(score), reason="; ".join(reasons), techniques=techniques, tactics=tactics,
