@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
 
 from secfoundry.core import paths
 from secfoundry.core.errors import InputError
@@ -127,9 +126,3 @@ class MMLU(MCQTask):
 
     def official_prompt(self, item: Item) -> tuple[str | None, str]:
         return None, self.official_header(item.meta["subject"]) + P.mcq_block(item.question, item.options)
-
-    def describe_subjects(self, items: list[Item]) -> dict[str, Any]:
-        out: dict[str, int] = {}
-        for it in items:
-            out[it.meta["subject"]] = out.get(it.meta["subject"], 0) + 1
-        return out
