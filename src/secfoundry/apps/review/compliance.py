@@ -25,7 +25,7 @@ from secfoundry.apps.review.schemas import (ComplianceReport, ComplianceRequest,
                                             ReviewResult, Severity)
 
 _TECH = re.compile(r"\bT\d{4}(?:\.\d{3})?\b")
-_CTRL = re.compile(r"\b[A-Z]{2}-\d{1,2}(?:\(\d{1,2}\))?\b")
+_CTRL = re.compile(r"\b[A-Z]{2}-\d{1,2}(?:\(\d{1,2}\))?(?![\d(])")
 
 
 def load_findings(path: str | Path) -> list[Finding]:

@@ -102,7 +102,7 @@ def catch(model: Any, code: str, kb: KBMap) -> list[tuple[str, int]]:
             "Write NONE if there are none.")
     out = model.generate([_prompt(task, code)], GenerationConfig(max_new_tokens=96, temperature=0.0))[0]
     pairs = []
-    for m in re.finditer(r"CWE[- ]?(\d{1,4})\D{0,20}?(\d{1,6})?", out):
+    for m in re.finditer(r"CWE[- ]?(\d{1,7})\b\D{0,20}?(\d{1,6})?", out):
         cwe = f"CWE-{int(m.group(1))}"
         rec = kb.record(cwe) if kb.available else None
         if rec is None or rec.get("type") not in ("weakness", None):
