@@ -249,7 +249,7 @@ def our_recipe(jsonl_dir: str, cpus: int, variant: str = "full") -> Any:
 def warm_up(recipe: Any) -> None:
     """First-use work both pipelines would otherwise pay inside the timing: our relevance model is
     trained once and cached, the SmolLM2 tokenizer converted once."""
-    from secfoundry.corpus.engine.steps import build_step
+    from secfoundry.corpus.engine.registry import build_step
     from secfoundry.models.embedded import ensure_converted
 
     ensure_converted()
@@ -299,7 +299,7 @@ def profile_steps(run: Path) -> list[dict[str, Any]]:
 
     import pyarrow.parquet as pq
 
-    from secfoundry.corpus.engine.steps import build_step
+    from secfoundry.corpus.engine.registry import build_step
     from secfoundry.corpus.engine.storage import read_documents
     from secfoundry.corpus.prepare.pack import load_tokenizer
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
+from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.core.documents import Document
 
 

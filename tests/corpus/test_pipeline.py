@@ -187,7 +187,7 @@ def test_recipe_errors_name_the_place(tmp_path):
 
     with pytest.raises(InputError, match="unknown step 'no_such_step'"):
         plan_phases(Recipe.from_yaml(bad))
-    from secfoundry.corpus.engine.steps import build_step
+    from secfoundry.corpus.engine.registry import build_step
 
     with pytest.raises(InputError, match="unknown option"):
         build_step("length_filter", {"min_char": 3})

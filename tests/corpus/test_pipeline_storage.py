@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from secfoundry.corpus.engine.steps import Dropped
+from secfoundry.corpus.step import Dropped
 from secfoundry.corpus.engine.storage import PhaseStore, read_documents
 from secfoundry.corpus.engine.workers import reason_key
 from secfoundry.core.documents import Document

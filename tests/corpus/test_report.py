@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from secfoundry.corpus.engine.runner import plan_phases
 from secfoundry.corpus.engine.recipe import Recipe
-from secfoundry.corpus.engine.steps import Dropped
+from secfoundry.corpus.step import Dropped
 from secfoundry.corpus.engine.storage import PhaseStore
 from secfoundry.corpus.engine.workers import reason_key
 from secfoundry.corpus.prepare.shards import Manifest, SourceShards

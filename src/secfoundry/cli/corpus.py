@@ -193,7 +193,7 @@ def steps_cmd() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from secfoundry.corpus.engine.steps import available_steps, config_class
+    from secfoundry.corpus.engine.registry import available_steps, config_class
 
     t = Table(title="corpus steps")
     for c in ("step", "kind", "class", "options"):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from secfoundry.corpus.engine.steps import GlobalContext
+from secfoundry.corpus.step import GlobalContext
 from secfoundry.core.documents import Document
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from secfoundry.cli import app
-from secfoundry.corpus.process import default_steps, run_steps
+from secfoundry.corpus.engine.recipe import process_steps as default_steps
+from secfoundry.corpus.step import run_steps
 from secfoundry.corpus.process.audit import Auditor, render_html, render_markdown, source_documents
 from secfoundry.core.documents import Document
 

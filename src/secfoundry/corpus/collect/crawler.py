@@ -113,7 +113,7 @@ def make_relevance(spec: str) -> RelevanceFn:
 
 def _step_relevance(name: str, options: dict[str, Any]) -> RelevanceFn:
     """Any registered corpus step used as a predicate: a page is relevant if the step keeps it."""
-    from secfoundry.corpus.engine.steps import build_step, config_class, resolve_step_class
+    from secfoundry.corpus.engine.registry import build_step, config_class, resolve_step_class
     from secfoundry.core.documents import Document
 
     cls = resolve_step_class(name)

@@ -5,8 +5,8 @@ layout that makes every stage resumable.
 """
 
 from secfoundry.corpus.engine.recipe import EngineConfig, Recipe, StageConfig, StepSpec
-from secfoundry.corpus.engine.steps import (Dropped, GlobalContext, GlobalStep, available_steps, build_step,
-                                            register_step)
+from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
+from secfoundry.corpus.engine.registry import available_steps, build_step, register_step
 
 __all__ = ["Dropped", "EngineConfig", "GlobalContext", "GlobalStep", "Recipe", "StageConfig", "StepSpec",
            "available_steps", "build_step", "register_step"]

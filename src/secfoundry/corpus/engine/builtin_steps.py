@@ -6,7 +6,8 @@ import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 
-from secfoundry.corpus.engine.steps import Dropped, register_step
+from secfoundry.corpus.step import Dropped
+from secfoundry.corpus.engine.registry import register_step
 from secfoundry.core.documents import Document
 
 

@@ -1,7 +1,7 @@
 """Recipes: typed dataclasses for a whole corpus run, loadable from YAML (litgpt style).
 
 A recipe names its inputs (stage 1, collect), then an ordered list of stages, each an ordered
-list of steps resolved through the step registry (``engine/steps.py``)::
+list of steps resolved through the step registry (``engine/registry.py``)::
 
     name: quickstart
     inputs:
@@ -284,3 +284,16 @@ def _parse_stage(s: Any, i: int, file: str | None) -> StageConfig:
             routing[k] = [v] if isinstance(v, str) else [str(x) for x in v]
         steps.append(StepSpec(step=str(st["step"]), options=opts, enabled=bool(st.get("enabled", True)), **routing))
     return StageConfig(name=str(s["name"]), steps=steps)
+
+
+# The process stage of configs/corpus/*.yaml: the default chain (``corpus audit-filters`` replays it).
+PROCESS_STEPS = ("extract", "contenttype", "langid", "keywords", "relevance", "quality", "pii")
+
+
+def process_steps(config: dict[str, Any] | None = None, names: tuple[str, ...] = PROCESS_STEPS) -> list[Any]:
+    """The map steps ``names``, in that order, each configured from ``config[<name>]`` (a mapping;
+    ``False`` disables the step, as ``langid: false`` does in a recipe)."""
+    from secfoundry.corpus.engine.registry import build_step
+
+    config = config or {}
+    return [build_step(n, config.get(n) or {}) for n in names if config.get(n, {}) is not False]

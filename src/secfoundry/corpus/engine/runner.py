@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from secfoundry.corpus.engine.recipe import Recipe, StepSpec, fingerprint
-from secfoundry.corpus.engine.steps import GlobalContext, build_step, resolve_step_class, step_kind
+from secfoundry.corpus.step import GlobalContext, step_kind
+from secfoundry.corpus.engine.registry import build_step, resolve_step_class
 from secfoundry.corpus.engine.storage import PhaseStore, atomic_write_json
 from secfoundry.corpus.engine.summary import PhaseSummary, RunSummary, summarise_phase
 from secfoundry.core.errors import InputError

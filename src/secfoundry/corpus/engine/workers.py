@@ -19,7 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from secfoundry.corpus.engine.steps import Dropped, build_step, step_kind
+from secfoundry.corpus.step import Dropped, step_kind
+from secfoundry.corpus.engine.registry import build_step
 from secfoundry.corpus.engine.storage import PhaseStore, read_documents
 from secfoundry.core.errors import Quarantine
 from secfoundry.core.documents import Document
@@ -248,7 +249,7 @@ class PhaseWorker:
 
 def _passes_through(step: Any) -> bool:
     """A global step that does not override ``run_batch`` keeps every document as it is."""
-    from secfoundry.corpus.engine.steps import GlobalStep
+    from secfoundry.corpus.step import GlobalStep
 
     return step_kind(step) == "global" and type(step).run_batch is GlobalStep.run_batch
 

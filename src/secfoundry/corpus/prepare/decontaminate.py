@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
+from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.dedup_paragraph import split_paragraphs
 from secfoundry.corpus.prepare.text import ngram_hashes, words
 from secfoundry.core.documents import Document

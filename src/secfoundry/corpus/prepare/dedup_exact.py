@@ -12,7 +12,7 @@ from pathlib import Path
 
 import xxhash
 
-from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
+from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.text import normalize
 from secfoundry.core.documents import Document
 

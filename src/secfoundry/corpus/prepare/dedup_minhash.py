@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
+from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.dedup_exact import drop_marked
 from secfoundry.corpus.prepare.text import entities, ngram_hashes, words
 from secfoundry.core.documents import Document

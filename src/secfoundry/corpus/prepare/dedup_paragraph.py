@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
+from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.bloom import BloomFilter
 from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, words
 from secfoundry.core.documents import Document

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from secfoundry.corpus.engine.steps import Dropped, GlobalContext, GlobalStep
+from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.core.documents import Document
 
 

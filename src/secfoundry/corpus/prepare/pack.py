@@ -239,7 +239,7 @@ def write_manifest(out_dir: Path, cfg: PackConfig, extra: dict | None = None) ->
 
 # ---- the pipeline step -------------------------------------------------------------------------
 
-from secfoundry.corpus.engine.steps import GlobalContext, GlobalStep  # noqa: E402
+from secfoundry.corpus.step import GlobalContext, GlobalStep  # noqa: E402
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from secfoundry.corpus.process.base import is_high_value
+from secfoundry.corpus.process.high_value import is_high_value
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 
@@ -108,16 +108,16 @@ class AuditResult:
 
 
 class Auditor:
-    """Runs every process filter on each document; ``steps`` come from ``default_steps``."""
+    """Runs every process filter on each document; ``steps`` are the default chain (``PROCESS_STEPS``)."""
 
     def __init__(self, config: dict | None = None, relevance: bool = True):
-        from secfoundry.corpus.process import default_steps
+        from secfoundry.corpus.engine.recipe import process_steps
         from secfoundry.corpus.process.quality import QualityStep
 
         config = dict(config or {})
         if not relevance:
             config["relevance"] = False
-        self.steps = default_steps(config)
+        self.steps = process_steps(config)
         self.by_name = {s.name: s for s in self.steps}
         self.quality: QualityStep = self.by_name["quality"]  # type: ignore[assignment]
         self.filters = (["extract"] + (["langid"] if "langid" in self.by_name else [])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from secfoundry.corpus.process.base import Decision, ProcessStep
+from secfoundry.corpus.step import Decision, Step
 from secfoundry.core.documents import Document
 
 CONTENT_TYPES = ("prose", "code", "log", "rule", "record")
@@ -181,7 +181,7 @@ class ContentTypeConfig:
     pass_through: bool = True  # routing never drops; it annotates doc.metadata
 
 
-class ContentTypeStep(ProcessStep):
+class ContentTypeStep(Step):
     """Annotates ``metadata['content_type']``, ``prose_fraction``, ``code_fraction``, ``has_ids``."""
 
     name = "contenttype"

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import lxml.html
 from lxml import etree
 
-from secfoundry.corpus.process.base import Decision, ProcessStep, is_high_value
+from secfoundry.corpus.step import Decision, Step
+from secfoundry.corpus.process.high_value import is_high_value
 from secfoundry.core.documents import Document
 
 DROP_TAGS = {
@@ -428,7 +429,7 @@ def html_to_markdown(html: str | bytes, *, main_content: bool = True, keep_links
     return Extracted(md.strip() + "\n" if md.strip() else "", title, lang)
 
 
-class ExtractStep(ProcessStep):
+class ExtractStep(Step):
     """Rewrites HTML documents as Markdown; other documents pass unchanged."""
 
     name = "extract"

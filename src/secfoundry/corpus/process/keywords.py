@@ -22,7 +22,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from secfoundry.corpus.process.base import Decision, ProcessStep, is_high_value
+from secfoundry.corpus.step import Decision, Step
+from secfoundry.corpus.process.high_value import is_high_value
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 
@@ -202,7 +203,7 @@ class KeywordConfig:
     extra_high_value: list[str] = field(default_factory=list)
 
 
-class KeywordStep(ProcessStep):
+class KeywordStep(Step):
     """Drops documents with (almost) no security vocabulary; annotates ``metadata['keywords']``."""
 
     name = "keywords"

@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from secfoundry.corpus.process.base import Decision, ProcessStep
+from secfoundry.corpus.step import Decision, Step
 from secfoundry.corpus.process.contenttype import prose_part, route
 from secfoundry.core.documents import Document
 
@@ -66,7 +66,7 @@ class LangResult:
     keep: bool
 
 
-class LanguageStep(ProcessStep):
+class LanguageStep(Step):
     """Drops documents whose prose is confidently in a language not in ``languages``."""
 
     name = "langid"

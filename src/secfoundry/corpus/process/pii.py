@@ -39,7 +39,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from secfoundry.corpus.process.base import Decision, ProcessStep
+from secfoundry.corpus.step import Decision, Step
 from secfoundry.core.documents import Document
 
 # --- secrets -------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ class PIIScrubber:
         return "".join(out), Counter(r.kind for r in reps)
 
 
-class PIIStep(ProcessStep):
+class PIIStep(Step):
     """Rewrites documents with typed PII placeholders; annotates ``metadata['pii']`` counts."""
 
     name = "pii"

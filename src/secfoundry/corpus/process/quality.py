@@ -21,7 +21,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from secfoundry.corpus.process.base import Decision, ProcessStep, is_high_value
+from secfoundry.corpus.step import Decision, Step
+from secfoundry.corpus.process.high_value import is_high_value
 from secfoundry.corpus.process.contenttype import ID_RE, route, strip_non_prose
 from secfoundry.core.documents import Document
 
@@ -119,7 +120,7 @@ def _top_ngram_frac(words: list[str], n: int = 3) -> float:
     return count * sum(len(w) for w in gram) / total
 
 
-class QualityStep(ProcessStep):
+class QualityStep(Step):
     name = "quality"
 
     CHECKS = ("empty", "too_short", "repetition_lines", "repetition_ngrams", "symbol_ratio",

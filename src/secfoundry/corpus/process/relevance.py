@@ -21,7 +21,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from secfoundry.corpus.process.base import Decision, Dropped, ProcessStep, is_high_value
+from secfoundry.corpus.step import Decision, Dropped, Step
+from secfoundry.corpus.process.high_value import is_high_value
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 
@@ -220,7 +221,7 @@ class RelevanceConfig:
     keyword_override_distinct: int = 5
 
 
-class RelevanceStep(ProcessStep):
+class RelevanceStep(Step):
     """Drops documents the classifier scores below the threshold; annotates ``metadata['relevance']``."""
 
     name = "relevance"
