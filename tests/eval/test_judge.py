@@ -63,6 +63,7 @@ class RuleJudge(LanguageModel):
     def __init__(self, chat: bool = True):
         self.spec = "rule:judge"
         self.prompts: list[Any] = []
+        self.batches: list[int] = []
         self.chat = chat
 
     @property
@@ -71,6 +72,7 @@ class RuleJudge(LanguageModel):
 
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig | None = None) -> list[str]:
         self.prompts.extend(prompts)
+        self.batches.append(len(prompts))
         out = []
         for p in prompts:
             text = p if isinstance(p, str) else p[-1]["content"]
@@ -129,6 +131,7 @@ def test_saq_end_to_end_with_a_rule_judge(tmp_path):
     assert "<candidate_answer>" in by_q["0"]["judge"]["judge_prompt"][1]["content"]
     assert by_q["1"]["answer"] == 0 and "judge" not in by_q["1"]  # empty answer: no judge call
     assert by_q["2"]["answer"] == 1  # the answer claiming "Score: 10" does not grade itself
+    assert task.judge.model.batches == [3]  # the three non-empty answers of the batch in one judge call
     lines = (tmp_path / "run" / JUDGEMENTS).read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(x)["judge"] == "rule:judge" for x in lines)
 

@@ -153,12 +153,15 @@ def run_eval(cfg: RunConfig, model: LanguageModel | None = None, tasks: dict[str
     if model is None:
         from secfoundry.models import load_model
 
-        model = load_model(cfg.model, **cfg.model_options)
+        model = load_model(cfg.model, **cfg.load_options())
     instruct_source = "detected" if cfg.instruct is None else "flag"
     instruct = detect_instruct(model) if cfg.instruct is None else cfg.instruct
     cfg.instruct = instruct
     _check_resumable(out, cfg)
     protocol = resolve_protocol(cfg, instruct)
+    from secfoundry.eval.judge import attach_judges  # tasks graded by an LLM judge share one (eval/judge.py)
+
+    judge = attach_judges({n: tasks[n] for n in names}, cfg.judge, out)
 
     try:
         describe = model.describe()
@@ -178,6 +181,8 @@ def run_eval(cfg: RunConfig, model: LanguageModel | None = None, tasks: dict[str
         "command": argv if argv is not None else sys.argv,
         "started": _now(),
     }
+    if judge is not None:
+        config["judge"] = judge
     previous = read_json(out / "config.json") if not cfg.fresh else None
     if previous and (out / SAMPLES).exists():
         # Resuming (or extending with more benchmarks): keep the history of the directory.
@@ -234,6 +239,9 @@ def _run_benchmark(name: str, task: Task, model: LanguageModel, protocol: Protoc
 
     for p, todo_reqs in zip(plan, todo_by_trial):
         def on_batch(batch: list[Request], responses: list[Response], p: TrialPlan = p) -> None:
+            prime = getattr(task, "prime", None)  # optional: e.g. one judge call for the whole batch
+            if callable(prime):
+                prime([by_id[r.item_id] for r in batch], batch, responses)
             recs = []
             for req, resp in zip(batch, responses):
                 item = by_id[req.item_id]

@@ -88,6 +88,15 @@ class SecBenchSAQ(BenchmarkTask):
         return out
 
     # --- grading -------------------------------------------------------------------------------
+    def prime(self, items: list[Item], requests: list[Request], responses: list[Response]) -> None:
+        """Grade a batch of answers in one judge call (the runner calls this before ``parse``, which
+        then finds every judgement in the judge's cache)."""
+        triples = [(it.question, str(it.gold), _THINK.sub(" ", r.text or "").strip())
+                   for it, r in zip(items, responses) if r.error is None]
+        triples = [t for t in triples if t[2]]
+        if triples:
+            self.get_judge().grade_many(triples)
+
     def parse(self, item: Item, request: Request, response: Response, protocol: Protocol) -> Parsed:
         if response.error is not None:
             return Parsed(meta={"error": response.error})
