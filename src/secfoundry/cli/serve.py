@@ -42,6 +42,8 @@ def serve(
     cors: list[str] = typer.Option([], "--cors-origin", help="Allow this browser origin (CORS is off by default)."),
     session_key: bool = typer.Option(False, "--session-key", help="Create a key for this run, print it, revoke it "
                                      "on exit (done anyway when no key exists)."),
+    warm: bool = typer.Option(False, "--warm", help="Load the search index and app models in the background "
+                              "right after start (first requests are then fast)."),
     preload: Optional[Path] = typer.Option(None, "--preload-samples", help="Shared data dir (../shared/data): queue "
                                            "sample jobs for each available app at start."),
 ) -> None:
@@ -72,7 +74,7 @@ def serve(
         typer.echo("\n".join(lines), err=False)
 
     try:
-        code = run(config, session_key=session_key, on_ready=ready)
+        code = run(config, session_key=session_key, warm=warm, on_ready=ready)
     except StartupRefused as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

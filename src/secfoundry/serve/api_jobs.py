@@ -89,6 +89,8 @@ def add_kind_route(app: FastAPI, kind: JobKind) -> None:
     model = kind.request
 
     def submit(request: Request, body: model, key: KeyInfo = Depends(require_key)) -> Any:  # type: ignore[valid-type]
+        if kind.prepare is not None:
+            body = kind.prepare(body)
         job = request.app.state.service.jobs.submit(kind.name, body, owner=key.name)
         request.state.job = job["id"]
         return JSONResponse(job, status_code=202, headers={"Location": f"/jobs/{job['id']}"})

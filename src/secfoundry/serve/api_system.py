@@ -23,6 +23,7 @@ class Readiness(BaseModel):
     kb: dict[str, Any]
     model: str | None
     loaded: dict[str, dict[str, Any]]
+    warming: dict[str, str]
     apps: dict[str, str]
     jobs: dict[str, Any]
     notes: list[str]
@@ -47,7 +48,7 @@ def readyz(request: Request) -> Readiness:
         notes.append("no active API key: create one with `secfoundry serve keys add NAME`")
     notes.append("models load lazily on first use; `loaded` lists what is in memory")
     return Readiness(ready=True, uptime_s=round(time.time() - svc.started, 3), kb=kb, model=svc.config.model,
-                     loaded=svc.loaded.snapshot(), apps=dict(svc.apps),
+                     loaded=svc.loaded.snapshot(), warming=dict(svc.warming), apps=dict(svc.apps),
                      jobs={"counts": svc.jobs.counts(), "kinds": sorted(svc.jobs.kinds),
                            "recovered_at_start": svc.jobs.recovered}, notes=notes)
 

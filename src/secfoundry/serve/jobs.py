@@ -33,6 +33,7 @@ class JobKind:
     request: type[BaseModel]
     run: Callable[[Context, Any, "Progress"], Any]  # returns a pydantic model, dict or list
     summary: str = ""
+    prepare: Callable[[Any], Any] | None = None  # vets/normalises a submitted request (may raise HTTPException)
 
 
 class Progress:

@@ -45,7 +45,7 @@ def check_bind(config: ServeConfig, active_keys: int) -> None:
         raise StartupRefused("CORS origin '*' is not allowed: name the origins that may call the API")
 
 
-def run(config: ServeConfig, *, session_key: bool = False,
+def run(config: ServeConfig, *, session_key: bool = False, warm: bool = False,
         on_ready: Callable[[Any, Started], None] | None = None, grace_s: float = 3.0) -> int:
     """Serve until interrupted. Returns the process exit code."""
     import uvicorn
@@ -61,6 +61,8 @@ def run(config: ServeConfig, *, session_key: bool = False,
         svc.keys.revoke(name)  # a leftover from a run that was killed
         _, key = svc.keys.add(name)
     app = create_app(config, service=svc)
+    if warm:
+        svc.warm()  # in the background: readiness is not delayed, /readyz shows progress
     host = f"[{config.host}]" if ":" in config.host else config.host
     started = Started(f"http://{host}:{config.port}", key, name)
     server = uvicorn.Server(uvicorn.Config(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from secfoundry.serve.audit import AuditLog
 from secfoundry.serve.config import ServeConfig
@@ -33,6 +34,24 @@ class Service:
         self.job_pool = WorkerPool("job", config.job_workers, self.shared)
         self.jobs = JobManager(self.db, self.job_pool)
         self.apps: dict[str, str] = {}  # app endpoint group -> "available" | reason it is not
+        # (label, fn(ctx)) run in the background by `warm()` (serve --warm): models that take long to load
+        self.warmers: list[tuple[str, Callable[[Any], Any]]] = [("kb search index", lambda ctx: ctx.kb_warm_searcher())]
+        self.warming: dict[str, str] = {}  # label -> pending | done (seconds) | failed: why
+
+    def warm(self) -> None:
+        """Load the slow parts now, one after another on a request worker, without blocking start."""
+        def run_all(ctx: Any) -> None:
+            for label, fn in self.warmers:
+                t0 = time.perf_counter()
+                try:
+                    fn(ctx)
+                    self.warming[label] = f"done ({time.perf_counter() - t0:.1f} s)"
+                except Exception as e:  # noqa: BLE001 - reported by /readyz; requests load it again
+                    self.warming[label] = f"failed: {type(e).__name__}: {e}"
+
+        for label, _ in self.warmers:
+            self.warming[label] = "pending"
+        self.requests.submit(run_all)
 
     def kb_db_path(self) -> Path:
         from secfoundry.kb import default_path
