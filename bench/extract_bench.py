@@ -59,7 +59,7 @@ def score(out: str, code: list[str], cells: list[str]) -> tuple[int, int, int]:
 def main() -> None:
     import trafilatura
 
-    from secfoundry.corpus.process.extract import html_to_markdown
+    from secfoundry.core.html import html_to_markdown
 
     extractors = {
         "secfoundry": lambda h: html_to_markdown(h).markdown,

@@ -11,7 +11,7 @@ import pytest
 from secfoundry.sources.base import Quarantine, Remote, Snapshot, registry
 from secfoundry.sources.complianceascode import (
     ComplianceAsCodeSource,
-    html_to_markdown,
+    fragment_to_markdown as html_to_markdown,
     nist_controls,
     render_template,
 )

@@ -46,7 +46,7 @@ def _run(recipe, out: Path, mirror: Optional[Path], ray_address: Optional[str], 
     if num_cpus is not None:
         recipe.engine.num_cpus = num_cpus
     recipe.engine.verbose = recipe.engine.verbose or verbose
-    m = mirror_dir(mirror)
+    m = mirror_dir(mirror, default=recipe.mirror)
     try:
         summary = run_recipe(recipe, out, mirror=str(m) if m else None, ray_address=ray_address, until=until,
                              console=console, retry_failed=retry_failed)
@@ -84,7 +84,7 @@ def run_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (phase partitions, exclusions, summary)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                               help="Join a Ray cluster ('auto', ray://host:port); default: local Ray."),
-    mirror: Optional[Path] = typer.Option(None, "--mirror", help="Source mirror dir (default SECFOUNDRY_MIRROR, else live)."),
+    mirror: Optional[Path] = typer.Option(None, "--mirror", help="Source mirror dir (default SECFOUNDRY_MIRROR, else ../shared/data/mirror in a checkout, else live)."),
     until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage (collect, process, ...)."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs for the local Ray instance."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Ray's own logs and progress."),
@@ -333,7 +333,7 @@ def extract_cmd(
     links: bool = typer.Option(False, help="keep links as [text](href)"),
 ) -> None:
     """HTML → Markdown (code blocks, tables and lists kept), printed to stdout."""
-    from secfoundry.corpus.process.extract import html_to_markdown
+    from secfoundry.core.html import html_to_markdown
 
     typer.echo(html_to_markdown(_read(file), main_content=not whole_page, keep_links=links).markdown)
 

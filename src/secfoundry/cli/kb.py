@@ -61,7 +61,7 @@ class _RichProgress:
 @app.command()
 def sync(
     mirror: Optional[Path] = typer.Option(None, "--mirror", help="Read sources from this mirror dir (else "
-                                          "SECFOUNDRY_MIRROR, else download)."),
+                                          "SECFOUNDRY_MIRROR, else ../shared/data/mirror in a checkout, else download)."),
     sources: Optional[str] = typer.Option(None, "--sources", help="Comma-separated source names (default: all)."),
     db: Optional[Path] = DbOpt,
     force: bool = typer.Option(False, "--force", help="Re-sync sources even when unchanged."),

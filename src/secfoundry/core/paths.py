@@ -2,6 +2,18 @@
 
 Everything the tool downloads or builds (benchmark files, converted models, run caches, the
 knowledge base) lives under ``SECFOUNDRY_HOME`` (default ``~/.cache/secfoundry``).
+
+Offline data — the source mirror (``--mirror``) and the benchmark copy (``--data-dir``) — is
+found by one rule, the same for both:
+
+1. the command-line option (or the ``explicit`` argument), when given;
+2. else the environment variable (``SECFOUNDRY_MIRROR``, ``SECFOUNDRY_DATA``);
+   then the value a config file gives (a corpus recipe's ``mirror:``), passed as ``default``;
+3. else ``../shared/data/<mirror|benchmarks>`` beside a source checkout, when that folder
+   exists (development and tests; an installed package has no such folder);
+4. else none: connectors and benchmark loaders download into ``SECFOUNDRY_HOME``.
+
+(Before, ``--mirror`` skipped step 3 while ``--data-dir`` used it.)
 """
 
 from __future__ import annotations
@@ -33,29 +45,25 @@ def shared_data() -> Path | None:
     return p if p.is_dir() else None
 
 
-def benchmark_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
-    """Local benchmark copy: ``--data-dir`` > ``SECFOUNDRY_DATA`` > ``../shared/data/benchmarks``.
-
-    Returns None when no local copy exists; loaders then download into the cache.
-    """
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("SECFOUNDRY_DATA")
-    if env:
-        return Path(env)
+def offline_dir(explicit: str | os.PathLike | None, env: str, shared_sub: str,
+                default: str | os.PathLike | None = None) -> Path | None:
+    """The one resolution rule (module docstring): option > environment > config default >
+    checkout's shared data > None."""
+    for value in (explicit, os.environ.get(env), default):
+        if value:
+            return Path(value)
     sd = shared_data()
-    if sd and (sd / "benchmarks").is_dir():
-        return sd / "benchmarks"
+    if sd and (sd / shared_sub).is_dir():
+        return sd / shared_sub
     return None
 
 
-def mirror_dir(explicit: str | os.PathLike | None = None) -> Path | None:
-    """Source mirror: ``--mirror`` > ``SECFOUNDRY_MIRROR`` > None (live download).
+def benchmark_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    """Local benchmark copy: ``--data-dir`` > ``SECFOUNDRY_DATA`` > ``../shared/data/benchmarks`` > None."""
+    return offline_dir(explicit, "SECFOUNDRY_DATA", "benchmarks")
 
-    ``../shared/data/mirror`` is *not* picked up implicitly for sources: tests and the
-    Makefile pass it explicitly, so a user's machine never silently reads stale data.
-    """
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("SECFOUNDRY_MIRROR")
-    return Path(env) if env else None
+
+def mirror_dir(explicit: str | os.PathLike | None = None, default: str | os.PathLike | None = None) -> Path | None:
+    """Source mirror: ``--mirror`` > ``SECFOUNDRY_MIRROR`` > ``default`` (a recipe's ``mirror:``) >
+    ``../shared/data/mirror`` > None (live download)."""
+    return offline_dir(explicit, "SECFOUNDRY_MIRROR", "mirror", default)

@@ -11,7 +11,6 @@ Deprecated patterns are flagged; when the text points at exactly one other patte
 
 from __future__ import annotations
 
-import html
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -22,6 +21,7 @@ from secfoundry.sources.base import (markdown_document, Quarantine, Remote, Snap
                                      register)
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
+from secfoundry.core.html import fragment_to_markdown
 from secfoundry.core import records as rt
 from secfoundry.core.records import Record, Relation
 
@@ -34,26 +34,8 @@ _TECH = re.compile(r"^T\d{4}(\.\d{3})?$")
 
 
 def html_to_text(fragment: str | None) -> str:
-    """CAPEC's (x)html snippets -> plain Markdown-ish text (lists, headings, paragraphs)."""
-    if not fragment:
-        return ""
-    s = re.sub(r"</?xhtml:", lambda m: m.group(0).replace("xhtml:", ""), fragment)
-    s = re.sub(r"<h([1-6])[^>]*>\s*", lambda m: "\n\n" + "#" * int(m.group(1)) + " ", s)
-    s = re.sub(r"</h[1-6]>", "\n\n", s)
-    s = re.sub(r"<li[^>]*>\s*", "\n- ", s)
-    s = re.sub(r"<(?:br)\s*/?>", "\n", s)
-    s = re.sub(r"</?(?:p|div|ul|ol|table|tbody|tr)[^>]*>", "\n", s)
-    s = re.sub(r"<th[^>]*>", "\n", s)
-    s = re.sub(r"<td[^>]*>", "\n- ", s)
-    s = re.sub(r"</?b>", "**", s)
-    s = re.sub(r"<[^>]+>", "", s)
-    s = html.unescape(s)
-    lines = [re.sub(r"[ \t]+", " ", ln).strip() for ln in s.split("\n")]
-    s = "\n".join(lines)
-    s = re.sub(r"^- *\n+", "- ", s, flags=re.M)
-    s = re.sub(r"\*\*([^*\n]*?)\s+\*\*", r"**\1** ", s)
-    s = re.sub(r"\n{2,}(?=- )", "\n", s)
-    return re.sub(r"\n{3,}", "\n\n", s).strip()
+    """CAPEC's (x)html snippets -> Markdown (lists, headings, paragraphs): ``core.html``."""
+    return fragment_to_markdown(fragment, tight=True)
 
 
 class CapecSource(Source):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import html
 import re
 import warnings
 from collections import defaultdict
@@ -31,6 +30,7 @@ from secfoundry.sources._archives import as_list, iter_tar, jsonable, load_yaml,
 from secfoundry.sources.base import document_of, GitTarballSource, Quarantine, Remote, Snapshot, decode_text, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
+from secfoundry.core.html import fragment_to_markdown
 from secfoundry.core.records import COMPLIANCE_RULE, Record, Relation
 
 BENCHMARK_CONTROL = "benchmark-control"  # a CIS (or other) benchmark item mapped to rules
@@ -204,26 +204,6 @@ def load_rule_yaml(raw: str, file: str, entry: str) -> Any:
             raise first from None
 
 
-# -- HTML fragments in descriptions -> Markdown ------------------------------------------------
-
-def html_to_markdown(text: str) -> str:
-    """The handful of tags rule descriptions use (tt, pre, code, br, p, ul/ol/li, b, i, a)."""
-    if "<" not in text:
-        return html.unescape(text).strip()
-    t = re.sub(r"<pre>\s*(.*?)\s*</pre>", lambda m: "\n```\n" + m.group(1).strip() + "\n```\n", text, flags=re.S | re.I)
-    t = re.sub(r"<(tt|code)>(.*?)</\1>", r"`\2`", t, flags=re.S | re.I)
-    t = re.sub(r"<br\s*/?>", "\n", t, flags=re.I)
-    t = re.sub(r"</?p\s*/?>", "\n\n", t, flags=re.I)
-    t = re.sub(r"<li>\s*", "\n- ", t, flags=re.I)
-    t = re.sub(r"</li>|</?[uo]l>", "\n", t, flags=re.I)
-    t = re.sub(r"<(b|strong)>(.*?)</\1>", r"**\2**", t, flags=re.S | re.I)
-    t = re.sub(r"<(i|em)>(.*?)</\1>", r"*\2*", t, flags=re.S | re.I)
-    t = re.sub(r'<a\s+href="([^"]*)"[^>]*>(.*?)</a>', r"[\2](\1)", t, flags=re.S | re.I)
-    t = re.sub(r"</?[a-zA-Z][^>]*>", "", t)
-    t = html.unescape(t)
-    return re.sub(r"\n{3,}", "\n\n", t).strip()
-
-
 def nist_controls(refs: Any) -> list[str]:
     """``IA-5(f),IA-5(1)(a),CM-6(a)`` -> ``IA-5, IA-5(1), CM-6`` (enhancement kept, items dropped)."""
     out: list[str] = []
@@ -267,7 +247,7 @@ def rule_record(data: Any, *, rule_id: str, path: str, file: str, version: str) 
         id=f"cac:{rule_id}",
         type=COMPLIANCE_RULE,
         name=title,
-        description=html_to_markdown(str(data.get("description") or "")),
+        description=fragment_to_markdown(str(data.get("description") or "")),
         source="complianceascode",
         url=_REPO + path.rsplit("/", 1)[0],
         version=version,
@@ -276,7 +256,7 @@ def rule_record(data: Any, *, rule_id: str, path: str, file: str, version: str) 
         relations=rels,
         attributes=jsonable({
             "rule_id": rule_id,
-            "rationale": html_to_markdown(str(data.get("rationale") or "")),
+            "rationale": fragment_to_markdown(str(data.get("rationale") or "")),
             "severity": str(data.get("severity") or "unknown"),
             "nist": nist,
             "cis": cis,

@@ -31,6 +31,7 @@ from secfoundry.sources.base import (document_of, GitTarballSource, Quarantine, 
                                      text_stream)
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
+from secfoundry.core.html import fragment_to_markdown
 from secfoundry.core.records import MAPPING, Record, Relation
 
 _REPO = "https://github.com/center-for-threat-informed-defense/mappings-explorer"
@@ -246,7 +247,7 @@ class CTIDMappingsSource(GitTarballSource):
                 id=key,
                 type=MAPPING,
                 name=cap["name"] or key,
-                description=_strip_html(description),
+                description=fragment_to_markdown(description),
                 source=self.name,
                 url=SITE,
                 version=version,
@@ -270,11 +271,6 @@ class CTIDMappingsSource(GitTarballSource):
 
     def render(self, rec: Record, context: Any = None) -> Document:
         return mapping_document(rec)
-
-
-def _strip_html(text: str) -> str:
-    text = re.sub(r"</p>\s*<p>", "\n\n", text)
-    return re.sub(r"<[^>]+>", "", text).strip()
 
 
 def mapping_document(rec: Record) -> Document:
