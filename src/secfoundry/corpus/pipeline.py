@@ -10,12 +10,11 @@ public entry point used by the CLI, tests and later stages.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
 from secfoundry.corpus.engine.recipe import Recipe
-from secfoundry.corpus.engine.runner import PhaseFailed, Runner, plan_phases
+from secfoundry.corpus.engine.runner import PhaseFailed, Runner
 from secfoundry.corpus.engine.storage import PhaseStore, read_documents
 from secfoundry.corpus.engine.summary import RunSummary
 from secfoundry.core.documents import Document
@@ -91,11 +90,3 @@ def run_status(out: str | Path) -> list[dict[str, Any]]:
                      "complete": store.complete,
                      "input_errors": sum(1 for m in markers if m.get("error"))})
     return rows
-
-
-def phases_for(recipe: Recipe) -> list[str]:
-    return [p.dirname for p in plan_phases(recipe)]
-
-
-def read_summary(out: str | Path) -> dict[str, Any]:
-    return json.loads((Path(out) / "summary.json").read_text())

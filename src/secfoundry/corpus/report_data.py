@@ -288,10 +288,6 @@ class RunReport:
     collected_by_source: dict[str, int]
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def done_phases(self) -> list[PhaseReport]:
-        return [p for p in self.phases if p.status != "pending"]
-
     def stages(self) -> list[tuple[str, list[PhaseReport]]]:
         out: dict[str, list[PhaseReport]] = {}
         for p in self.phases:

@@ -320,11 +320,6 @@ class Store:
             else:
                 self._upsert_source(c, SourceRow(name=name, status=status, error=error, run_id=run_id))
 
-    def remove_source(self, name: str) -> None:
-        with self.transaction() as c:
-            self._delete_source(c, name)
-            c.execute("DELETE FROM sources WHERE name=?", (name,))
-
     # -- runs -----------------------------------------------------------------------------------------
     def start_run(self, sources: list[str], options: dict[str, Any]) -> int:
         cur = self.conn.execute("INSERT INTO runs(started,sources,options,status) VALUES(?,?,?,'running')",

@@ -100,12 +100,6 @@ class MinHashDedup(GlobalStep):
         self.config = config or MinHashDedupConfig()
         self.duplicate_of: dict[str, str] = {}
 
-    def find_duplicates(self, items: list[tuple[str, str]]) -> dict[str, str]:
-        """``items`` = (id, text) in priority order; returns dropped id -> kept id."""
-        ids = [i for i, _ in items]
-        sigs, ents = signatures([t for _, t in items], self.config)
-        return self.cluster(ids, sigs, ents)
-
     def cluster(self, ids: list[str], sigs: np.ndarray, ents: list[frozenset[str]]) -> dict[str, str]:
         """LSH bucketing + verification over precomputed signatures (rows in priority order)."""
         c = self.config
