@@ -25,6 +25,7 @@ from secfoundry.apps.intel.vulnfeeds import VulnItem, VulnList, read_vulns
 if TYPE_CHECKING:  # pragma: no cover
     from secfoundry.kb.knowledge import KnowledgeBase
 
+_PREDICTOR_BROKEN: list[bool] = []  # set once predict-cvss failed in this process
 _VEX_DONE = {"not_affected", "false_positive", "resolved", "resolved_with_pedigree"}
 _CRIT = {"low": 0, "medium": 1, "high": 2}
 
@@ -104,6 +105,7 @@ def prioritize(source: str | Path | VulnList, *, format: str = "auto", kb: "Know
     table = resolve_epss(epss, warnings)
     if table is not None:
         warnings.extend(table.errors[:10])
+    _PREDICTOR_BROKEN.clear()
     predictor = _cvss_predictor() if predict_missing_cvss else None
     if predict_missing_cvss and predictor is None:
         warnings.append("predict-cvss is not available: rows without CVSS stay without it")
@@ -134,14 +136,16 @@ def _rank_row(it: VulnItem, kb, table, predictor, exposure, criticality, assets,
         vector, cvss_src = facts["vector"], "kb"
     if vector and score is None:
         score = _score(vector)
-    if not vector and score is None and predictor is not None and desc:
+    if not vector and score is None and predictor is not None and desc and not _PREDICTOR_BROKEN:
         try:
-            pred = predictor(desc)
+            pred = predictor(desc, it.id if it.id.upper().startswith("CVE-") else None)
             vector = getattr(pred, "vector", None) or (pred.get("vector") if isinstance(pred, dict) else None)
             score = getattr(pred, "score", None) or (pred.get("score") if isinstance(pred, dict) else None)
             cvss_src = "predicted"
-        except Exception as e:  # noqa: BLE001
-            warnings.append(f"{it.row} {it.id}: CVSS prediction failed: {e}")
+        except Exception as e:  # noqa: BLE001 - no model here: say so once, rank on the rest
+            warnings.append(f"{it.row} {it.id}: CVSS prediction failed ({type(e).__name__}: {e}); "
+                            "predict-cvss disabled for the remaining rows")
+            _PREDICTOR_BROKEN.append(True)
     if not vector and score is None:
         cvss_src = "none"
     e = table.get(it.id) if table is not None else None
