@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from secfoundry.corpus.report_data import LEN_EDGES, RunReport
+from secfoundry.corpus.report_data import RunReport
+from secfoundry.corpus.report_profiles import LEN_EDGES
 
 
 def _fig(w: float = 7.5, h: float = 3.6):

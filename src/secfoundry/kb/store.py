@@ -1,5 +1,8 @@
 """The knowledge-base store: one SQLite file (WAL) with FTS5 indexes; no server.
 
+Over 400 lines: the one SQLite schema (records, relations, FTS5, passages, sources, runs) and
+every query on it stay in one place, so that the schema and its users change together.
+
 Tables
 - ``records``: one row per (source, id) with the typed fields of ``Record`` (JSON for lists and
   attributes); ``records_fts`` indexes name, aliases/ids and description (rowid = records.rid).

@@ -1,5 +1,8 @@
 """MITRE ATT&CK (enterprise, mobile, ics) from the STIX 2.1 bundles of mitre-attack/attack-stix-data.
 
+Over 400 lines: ATT&CK's STIX bundles are one graph (ids, relationships, and documents that
+need names from across it), parsed and rendered in one pass.
+
 The bundles are parsed as plain JSON: building ``stix2`` objects for ~29k objects takes tens of
 seconds, and we only read documented ATT&CK fields. Every object with an ATT&CK id becomes a
 ``Record``; relationship objects become ``Relation``s on their source record (forward edges

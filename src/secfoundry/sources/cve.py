@@ -1,5 +1,8 @@
 """CVE records in the CVE JSON 5 format (cvelistV5), from a directory, a release zip or the API.
 
+Over 400 lines: the CVE JSON 5 record format (CNA and ADP containers, CVSS v2/3/4
+normalisation) and the live paging of cvelistV5 releases belong to one connector.
+
 Layouts read: the cvelistV5 tree (``cves/YYYY/Nxxx/CVE-....json``), any directory of
 ``CVE-*.json`` files (the mirror's ``records/``), release zips (read in place; the baseline
 release nests a ``cves.zip``, which is extracted once to the cache), and single files.

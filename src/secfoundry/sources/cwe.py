@@ -1,5 +1,8 @@
 """MITRE CWE from its XML catalog (``cwec_v4.x.xml``, plain, gzipped or in the upstream zip).
 
+Over 400 lines: one parser for the CWE XML catalog (weaknesses, categories, views and their
+nested elements) and the documents rendered from it.
+
 Parsed with ``defusedxml`` iterparse, one entry at a time: entity declarations (entity bombs) and
 external references (XXE) are refused, and a catalog that breaks half-way keeps the entries read
 before the break (the break itself is quarantined with its line and column).
