@@ -21,7 +21,7 @@ def replicate_cmd(
                                        help="Kept for old scripts: RESULTS.md is only written with --results-md."),
 ) -> None:
     """Corpus -> base eval -> continued pretraining -> eval -> report in --out (and --results-md)."""
-    from secfoundry.experiment import replicate
+    from secfoundry.experiment.replicate import replicate
 
     if no_results_md:
         cfg.results_md = None
@@ -33,7 +33,7 @@ def replicate_cmd(
 @app.command("report")
 def report_cmd(out: Path = typer.Argument(Path("runs/replicate"), help="An experiment directory (with summary.json).")) -> None:
     """Re-render report.md / report.html (table with CIs, loss curve) from a finished experiment."""
-    from secfoundry.experiment import write_reports
+    from secfoundry.experiment.report import write_reports
 
     if not (out / "summary.json").exists():
         raise typer.BadParameter(f"{out / 'summary.json'} not found: run `secfoundry experiment replicate` first")

@@ -2,11 +2,6 @@
 
 ``config.py`` (``ReplicateConfig``: typed, from YAML or the CLI options), ``replicate.py`` (the
 pipeline; every stage resumes and writes under the run directory), ``report.py`` (table with
-CIs, verdicts, loss curve; RESULTS.md only when asked).
+CIs, verdicts, loss curve; RESULTS.md only when asked). Import from the modules (nothing is
+imported here, so the CLI stays fast).
 """
-
-from secfoundry.experiment.config import ReplicateConfig
-from secfoundry.experiment.replicate import replicate
-from secfoundry.experiment.report import render_markdown, write_reports
-
-__all__ = ["ReplicateConfig", "render_markdown", "replicate", "write_reports"]
