@@ -81,3 +81,14 @@ def test_injected_twins(mapper, inj):
         assert b.cwe == a.cwe
         assert [c.score for c in b.candidates] == [c.score for c in a.candidates]
         assert any("ignored as instructions" in w for w in b.warnings)
+
+
+def test_guard_keeps_ordinary_cve_prose():
+    from secfoundry.apps.intel.cve_guard import clean_description
+
+    for legit in ("An attacker can leverage this vulnerability to bypass authentication on the system.",
+                  "The flaw exists before the new task is added to the thread_group.",
+                  "Improper output neutralization for logs (CWE-117) could allow an attacker to modify entries.",
+                  "The server will ignore `pub` and give access to everything after `.ssh/`."):
+        text, dropped = clean_description(legit)
+        assert dropped == [] and "CWE-117" not in text
