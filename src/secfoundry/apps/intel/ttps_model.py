@@ -61,7 +61,9 @@ def _cache_path(kind: str, key: str) -> Path:
 
 
 def embed_cached(embedder, texts: Sequence[str], kind: str = "ttps") -> np.ndarray:
-    """Unit vectors for ``texts``, cached on disk by (embedder, texts)."""
+    """Unit vectors for ``texts``, cached on disk by (embedder, texts). Embedding is saved chunk
+    by chunk, so a run that is killed resumes where it stopped (on 2 busy cores the ~17.7k
+    ATT&CK examples take many minutes)."""
     h = hashlib.blake2b(embedder.name.encode(), digest_size=16)
     for t in texts:
         h.update(t.encode("utf-8", "replace"))
@@ -71,12 +73,30 @@ def embed_cached(embedder, texts: Sequence[str], kind: str = "ttps") -> np.ndarr
         arr = np.load(path)
         if arr.shape[0] == len(texts):
             return arr.astype(np.float32)
+    parts_dir = path.with_suffix(".parts")
+    parts_dir.mkdir(exist_ok=True)
     log.info("embedding %d training sentences with %s (cached afterwards)", len(texts), embedder.name)
-    vecs = [embedder.encode(list(texts[i:i + 512])) for i in range(0, len(texts), 512)]
+    chunk = 256
+    vecs = []
+    for n, i in enumerate(range(0, len(texts), chunk)):
+        part = parts_dir / f"{n:05d}.npy"
+        if part.exists():
+            v = np.load(part)
+            if v.shape[0] == len(texts[i:i + chunk]):
+                vecs.append(v.astype(np.float32))
+                continue
+        v = embedder.encode(list(texts[i:i + chunk])).astype(np.float16)  # stored and used as float16
+        tmp = part.with_name(part.stem + ".tmp.npy")
+        np.save(tmp, v)
+        tmp.replace(part)
+        vecs.append(v.astype(np.float32))
     arr = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, embedder.dim), np.float32)
-    tmp = path.with_suffix(".tmp.npy")
+    tmp = path.with_name(path.stem + ".tmp.npy")
     np.save(tmp, arr.astype(np.float16))
     tmp.replace(path)
+    import shutil
+
+    shutil.rmtree(parts_dir, ignore_errors=True)
     return arr
 
 
