@@ -70,7 +70,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/ui/") -> HTMLResponse:
-    return render(request, "login.html", next=_safe_next(next), error="")
+    return render(request, "login.html", next=_safe_next(next), error="", who="")
 
 
 def _safe_next(target: str) -> str:
@@ -84,7 +84,7 @@ def login(request: Request, key: str = Form(..., max_length=200), next: str = Fo
     verdict = svc.keys.verify(key.strip())
     if verdict.key is None:
         request.state.who = "login-failed"
-        resp = render(request, "login.html", next=_safe_next(next),
+        resp = render(request, "login.html", next=_safe_next(next), who="",
                       error="That key was revoked." if verdict.revoked else "Unknown API key.")
         resp.status_code = 401
         return resp

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from secfoundry.serve.security import require_ui
@@ -32,7 +32,8 @@ def mount(app: FastAPI) -> None:
 
     @app.post("/ui/soc", include_in_schema=False)
     async def soc_submit(request: Request, _: Any = Depends(require_ui),
-                         uploads: list[UploadFile] = File(default_factory=list)) -> Response:
+                         uploads: list[UploadFile] = File(default_factory=list),
+                         min_score: float = Form(0.35), window_min: int = Form(120)) -> Response:
         from secfoundry.serve.app_soc import SocRunRequest
         from secfoundry.serve.appkit import UploadedFile
 
@@ -46,7 +47,8 @@ def mount(app: FastAPI) -> None:
             resp = render(request, "soc_form.html", error="choose one or more log files")
             resp.status_code = 422
             return resp
-        return _submit(request, "soc-run", SocRunRequest(files=files))
+        return _submit(request, "soc-run", SocRunRequest(files=files, min_score=min(max(min_score, 0.0), 1.0),
+                                                         window_min=min(max(window_min, 1), 7 * 24 * 60)))
 
     def view(request: Request, job: dict, params: dict, result: dict) -> HTMLResponse:
         return render(request, "soc_result.html", job=job, result=result, files=[f["name"] for f in params["files"]])
