@@ -108,3 +108,29 @@ def test_evtx_xml_records_parse() -> None:
     row = windows.parse(record_to_dict(xml), fmt="evtx")
     assert row["host_name"] == "WKS-7" and row["log_category"] == "process_creation"
     assert row["fields"]["Image"].endswith("mshta.exe") and row["fields"]["EventID"] == 1
+
+
+def test_bulk_path_matches_python_path(tmp_path: Path, monkeypatch) -> None:
+    """The DuckDB bulk ingest gives the same rows as the per-record Python parsers."""
+    from secfoundry.apps.soc import fastpath
+
+    monkeypatch.setattr(fastpath, "MIN_BYTES", 1)
+    win = fx.windows_records() + [dict(fx.windows_records()[0], EventID=4624, Channel="Security", UtcTime=None,
+                                       TargetUserName="bob", TargetDomainName="CORP", User="-")]
+    files = {"win.json": [json.dumps(r) for r in win],
+             "eve.json": [json.dumps(r) for r in fx.SURICATA],
+             "dns.log": [json.dumps(r) for r in fx.ZEEK_DNS_JSON]}
+    for name, lines in files.items():
+        lines.insert(1, "{broken")
+        lines.insert(2, json.dumps({"message": "a generic line", "host": "h9"}))
+        (tmp_path / name).write_text("\n".join(lines) + "\n\n")
+        assert fastpath.eligible(str(tmp_path / name)) is not None
+    res = []
+    for no_fast in (False, True):
+        with Store(tmp_path / f"s{no_fast}.duckdb") as st:
+            rep = ingest([str(tmp_path / n) for n in files], st, no_fastpath=no_fast)
+            assert rep.error_count == 3 and all(e.line == 2 for e in rep.errors)
+            res.append((st.con.execute("SELECT * EXCLUDE (fields, message) FROM events ORDER BY event_id").fetchall(),
+                        [f.skew_notes for f in rep.files]))
+    assert res[0] == res[1]
+    assert len(res[0][0]) == len(win) + 2 + 2 + 1  # the generic line is the same event in all three files

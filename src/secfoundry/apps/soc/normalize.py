@@ -6,11 +6,11 @@ read becomes ``None`` with a note, never an exception that would drop the row.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import xxhash
 
 EPOCH = datetime(1970, 1, 1)
 # Sanity window: events outside it are kept but flagged (a broken clock, a masked test value).
@@ -23,8 +23,9 @@ _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun",
 
 
 def event_hash(fmt: str, raw: str) -> str:
-    """Stable id of a record: the same record read again (any file, any run) gets the same id."""
-    return xxhash.xxh3_64_hexdigest((fmt + "\x00" + raw.strip()).encode("utf-8", "surrogatepass"))
+    """Stable id of a record: the same record read again (any file, any run) gets the same id.
+    md5 (first 16 hex digits) because DuckDB computes the same function in the SQL ingest path."""
+    return hashlib.md5((fmt + "\x00" + raw).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def parse_ts(value: Any) -> tuple[datetime | None, str]:

@@ -102,10 +102,14 @@ class Store:
             return 0
         import pyarrow as pa
 
-        uniq = list({r["event_id"]: r for r in rows}.values())
+        first: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            first.setdefault(r["event_id"], r)
+        uniq = list(first.values())
         arrays = []
         for k, c, t in COLUMNS:
-            vals = [r.get(k) for r in uniq]
+            dflt = "" if t == "VARCHAR" and k not in ("raw", "file") else None
+            vals = [r.get(k, dflt) for r in uniq]
             arrays.append(pa.array(vals, type=_PA_TYPES[t]()))
         batch = pa.Table.from_arrays(arrays, names=[c for _, c, _ in COLUMNS])  # noqa: F841 - read by DuckDB
         before = self.count()

@@ -75,11 +75,13 @@ def zeek(obj: dict[str, Any], fmt: str = "zeek", path_hint: str = "") -> dict[st
         "host_name": s(f.get("_system_name") or ""),
         "user_name": s(f.get("user") or f.get("username") or ""),
         "source_ip": src, "source_port": to_int(f.get("id.orig_p")),
-        "destination_ip": dst, "destination_port": to_int(f.get("id.resp_p") or f.get("p")),
+        "destination_ip": dst,
+        "destination_port": to_int(f.get("id.resp_p") if f.get("id.resp_p") is not None else f.get("p")),
         "network_protocol": s(f.get("service") or f.get("proto")).lower(),
         "rule_id": f"zeek:{s(f.get('note'))}" if is_notice else "",
         "rule_name": s(f.get("note")) if is_notice else "",
-        "message": msg[:300], "log_product": "zeek", "log_category": "", "log_service": path,
+        "message": msg[:300], "log_product": "zeek", "log_category": "dns" if path == "dns" else "",
+        "log_service": path,
         "fields": f,
     }
 

@@ -73,6 +73,15 @@ def _from_winlogbeat(obj: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _first(rec: dict[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` with a value ('' and '-' count as none, as in Windows' own exports)."""
+    for k in keys:
+        v = rec.get(k)
+        if v is not None and v != "" and v != "-":
+            return v
+    return None
+
+
 def parse(obj: dict[str, Any], fmt: str = "windows") -> dict[str, Any]:
     rec = _from_winlogbeat(obj) if isinstance(obj.get("winlog"), dict) else obj
     eid = to_int(rec.get("EventID"))
@@ -107,14 +116,14 @@ def parse(obj: dict[str, Any], fmt: str = "windows") -> dict[str, Any]:
     else:
         ts, note = ts_export, note_export
         row["_export_only"] = True
-    user = s(rec.get("User") or rec.get("TargetUserName") or rec.get("SubjectUserName") or rec.get("AccountName"))
-    if user and "\\" not in user and (rec.get("TargetDomainName") or rec.get("SubjectDomainName")):
-        dom = s(rec.get("TargetDomainName") if rec.get("TargetUserName") else rec.get("SubjectDomainName"))
-        user = f"{dom}\\{user}" if dom and dom != "-" else user
+    user = s(_first(rec, "User", "TargetUserName", "SubjectUserName"))
+    if user and "\\" not in user:
+        dom = s(_first(rec, "TargetDomainName") if _first(rec, "TargetUserName") else _first(rec, "SubjectDomainName"))
+        user = f"{dom}\\{user}" if dom else user
     exe = s(rec.get("Image") or rec.get("NewProcessName") or rec.get("ProcessName") or rec.get("Application")
             or rec.get("SourceImage"))
-    src_ip = s(rec.get("SourceIp") or rec.get("SourceAddress") or rec.get("IpAddress"))
-    dst_ip = s(rec.get("DestinationIp") or rec.get("DestAddress"))
+    src_ip = s(_first(rec, "SourceIp", "SourceAddress", "IpAddress"))
+    dst_ip = s(_first(rec, "DestinationIp", "DestAddress"))
     row.update({
         "ts": ts, "ts_note": note, "format": fmt,
         "dataset": service or "windows", "kind": "event",
