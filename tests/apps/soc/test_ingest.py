@@ -130,7 +130,13 @@ def test_bulk_path_matches_python_path(tmp_path: Path, monkeypatch) -> None:
         with Store(tmp_path / f"s{no_fast}.duckdb") as st:
             rep = ingest([str(tmp_path / n) for n in files], st, no_fastpath=no_fast)
             assert rep.error_count == 3 and all(e.line == 2 for e in rep.errors)
+            from secfoundry.apps.soc.detect import detect
+            from secfoundry.apps.soc.rules import load_rules
+
+            alerts, _ = detect(st, load_rules(fx.write_rules(tmp_path / "rules"), None, cache=False))
             res.append((st.con.execute("SELECT * EXCLUDE (fields, message) FROM events ORDER BY event_id").fetchall(),
-                        [f.skew_notes for f in rep.files]))
+                        [f.skew_notes for f in rep.files],
+                        sorted((a.rule_id, a.event_ids, a.techniques) for a in alerts)))
     assert res[0] == res[1]
+    assert {r[0] for r in res[0][2]} >= {"sigma:11111111-1111-4111-8111-000000000001", "suricata:2034647"}
     assert len(res[0][0]) == len(win) + 2 + 2 + 1  # the generic line is the same event in all three files

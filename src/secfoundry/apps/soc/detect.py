@@ -105,7 +105,7 @@ def run_sigma(store: Store, ruleset: RuleSet, report: DetectReport, *, progress:
             paths = ", ".join(_jpath(f) for f in fields)
             cols = ", ".join(f"x[{i + 1}] AS {_ident(f)}" for i, f in enumerate(fields))
             con.execute(f"CREATE OR REPLACE TEMP TABLE sg AS SELECT event_id, {cols} FROM "
-                        f"(SELECT event_id, json_extract_string(fields, [{paths}]) x FROM events WHERE {key})")
+                        f"(SELECT event_id, json_extract_string(COALESCE(fields, raw), [{paths}]) x FROM events WHERE {key})")
             for i in range(0, len(rules), QUERY_BATCH):
                 _run_batch(con, rules[i:i + QUERY_BATCH], hits, report)
                 if progress:
@@ -198,7 +198,7 @@ def sigma_alerts(store: Store, ruleset: RuleSet, hits: dict[str, list[str]], gap
 
 def native_alerts(store: Store, gap: timedelta) -> list[Alert]:
     rows = store.con.execute(
-        f'SELECT {_EV_COLS}, "rule.id", "rule.name", "event.severity", format, fields FROM events '
+        f'SELECT {_EV_COLS}, "rule.id", "rule.name", "event.severity", format, COALESCE(fields, raw) FROM events '
         "WHERE \"event.kind\"='alert' AND \"rule.id\" <> '' "
         'ORDER BY "rule.id", "@timestamp" NULLS LAST, event_id').fetchall()
     groups: dict[tuple[str, str, str, str], list[tuple[Any, ...]]] = defaultdict(list)
@@ -216,7 +216,9 @@ def native_alerts(store: Store, gap: timedelta) -> list[Alert]:
 
 
 def _native_meta(source: str, rid: str, severity: int | None, fields_json: str) -> tuple[list[str], str]:
-    f = orjson.loads(fields_json or "{}")
+    from secfoundry.apps.soc.normalize import flatten
+
+    f = flatten(orjson.loads(fields_json or "{}"))
     techs: list[str] = []
     if source == "wazuh":
         techs = [t for t in f.get("_mitre", []) if _TECH.fullmatch(t)]
