@@ -73,6 +73,12 @@ def build_kb(db: Path) -> Path:
         _r("cac:sudo_add_use_pty", "compliance-rule", "sudo use_pty",
            "This should be enabled by making sure that the `use_pty` tag exists in `/etc/sudoers`.",
            source="complianceascode", severity="medium", cis={"x": "1"}),
+        _r("cac:httpd_servertokens_prod", "compliance-rule", "Set httpd ServerTokens Directive to Prod",
+           "Add or correct the following directive in `/etc/httpd/conf/httpd.conf`:\n\n```\nServerTokens Prod\n```",
+           source="complianceascode", severity="medium", nist=["CM-6"]),
+        _r("cac:httpd_server_configuration_display", "compliance-rule", "Disable Server Configuration Display",
+           "If its functionality is unnecessary, comment out the module:\n\n```\n#LoadModule info_module modules/mod_info.so\n```",
+           source="complianceascode", severity="medium", nist=["CM-7"]),
     ]
     st.replace_source(SourceRow(name="complianceascode"), cac)
     st.close()

@@ -105,3 +105,11 @@ def test_compose_checks(tmp_path: Path) -> None:
     findings, _ = run_compose(w.targets)
     assert {f.rule_id for f in findings} == {"SF_COMPOSE_1", "SF_COMPOSE_5", "SF_COMPOSE_7", "SF_COMPOSE_8"}
     assert all(f.location.start_line == 2 for f in findings)
+
+
+def test_apache_checks(kbmap) -> None:
+    checks = hostconf.derive(kbmap)
+    text = "ServerTokens Full\nLoadModule info_module modules/mod_info.so\n#LoadModule status_module x\n"
+    v = {x.check.rule_id: x.line for x in hostconf.evaluate("apache", text, checks)}
+    assert v == {"cac:httpd_servertokens_prod": 1, "cac:httpd_server_configuration_display": 2}
+    assert not hostconf.evaluate("apache", "ServerTokens Prod\n#LoadModule info_module m\n", checks)

@@ -84,16 +84,19 @@ def review_code(req: ReviewRequest | list[str], *, kb: KBMap | None = None) -> R
     w = walk(req.paths, "code", max_bytes=req.max_file_bytes)
     res = ReviewResult(kind="code", root=str(w.root), skipped=list(w.skipped), files_reviewed=len(w.targets))
     findings: list[Finding] = []
+    jobs = []
     if _want(req, "bandit"):
-        f, run, sk = code_engines.run_bandit(w.targets, jobs=req.jobs)
-        findings += f
-        res.engines.append(run)
-        res.skipped += sk
+        jobs.append(lambda: code_engines.run_bandit(w.targets, jobs=req.jobs))
     if _want(req, "semgrep"):
-        f, run, sk = code_engines.run_semgrep(w.targets, jobs=req.jobs)
-        findings += f
-        res.engines.append(run)
-        res.skipped += sk
+        jobs.append(lambda: code_engines.run_semgrep(w.targets, jobs=req.jobs))
+    # the engines are separate processes: run them side by side (bandit is single-threaded)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as ex:
+        for f, run, sk in ex.map(lambda j: j(), jobs):
+            findings += f
+            res.engines.append(run)
+            res.skipped += sk
     for r in res.engines:
         if r.status == "unavailable" and r.files:
             res.notes.append(f"{r.engine}: {r.note}; {r.files} file(s) not reviewed by it")
