@@ -112,6 +112,26 @@ def test_judge_cache_file_and_low_trust(tmp_path):
     assert isinstance(base.model.prompts[0], str) and base.model.prompts[0].endswith("Score:")
 
 
+class TemplatedJudge(RuleJudge):
+    """A local chat model: it has a chat template, so the judge pre-fills "Score:" and it answers " 7"."""
+
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True) -> str:
+        body = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return body + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+    def generate(self, prompts, config=None):
+        self.prompts.extend(prompts)
+        assert config.stop == ["\n"]
+        return [" 7" for _ in prompts]
+
+
+def test_local_chat_judge_is_prefilled():
+    j = Judge("rule:templated", model=TemplatedJudge())
+    g = j.grade("Q?", "ref", "answer")
+    assert g.score == 7 and g.output == " 7"
+    assert g.prompt.endswith("<|im_start|>assistant\nScore:") and "<candidate_answer>" in g.prompt
+
+
 def test_saq_end_to_end_with_a_rule_judge(tmp_path):
     data = _saq_dir(tmp_path)
     task = get_task("secbench-saq")

@@ -157,11 +157,19 @@ class Judge:
         return out
 
     def _prompt(self, messages: list[Message]) -> Any:
+        """Chat messages for a remote chat judge; for a local model with a chat template, the
+        templated text with the assistant turn pre-filled with "Score:" (small models then answer
+        with a number instead of rambling); for a base model, plain text ending in "Score:"."""
         try:
             chat = bool(self.model.capabilities.chat_template)
         except Exception:  # noqa: BLE001
             chat = False
-        return messages if chat else judge_text_prompt(messages)
+        if not chat:
+            return judge_text_prompt(messages)
+        try:
+            return self.model.apply_chat_template(list(messages), add_generation_prompt=True) + "Score:"
+        except NotImplementedError:  # e.g. an OpenAI-compatible server: it applies its own template
+            return messages
 
     def key(self, messages: list[Message]) -> str:
         blob = json.dumps([self.spec, self.max_new_tokens, messages], ensure_ascii=False, sort_keys=True)
@@ -185,12 +193,14 @@ class Judge:
         if todo:
             try:
                 prompts = [self._prompt(msgs[i]) for i in todo]
-                stop = [] if isinstance(prompts[0], list) else ["\n\n"]
+                prefilled = not isinstance(prompts[0], list)  # the text ends in "Score:"
                 texts = self.model.generate(prompts, GenerationConfig(max_new_tokens=self.max_new_tokens,
-                                                                      temperature=0.0, stop=stop))
+                                                                      temperature=0.0,
+                                                                      stop=["\n"] if prefilled else []))
                 if len(texts) != len(todo):
                     raise RuntimeError(f"judge returned {len(texts)} outputs for {len(todo)} prompts")
-                fresh = [Judgement(self.spec, keys[i], p, t, parse_score(t)) for i, p, t in zip(todo, prompts, texts)]
+                fresh = [Judgement(self.spec, keys[i], p, t, parse_score(("Score:" if prefilled else "") + (t or "")))
+                         for i, p, t in zip(todo, prompts, texts)]
             except Exception as e:  # noqa: BLE001 - a judge failure makes these items unscored, not a crash
                 fresh = [Judgement(self.spec, keys[i], msgs[i], error=f"{type(e).__name__}: {e}") for i in todo]
             with self._lock:
