@@ -36,6 +36,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--calibrated", action="store_true",
+                    help="only the default settings, calibrated scores: choose the confidence threshold")
     ap.add_argument("--out", default="bench/results/intel_ttps_tune.json")
     a = ap.parse_args()
     from secfoundry.apps.intel.ttps import ExtractOptions, get_extractor
@@ -59,28 +61,36 @@ def main() -> int:
         dom = "mobile" if all(cat.in_domain(p.technique, "mobile") and not cat.in_domain(p.technique, "enterprise")
                               for p in ps) else "enterprise"
         docs.append((o, dom, " ".join(p.text.rstrip(".") + "." for p in ps), {p.technique.split(".")[0] for p in ps}))
-    grid = {"k": [8, 12, 20], "min_sim": [0.4, 0.5], "power": [2.0, 4.0]}
-    thresholds = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
+    if a.calibrated:
+        c = ex.model.config
+        grid = {"k": [c.k], "min_sim": [c.min_sim], "power": [c.power], "mode": [c.mode]}
+    elif ex.representation == "tfidf":
+        grid = {"k": [8, 16], "min_sim": [0.15, 0.25], "power": [1.0, 2.0], "mode": ["share", "max"]}
+    else:
+        grid = {"k": [8, 16], "min_sim": [0.4, 0.5], "power": [2.0, 4.0], "mode": ["share", "max"]}
+    thresholds = [0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
     rows = []
     t0 = time.time()
     base = ex.model.config
-    for k, ms, pw in product(grid["k"], grid["min_sim"], grid["power"]):
-        ex.model.config = type(base)(k=k, min_sim=ms, power=pw)
+    for k, ms, pw, mode in product(grid["k"], grid["min_sim"], grid["power"], grid["mode"]):
+        ex.model.config = type(base)(k=k, min_sim=ms, power=pw, mode=mode, scale=base.scale if a.calibrated else None, cut=base.cut)
         scored = []
         for o, dom, text, gold in docs:
-            res = ex.extract(text, ExtractOptions(min_confidence=0.1, domain=dom, exclude_entities=(o,),
+            res = ex.extract(text, ExtractOptions(min_confidence=0.05, domain=dom, exclude_entities=(o,),
                                                   exclude_mentioned_software=True))
-            scored.append(({t.id.split(".")[0]: t.confidence for t in res.techniques}, gold))
+            # thresholds apply to the raw document score (reported confidence = 1 - 0.5 ** (raw / cut))
+            scored.append(({t.id.split(".")[0]: ex.raw_score(t.confidence) for t in res.techniques}, gold))
         for thr in thresholds:
             preds = [{t for t, c in s.items() if c >= thr} for s, _ in scored]
             f, p, r = f1(preds, [g for _, g in scored])
-            rows.append({"k": k, "min_sim": ms, "power": pw, "threshold": thr, "micro_f1": round(f, 4),
+            rows.append({"k": k, "min_sim": ms, "power": pw, "mode": mode, "threshold": thr, "micro_f1": round(f, 4),
                          "precision": round(p, 4), "recall": round(r, 4)})
-        print(json.dumps(max((r for r in rows if r["k"] == k and r["min_sim"] == ms and r["power"] == pw),
+        print(json.dumps(max((r for r in rows if r["k"] == k and r["min_sim"] == ms and r["power"] == pw
+                              and r["mode"] == mode),
                              key=lambda r: r["micro_f1"])), flush=True)
     ex.model.config = base
     best = max(rows, key=lambda r: r["micro_f1"])
-    out = {"documents": len(docs), "software": owners, "best": best, "seconds": round(time.time() - t0, 1),
+    out = {"representation": ex.representation, "documents": len(docs), "software": owners, "best": best, "seconds": round(time.time() - t0, 1),
            "rows": sorted(rows, key=lambda r: -r["micro_f1"])}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))

@@ -108,7 +108,8 @@ def extract_ttps_cmd(
     stix: str = typer.Option(None, "--stix", help="Write a STIX 2.1 bundle here."),
     format: str = typer.Option("auto", "--format", help="auto | text | markdown | html | pdf"),
     encoding: str = typer.Option(None, "--encoding", help="Text encoding when not UTF-8 (e.g. cp1252)."),
-    min_confidence: float = typer.Option(0.35, "--min-confidence", min=0.0, max=1.0),
+    min_confidence: float = typer.Option(0.5, "--min-confidence", min=0.0, max=1.0,
+                                         help="Report techniques at or above this confidence (0.5: the tuned cut)."),
     domain: str = typer.Option(None, "--domain", help="enterprise | mobile | ics (default: all)."),
     llm: str = typer.Option(None, "--llm", help="Model spec of an LLM that confirms/rejects candidates."),
 ) -> None:

@@ -41,7 +41,7 @@ class IgnoredSpan(BaseModel):
 class TTPRequest(BaseModel):
     text: str = Field(description="report text (Markdown/plain; HTML when format='html')", max_length=2_000_000)
     format: str = "auto"
-    min_confidence: float = Field(0.35, ge=0.0, le=1.0)
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     domain: Optional[str] = Field(None, description="enterprise | mobile | ics; None = all")
     llm: Optional[str] = Field(None, description="model spec of an LLM that confirms/rejects candidates")
 

@@ -14,6 +14,8 @@ Sentences written as instructions to a model are dropped first (``ttps_guard``).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ from secfoundry.apps.intel.reports import ReportText, Sentence, load_report, sen
 from secfoundry.apps.intel.schemas_ttps import EntityHit, IgnoredSpan, Span, TechniqueHit, TTPResult
 from secfoundry.apps.intel.ttps_catalog import TECH_RE, AttackCatalog, catalog_for
 from secfoundry.apps.intel.ttps_lexicon import TechniqueNameMatcher
-from secfoundry.apps.intel.ttps_model import KNNConfig, TechniqueModel
+from secfoundry.apps.intel.ttps_model import KNNConfig, TechniqueModel, TfidfEmbedder, default_knn
 
 if TYPE_CHECKING:  # pragma: no cover
     from secfoundry.kb.knowledge import KnowledgeBase
@@ -46,7 +48,7 @@ def clauses(text: str) -> list[str]:
 
 @dataclass
 class ExtractOptions:
-    min_confidence: float = 0.35
+    min_confidence: float = 0.5          # on the reported scale (see TTPExtractor.confidence)
     domain: str | None = None            # enterprise | mobile | ics
     exclude_entities: tuple[str, ...] = ()  # withhold these entities' procedure examples (leakage control)
     exclude_mentioned_software: bool = False  # ... and those of every software the text names (CTIBench-ATE)
@@ -54,6 +56,16 @@ class ExtractOptions:
     clauses: bool = True                 # also score the clauses of multi-behaviour sentences
     llm: str | None = None
     llm_weight: float = 0.4
+
+
+def _is_path(value: str) -> bool:
+    """A short one-line string naming an existing file (else it is report text)."""
+    if len(value) > 1024 or "\n" in value:
+        return False
+    try:
+        return Path(value).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass
@@ -67,14 +79,27 @@ class TTPExtractor:
     """Holds the catalog, name matchers and the sentence model (load once, reuse)."""
 
     def __init__(self, kb: "KnowledgeBase | None" = None, *, embedder: Any = None,
-                 extra: Iterable[tuple[str, str]] = (), use_procedures: bool = True, knn: KNNConfig | None = None):
+                 extra: Iterable[tuple[str, str]] = (), use_procedures: bool = True, knn: KNNConfig | None = None,
+                 representation: str | None = None):
+        """``representation``: ``tfidf`` (default; ``SECFOUNDRY_TTPS_REPR`` overrides) or ``dense``
+        (the KB's embedder, MiniLM; ``embedder`` given means dense with that embedder)."""
+        import os
+
         from secfoundry.kb.knowledge import KnowledgeBase
 
         self.kb = kb or KnowledgeBase.open()
         self.catalog: AttackCatalog = catalog_for(self.kb)
         self.names = TechniqueNameMatcher(self.catalog)
-        self.model = TechniqueModel(self.catalog, embedder if embedder is not None else self.kb.embedder,
-                                    extra=extra, use_procedures=use_procedures, config=knn)
+        rep = representation or ("dense" if embedder is not None else os.environ.get("SECFOUNDRY_TTPS_REPR", "tfidf"))
+        if rep not in ("tfidf", "dense"):
+            raise ValueError(f"representation must be tfidf or dense, not {rep!r}")
+        if rep == "tfidf":
+            emb: Any = TfidfEmbedder()
+        else:
+            emb = embedder if embedder is not None else self.kb.embedder
+        self.representation = rep
+        self.model = TechniqueModel(self.catalog, emb, extra=extra, use_procedures=use_procedures,
+                                    config=knn or default_knn(rep))
         self.entities = self.model.entities
 
     # -- per sentence -------------------------------------------------------------------------------
@@ -101,9 +126,7 @@ class TTPExtractor:
     def extract(self, report: ReportText | str | Path, options: ExtractOptions | None = None) -> TTPResult:
         opts = options or ExtractOptions()
         if not isinstance(report, ReportText):
-            report = load_report(report) if isinstance(report, Path) or (
-                isinstance(report, str) and len(report) < 4096 and "\n" not in report and Path(report).is_file()
-            ) else load_report(text=str(report))
+            report = load_report(report) if isinstance(report, Path) or _is_path(report) else load_report(text=report)
         text = report.text
         sents = sentences(text)
         result = TTPResult(attack_version=self.catalog.version, source=report.source, format=report.format,
@@ -148,7 +171,8 @@ class TTPExtractor:
                 else:
                     c.score = v
                 c.kinds.add("model")
-        agg = self._aggregate(kept, per_sent, opts)
+        raw_opts = dataclasses.replace(opts, min_confidence=self.raw_score(opts.min_confidence))
+        agg = {t: (self.confidence(v[0]), *v[1:]) for t, v in self._aggregate(kept, per_sent, raw_opts).items()}
         if opts.llm:
             agg, result.llm = self._llm_confirm(agg, opts)
         for tid, (conf, spans, kinds, replaced) in sorted(agg.items(), key=lambda kv: (-kv[1][0], kv[0])):
@@ -164,6 +188,20 @@ class TTPExtractor:
             {"group": result.groups, "software": result.software}.get(e.type, result.campaigns).append(hit)
         result.unknown_ids = sorted(unknown)
         return result
+
+    @property
+    def cut(self) -> float:
+        return self.model.config.cut
+
+    def confidence(self, raw: float) -> float:
+        """Reported confidence: monotone in the raw document score, 0.5 at the model's cut (the
+        default threshold, chosen on the development set), 0.75 at twice the cut."""
+        return 1.0 - 0.5 ** (max(raw, 0.0) / self.cut)
+
+    def raw_score(self, confidence: float) -> float:
+        if confidence >= 1.0:
+            return float("inf")
+        return self.cut * math.log(1.0 - max(confidence, 0.0)) / math.log(0.5)
 
     def _aggregate(self, kept: list[Sentence], per_sent: list[dict[str, _Cand]], opts: ExtractOptions
                    ) -> dict[str, tuple[float, list[Span], set[str], str | None]]:

@@ -23,7 +23,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -46,6 +46,17 @@ class KNNConfig:
     k: int = 12
     min_sim: float = 0.45   # neighbours below this similarity do not vote
     power: float = 4.0      # vote weight = sim ** power
+    mode: str = "share"     # share: vote share x best similarity; max: best similarity x (0.5 + share / 2)
+    scale: float | None = None  # optional per-sentence calibration 1 - 2 ** (-raw / scale) (tried: worse)
+    cut: float = 0.35           # raw document score reported as confidence 0.5 (the default threshold)
+
+
+def default_knn(representation: str) -> KNNConfig:
+    """Settings per representation (similarities live on different scales)."""
+    if representation == "tfidf":
+        # chosen on pseudo-documents of ATT&CK software outside CTIBench-ATE (bench/intel_ttps_tune.py)
+        return KNNConfig(k=16, min_sim=0.15, power=2.0, mode="share", cut=0.1)
+    return KNNConfig()
 
 
 @dataclass
@@ -100,6 +111,32 @@ def embed_cached(embedder, texts: Sequence[str], kind: str = "ttps") -> np.ndarr
     return arr
 
 
+class TfidfEmbedder:
+    """Word 1-2-gram TF-IDF (sublinear tf, English stop words, L2-normalised rows), fitted on the
+    training examples. Sparse; fitting ~17.7k examples takes seconds, so it needs no cache. ATT&CK
+    procedure language is formulaic ("can use HTTP for C2", "has dumped LSASS memory"), which
+    word n-grams capture well; the dense MiniLM representation is the alternative (``dense``)."""
+
+    sparse = True
+
+    def __init__(self) -> None:
+        self.name = "tfidf-word12"
+        self.vec = None
+
+    def fit(self, texts: Sequence[str]) -> "TfidfEmbedder":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, stop_words="english",
+                                   dtype=np.float32)
+        self.vec.fit(texts)
+        return self
+
+    def encode(self, texts: Sequence[str]):
+        if self.vec is None:
+            raise RuntimeError("TfidfEmbedder.fit must run first")
+        return self.vec.transform(list(texts))
+
+
 class TechniqueModel:
     def __init__(self, catalog: AttackCatalog, embedder, *, extra: Iterable[tuple[str, str]] = (),
                  use_procedures: bool = True, config: KNNConfig | None = None):
@@ -127,15 +164,22 @@ class TechniqueModel:
         self._label_idx = {t: i for i, t in enumerate(self.labels)}
         self.y = np.array([self._label_idx[e.technique] for e in examples], dtype=np.int32)
         self.owners = np.array([e.owner for e in examples], dtype=object)
-        # the KB's examples and the extra ones are cached apart, so adding TRAM re-embeds only TRAM
-        parts = [embed_cached(embedder, [e.text for e in examples[:n_proc]])] if n_proc else []
-        if len(examples) > n_proc:
-            parts.append(embed_cached(embedder, [e.text for e in examples[n_proc:]], kind="ttps-extra"))
-        self.X = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        self._qcache: dict[str, np.ndarray] = {}
+        self.sparse = bool(getattr(embedder, "sparse", False))
+        if self.sparse:
+            texts = [e.text for e in examples]
+            self.X = embedder.fit(texts).encode(texts).tocsr()
+        else:
+            # the KB's examples and the extra ones are cached apart: adding TRAM re-embeds only TRAM
+            parts = [embed_cached(embedder, [e.text for e in examples[:n_proc]])] if n_proc else []
+            if len(examples) > n_proc:
+                parts.append(embed_cached(embedder, [e.text for e in examples[n_proc:]], kind="ttps-extra"))
+            self.X = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self._qcache: dict[str, Any] = {}
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str]):
         """Query vectors, with a bounded in-memory cache (re-scoring a report is free)."""
+        if self.sparse:
+            return self.embedder.encode(texts)
         missing = [t for t in dict.fromkeys(texts) if t not in self._qcache]
         if missing:
             vecs = self.embedder.encode(missing).astype(np.float32)
@@ -158,7 +202,7 @@ class TechniqueModel:
         if not texts:
             return [], 0
         Q = vectors if vectors is not None else self.embed(texts)
-        sims = Q @ self.X.T
+        sims = (Q @ self.X.T).toarray() if self.sparse else Q @ self.X.T
         mask, n_ex = self.exclusion_mask(exclude)
         if mask is not None:
             sims[:, mask] = -1.0
@@ -186,6 +230,8 @@ class TechniqueModel:
             scores = {}
             if total > 0:
                 for t, v in votes.items():
-                    scores[t] = (v / total) * best[t]
+                    share = v / total
+                    raw = share * best[t] if cfg.mode == "share" else best[t] * (0.5 + 0.5 * share)
+                    scores[t] = 1 - 2 ** (-raw / cfg.scale) if cfg.scale else raw
             out.append(SentenceScores(scores, neigh))
         return out, n_ex

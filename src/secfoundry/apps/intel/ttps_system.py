@@ -46,7 +46,7 @@ class TTPAdapter:
         from secfoundry.apps.intel.ttps import get_extractor
 
         self.llm = options.get("llm")
-        self.min_confidence = float(options.get("min_confidence", 0.35))
+        self.min_confidence = float(options.get("min_confidence", 0.5))
         kb = None
         if options.get("kb"):
             from secfoundry.kb.knowledge import KnowledgeBase
