@@ -54,8 +54,9 @@ def template_notes(case: Case, alerts: dict[str, Alert], triage: dict[str, Triag
         event_ids=list(dict.fromkeys(first_ids + last_ids))))
     for a in sorted(members, key=lambda a: -(triage[a.alert_id].score if a.alert_id in triage else 0))[:5]:
         t = triage.get(a.alert_id)
+        tlist = t.techniques if t else a.techniques  # triage's: ids the KB knows, or inferred from it
         techs = ", ".join(f"{x} {facts.technique(x)['name']}" if facts.technique(x)["known"] else x
-                          for x in a.techniques[:3])
+                          for x in tlist[:3])
         summary.append(NoteSentence(
             text=f"{a.source.capitalize()} rule \"{a.rule_name}\" ({a.level or 'unrated'}) matched {len(a.event_ids)} "
                  f"event(s)" + (f" mapped to {techs}" if techs else "")

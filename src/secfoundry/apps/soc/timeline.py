@@ -27,6 +27,7 @@ def summarize(ev: dict[str, Any]) -> str:
         s = f"{ds} {code}: {exe}"
     else:
         s = f"{ds} {code} {ev.get('message') or ''}".strip()[:200]
+    s = " ".join(s.split())  # one line: messages carry CR/LF/tabs
     src, dst = ev.get("source.ip") or "", ev.get("destination.ip") or ""
     if src or dst:
         s += f" [{src or '?'} -> {dst or '?'}]"
