@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from secfoundry.serve.security import require_key
@@ -30,7 +34,57 @@ def _check_kb(request: Request) -> Any:
     return svc
 
 
-def kb_show(ctx: Any, id: str) -> tuple[int, Any]:
+class ShowCache:
+    """Rendered ``kb show`` JSON by id (LRU). Entries of busy ids run to 100 KB of sections, so
+    building and serialising them dominates a lookup; the KB only changes on a sync, which
+    changes the database files' mtimes, and that empties the cache."""
+
+    def __init__(self, db: Path, size: int = 4096):
+        self.db, self.size = db, size
+        self.items: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self.lock = threading.Lock()
+        self.stamp = self._stamp()
+
+    def _stamp(self) -> tuple[float, ...]:
+        out = []
+        for suffix in ("", "-wal"):
+            try:
+                out.append(os.stat(str(self.db) + suffix).st_mtime)
+            except OSError:
+                out.append(0.0)
+        return tuple(out)
+
+    def get(self, key: str) -> tuple[int, bytes] | None:
+        stamp = self._stamp()
+        with self.lock:
+            if stamp != self.stamp:
+                self.items.clear()
+                self.stamp = stamp
+            hit = self.items.get(key)
+            if hit is not None:
+                self.items.move_to_end(key)
+            return hit
+
+    def put(self, key: str, value: tuple[int, bytes]) -> None:
+        with self.lock:
+            self.items[key] = value
+            if len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+def kb_show_bytes(ctx: Any, id: str) -> tuple[int, bytes]:
+    """(status, JSON bytes): the entry as ``kb show --json`` prints it (one serialisation)."""
+    cache = ctx.shared.get("kb.show_cache", lambda: ShowCache(ctx.kb.paths.db))
+    hit = cache.get(id)
+    if hit is not None:
+        return hit
+    code, body = kb_show_obj(ctx, id)
+    out = (code, json.dumps(body, ensure_ascii=False, default=str).encode("utf-8"))
+    cache.put(id, out)
+    return out
+
+
+def kb_show_obj(ctx: Any, id: str) -> tuple[int, Any]:
     entry = ctx.kb.show(id)
     if entry is None:
         from secfoundry.kb import ids as idmod
@@ -38,7 +92,13 @@ def kb_show(ctx: Any, id: str) -> tuple[int, Any]:
         check = idmod.validate(id)
         msg = f"{id!r} is not in the knowledge base" + ("" if check.syntax_ok else " (and is not a known id form)")
         return 404, {"error": msg, "id": check.canonical}
-    return 200, cli_json(entry.to_dict())
+    return 200, entry.to_dict()
+
+
+def kb_show(ctx: Any, id: str) -> tuple[int, Any]:
+    """(status, dict) for the UI pages."""
+    code, raw = kb_show_bytes(ctx, id)
+    return code, json.loads(raw)
 
 
 def kb_search(ctx: Any, q: str, type_: str | None, k: int) -> list[Any]:
@@ -71,8 +131,8 @@ async def status(request: Request) -> JSONResponse:
 async def show(request: Request, id: str) -> JSONResponse:
     if len(id) > _ID_MAX:
         raise HTTPException(422, detail=f"id longer than {_ID_MAX} characters")
-    code, body = await _run(request, kb_show, id)
-    return JSONResponse(body, status_code=code)
+    code, raw = await _run(request, kb_show_bytes, id)
+    return Response(raw, status_code=code, media_type="application/json")
 
 
 class SearchBatch(BaseModel):

@@ -46,11 +46,15 @@ class Shared:
         self.loaded = loaded
         self.lock = threading.Lock()
         self.objects: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
 
     def get(self, name: str, factory: Callable[[], T]) -> T:
+        """Build ``name`` once; other threads asking for it wait, threads asking for others don't."""
         obj = self.objects.get(name)
         if obj is None:
             with self.lock:
+                lock = self._locks.setdefault(name, threading.Lock())
+            with lock:
                 obj = self.objects.get(name)
                 if obj is None:
                     t0 = time.perf_counter()

@@ -1,0 +1,188 @@
+"""Load bench for ``secfoundry serve`` (issue #17), loopback only, bounded.
+
+Starts the real server (``python -m secfoundry serve``) on 127.0.0.1 with a temporary
+SECFOUNDRY_HOME and an existing KB (read only), then:
+
+1. start to ready: seconds from process start to ``/healthz`` 200, and the server's CPU seconds
+   by then (wall time is meaningless on a loaded shared machine; CPU time is not);
+2. for each endpoint (KB lookup ``/kb/{id}``, KB search ``/kb/search``, ``/intel/map-cwe`` when
+   the server has it): 16 concurrent clients x a fixed request count, twice; throughput,
+   p50/p99 latency, errors, and the server's open fds and RSS after each round (growth between
+   round 1 and round 2 = leak).
+
+    .venv/bin/python bench/serve_load.py --kb /work/sf-shared-home/kb [--clients 16] [--requests 100]
+
+Writes runs/bench/serve_load.json and prints a Markdown table for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from urllib.parse import quote
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+IDS = ["T1059.001", "T1003.001", "CWE-79", "CWE-89", "CVE-2024-3400", "CAPEC-66", "AC-2", "T1566.001", "G0007",
+       "CWE-787", "T1190", "CVE-2021-44228"]
+QUERIES = ["credential dumping from lsass memory", "sql injection in login form", "powershell download cradle",
+           "ransomware encrypts files", "phishing attachment macro", "account management controls",
+           "buffer overflow in network service", "kerberoasting service tickets"]
+CVE_TEXTS = ["A SQL injection vulnerability in the login form of Acme CMS 2.1 allows remote attackers to execute "
+             "arbitrary SQL commands via the username parameter.",
+             "Cross-site scripting in the search page of WidgetShop allows attackers to inject arbitrary web script "
+             "via the q parameter.",
+             "A heap-based buffer overflow in the TLS handshake parser of FooServer 3.x allows remote attackers to "
+             "cause a denial of service or execute code via a crafted ClientHello.",
+             "Path traversal in the file download endpoint lets unauthenticated users read arbitrary files via ../"]
+
+
+def kb_ids(kb: str, n: int) -> list[str]:
+    """``n`` distinct ids spread evenly over the KB (read only), after the named ones."""
+    import sqlite3
+
+    db = Path(kb) / "kb.sqlite" if Path(kb).is_dir() else Path(kb)
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    ids = [r[0] for r in con.execute("SELECT DISTINCT id FROM records ORDER BY id") if "/" not in r[0]]
+    con.close()
+    step = max(1, len(ids) // n)
+    return list(dict.fromkeys(IDS + ids[::step]))[:n]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, int(round(p / 100 * len(xs) + 0.5)) - 1))]
+
+
+async def round_(url: str, headers: dict, make_req, clients: int, per_client: int) -> dict:
+    lat: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as c:
+        async def worker(w: int) -> None:
+            for i in range(per_client):
+                method, path, kw = make_req(w * per_client + i)
+                t0 = time.perf_counter()
+                try:
+                    r = await c.request(method, path, **kw)
+                    if r.status_code != 200:
+                        errors.append(f"{r.status_code} {path}")
+                except httpx.HTTPError as e:
+                    errors.append(f"{type(e).__name__} {path}")
+                lat.append((time.perf_counter() - t0) * 1000)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(clients)))
+        wall = time.perf_counter() - t0
+    return {"requests": len(lat), "errors": len(errors), "error_examples": errors[:5], "seconds": round(wall, 2),
+            "rps": round(len(lat) / wall, 1), "p50_ms": round(statistics.median(lat), 1),
+            "p99_ms": round(pct(lat, 99), 1), "max_ms": round(max(lat), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kb", required=True, help="an existing KB dir (opened read only by the bench's usage)")
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--requests", type=int, default=100, help="per client per round")
+    ap.add_argument("--map-cwe-requests", type=int, default=25, help="per client per round for map-cwe")
+    ap.add_argument("--ids", type=int, default=2000, help="distinct ids looked up (round 1 cold, round 2 cached)")
+    ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "serve_load.json"))
+    args = ap.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="sf-bench-serve-"))
+    env = dict(os.environ, SECFOUNDRY_HOME=str(home))
+    cli = [sys.executable, "-m", "secfoundry"]
+    key = subprocess.run(cli + ["serve", "keys", "add", "bench"], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    load_before = os.getloadavg()
+    t_start = time.perf_counter()
+    log = open(home / "server.log", "w")  # a file, not a pipe nobody drains (a full pipe blocks the server)
+    proc = subprocess.Popen(cli + ["serve", "--port", str(port), "--kb", args.kb, "--rate", "100000000",
+                                   "--burst", "100000000", "--model", "none"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    ps = psutil.Process(proc.pid)
+    result: dict = {"clients": args.clients, "loadavg_before": [round(x, 2) for x in load_before],
+                    "cpu_count": os.cpu_count()}
+    try:
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited: {(home / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.02)
+        ready_s = time.perf_counter() - t_start
+        cpu = ps.cpu_times()
+        result["start_to_ready_s"] = round(ready_s, 2)
+        result["start_cpu_s"] = round(cpu.user + cpu.system, 2)
+        h = {"Authorization": f"Bearer {key}"}
+        ids = kb_ids(args.kb, args.ids)
+        result["distinct_ids"] = len(ids)
+        result["readyz_at_start"] = httpx.get(url + "/readyz").json()["loaded"]
+        endpoints = {
+            "kb lookup GET /kb/{id}": lambda i: ("GET", f"/kb/{quote(ids[i % len(ids)], safe='')}", {}),
+            "kb search GET /kb/search": lambda i: ("GET", "/kb/search", {"params": {"q": QUERIES[i % len(QUERIES)]}}),
+        }
+        paths = httpx.get(url + "/openapi.json").json()["paths"]
+        if "/intel/map-cwe" in paths:
+            endpoints["map-cwe POST /intel/map-cwe"] = lambda i: ("POST", "/intel/map-cwe",
+                                                                  {"json": {"description": CVE_TEXTS[i % len(CVE_TEXTS)]}})
+        else:
+            result["map_cwe"] = "not measured: this server has no /intel/map-cwe (app not in this checkout)"
+        result["endpoints"] = {}
+        for name, make in endpoints.items():
+            n = args.map_cwe_requests if "map-cwe" in name else args.requests
+            warm = asyncio.run(round_(url, h, make, 4, 5))  # warm-up: lazy loads happen here, not in the timing
+            print(name, "warm-up", json.dumps(warm), flush=True)
+            rounds = []
+            for _ in range(2):
+                r = asyncio.run(round_(url, h, make, args.clients, n))
+                r["server_fds"] = ps.num_fds()
+                r["server_rss_mb"] = round(ps.memory_info().rss / 2**20, 1)
+                r["server_threads"] = ps.num_threads()
+                rounds.append(r)
+            result["endpoints"][name] = rounds
+            print(name, json.dumps(rounds), flush=True)
+        result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        result["stop_exit_code"] = proc.returncode
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"\nstart to ready {result['start_to_ready_s']} s wall, {result['start_cpu_s']} s server CPU; "
+          f"load average before {result['loadavg_before']}, after {result.get('loadavg_after')}")
+    print("| endpoint | round | requests | errors | req/s | p50 ms | p99 ms | fds | RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, rounds in result.get("endpoints", {}).items():
+        for i, r in enumerate(rounds, 1):
+            print(f"| {name} | {i} | {r['requests']} | {r['errors']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | "
+                  f"{r['server_fds']} | {r['server_rss_mb']} |")
+
+
+if __name__ == "__main__":
+    main()
