@@ -32,12 +32,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from secfoundry.kb.knowledge import KnowledgeBase
 
 EXPLICIT_CONF = 0.92
+LEX_CUT = 0.35  # the cut EXPLICIT_CONF and the name strengths (ttps_lexicon) are expressed against
 MIN_WORDS = 4
 # Clause boundaries inside a sentence that lists several behaviours ("it downloads files, and
 # can take screenshots; ..."): each clause is also scored, a technique keeps its best score.
 _CLAUSE = re.compile(r";\s+|,\s+(?:and|while|as well as|which|then|also|before|after)\s+|"
                      r"\s+and\s+(?=(?:can|could|also|then|uses?|used|has|had|is|was|will|may|leverages?|employs?)\b)|"
                      r"\.\s+")
+
+
+# "X is a backdoor developed by ..." describes what something is, not what it did: the model's
+# resource-development / reconnaissance guesses from such a sentence are not evidence.
+_DEFINITION = re.compile(r"^.{0,120}?\b(?:is|was|are|were)\s+(?:an?|the|one)\s+(?:[\w\-+#./]+\s+){0,6}?"
+                         r"(?:malware|tool|backdoor|trojan|rat|ransomware|implant|loader|downloader|dropper|"
+                         r"stealer|framework|variant|botnet|worm|rootkit|spyware|app|application|utility|family|"
+                         r"wiper|keylogger|toolkit|payload|remote access|group|actor|threat)\b", re.I)
+_PRE_ATTACK = {"resource-development", "reconnaissance"}
 
 
 def clauses(text: str) -> list[str]:
@@ -112,13 +122,13 @@ class TTPExtractor:
                 unknown.add(raw)
                 continue
             c = cands.setdefault(cur, _Cand())
-            c.score = max(c.score, EXPLICIT_CONF)
+            c.score = max(c.score, EXPLICIT_CONF * self._lex_scale)
             c.kinds.add("explicit-id")
             if cur != raw:
                 c.replaced = raw
         for m, strength in self.names.find(s.text):
             c = cands.setdefault(m.id, _Cand())
-            c.score = max(c.score, strength)
+            c.score = max(c.score, strength * self._lex_scale)
             c.kinds.add("name")
         model_text = TECH_RE.sub(" ", self.entities.mask(s.text))
         return cands, model_text
@@ -164,7 +174,11 @@ class TTPExtractor:
             for tid, v in sc.scores.items():
                 best[i][tid] = max(best[i].get(tid, 0.0), v)
         for i, scores in enumerate(best):
+            definition = bool(_DEFINITION.match(kept[i].text))
             for tid, v in scores.items():
+                t = self.catalog.techniques.get(tid)
+                if definition and t and set(t.tactics) <= _PRE_ATTACK and not per_sent[i].get(tid):
+                    continue
                 c = per_sent[i].setdefault(tid, _Cand())
                 if c.kinds:  # lexical/explicit evidence and the model agree: both count
                     c.score = 1 - (1 - c.score) * (1 - v)
@@ -192,6 +206,11 @@ class TTPExtractor:
     @property
     def cut(self) -> float:
         return self.model.config.cut
+
+    @property
+    def _lex_scale(self) -> float:
+        """Lexical/explicit strengths are written for a 0.35 cut; keep them relative to the model's."""
+        return self.cut / LEX_CUT
 
     def confidence(self, raw: float) -> float:
         """Reported confidence: monotone in the raw document score, 0.5 at the model's cut (the

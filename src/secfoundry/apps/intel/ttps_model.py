@@ -55,7 +55,7 @@ def default_knn(representation: str) -> KNNConfig:
     """Settings per representation (similarities live on different scales)."""
     if representation == "tfidf":
         # chosen on pseudo-documents of ATT&CK software outside CTIBench-ATE (bench/intel_ttps_tune.py)
-        return KNNConfig(k=16, min_sim=0.15, power=2.0, mode="share", cut=0.1)
+        return KNNConfig(k=8, min_sim=0.25, power=2.0, mode="share", cut=0.1)
     return KNNConfig()
 
 
