@@ -75,7 +75,9 @@ def test_smollm2_end_to_end(smollm2_dir, monkeypatch):
     m = load_model("smollm2-135m-instruct", dtype="fp32", threads=1)
     load_s = time.time() - t0
     assert (smollm2_dir / MANIFEST).stat().st_mtime_ns == before  # no re-conversion
-    assert load_s < 15  # ~1 s on an idle machine; generous for a shared, loaded one
+    # ~1 s on an idle machine; 31 s measured at load average 36 on the shared 2-core machine.
+    # A re-conversion takes ~110 s, so this still tells the two apart.
+    assert load_s < 60
     d = m.describe()
     assert d["gguf_sha256"] == man["gguf_sha256"] and d["weights_sha256"] == man["weights_sha256"]
 
@@ -88,7 +90,9 @@ def test_smollm2_end_to_end(smollm2_dir, monkeypatch):
         logits = m.model(ids).logits[0].float()
     now = embedded.canary_summary(logits)
     assert now["top_ids"] == canary["top_ids"]
-    assert now["top_values"] == pytest.approx(canary["top_values"], abs=1e-5)
+    # fp32 sums in another order with another thread count (threads=1 here vs the converter's):
+    # 1.1e-5 measured on logits of ~33, so compare at 1e-4 (top ids and abs_sum stay strict)
+    assert now["top_values"] == pytest.approx(canary["top_values"], abs=1e-4)
     assert now["abs_sum"] == pytest.approx(canary["abs_sum"], rel=1e-6)
 
     msgs = [{"role": "user", "content": "What does XSS stand for?"}]
