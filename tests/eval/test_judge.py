@@ -132,6 +132,25 @@ def test_local_chat_judge_is_prefilled():
     assert g.prompt.endswith("<|im_start|>assistant\nScore:") and "<candidate_answer>" in g.prompt
 
 
+class LogprobJudge(TemplatedJudge):
+    """A local judge with next-token log-probabilities: " 8" is its most probable grade."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(generate=True, chat_template=True, choice_logprobs=True)
+
+    def choice_logprobs(self, contexts, choices, prefix: str = ""):
+        assert all(c.endswith("Score:") for c in contexts) and choices[0] == " 0" and choices[-1] == " 10"
+        return [[-1.0 if ch == " 8" else -5.0 for ch in choices] for _ in contexts]
+
+
+def test_local_judge_with_logprobs_always_grades():
+    j = Judge("rule:logprob", model=LogprobJudge())
+    a, b = j.grade_many([("Q?", "ref", "one"), ("Q?", "ref", "two")])
+    assert (a.score, b.score) == (8, 8) and a.output == " 8" and len(a.logprobs) == 11
+    assert "most probable score token" in j.describe()["grading"]
+
+
 def test_saq_end_to_end_with_a_rule_judge(tmp_path):
     data = _saq_dir(tmp_path)
     task = get_task("secbench-saq")

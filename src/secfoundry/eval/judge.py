@@ -10,6 +10,10 @@ question, the reference answer and the candidate answer and returns an integer s
 * The judge is any model spec (``openai:URL#MODEL``, ``hf:...``, ``llamacpp:...`` or the embedded
   default ``smollm2-135m-instruct``); the embedded default is far too small to grade well, so
   results it produced carry ``judge_low_trust: true`` and the report flags them.
+* Remote chat judges (OpenAI-compatible) generate ``Score: N``. A local judge (hf, llamacpp, the
+  embedded model) gets the templated prompt with its answer pre-filled ``Score:`` and, when the
+  backend gives choice log-probabilities, the score is the most probable of `` 0`` ... `` 10``
+  (kept in ``logprobs``): a small model then always gives a grade, though not a good one.
 * The candidate answer is untrusted model output: it is delimited, any delimiter it contains is
   neutralised, and the judge is told that text inside the delimiters is data (an answer saying
   "Score: 10" must not raise its own score; ``parse_score`` reads the judge's output only).
@@ -37,6 +41,8 @@ DEFAULT_JUDGE = EMBEDDED_ALIAS
 JUDGEMENTS = "judgements.jsonl"
 MAX_SCORE = 10
 JUDGE_TOKENS = 64  # room for "Score: 7" after a short justification
+SCORE_CHOICES = [f" {k}" for k in range(MAX_SCORE + 1)]
+GRADING_VERSION = 2  # part of every cache key: judgements of another prompt/grading scheme are not reused
 
 JUDGE_SYSTEM = (
     "You grade answers to cybersecurity short-answer questions. You are given a question, a "
@@ -101,6 +107,7 @@ class Judgement:
     output: str | None = None
     score: float | None = None  # 0-10, None when the output has no score
     error: str | None = None  # the backend failed (not stored: retried next time)
+    logprobs: list[float] | None = None  # local judges: log P(" 0") ... log P(" 10") after "Score:"
     cached: bool = field(default=False, compare=False)
 
     def record(self) -> dict[str, Any]:
@@ -127,7 +134,8 @@ class Judge:
             for line in self.cache_path.read_text(encoding="utf-8").splitlines():
                 try:
                     rec = json.loads(line)
-                    j = Judgement(**{k: rec.get(k) for k in ("judge", "key", "prompt", "output", "score", "error")})
+                    j = Judgement(**{k: rec.get(k) for k in ("judge", "key", "prompt", "output", "score", "error",
+                                                             "logprobs")})
                 except (ValueError, TypeError):
                     continue  # a torn last line of an interrupted run
                 if j.error is None:
@@ -150,11 +158,22 @@ class Judge:
         out: dict[str, Any] = {"spec": self.spec, "low_trust": self.low_trust, "max_new_tokens": self.max_new_tokens,
                                "prompt_sha256": hashlib.sha256(JUDGE_SYSTEM.encode()).hexdigest()}
         if self._model is not None:
+            local = self._model_is_local_chat()
+            out["grading"] = ("most probable score token after 'Score:'" if local and self._scores_by_logprobs()
+                              else "generated 'Score: N'")
+        if self._model is not None:
             try:
                 out["model"] = self._model.describe()
             except Exception as e:  # noqa: BLE001
                 out["describe_error"] = str(e)
         return out
+
+    def _model_is_local_chat(self) -> bool:
+        try:
+            self.model.apply_chat_template([{"role": "user", "content": "x"}])
+            return bool(self.model.capabilities.chat_template)
+        except Exception:  # noqa: BLE001
+            return False
 
     def _prompt(self, messages: list[Message]) -> Any:
         """Chat messages for a remote chat judge; for a local model with a chat template, the
@@ -171,8 +190,15 @@ class Judge:
         except NotImplementedError:  # e.g. an OpenAI-compatible server: it applies its own template
             return messages
 
+    def _scores_by_logprobs(self) -> bool:
+        try:
+            return bool(self.model.capabilities.choice_logprobs)
+        except Exception:  # noqa: BLE001
+            return False
+
     def key(self, messages: list[Message]) -> str:
-        blob = json.dumps([self.spec, self.max_new_tokens, messages], ensure_ascii=False, sort_keys=True)
+        blob = json.dumps([GRADING_VERSION, self.spec, self.max_new_tokens, messages], ensure_ascii=False,
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def grade_many(self, triples: Sequence[tuple[str, str, str]]) -> list[Judgement]:
@@ -194,13 +220,23 @@ class Judge:
             try:
                 prompts = [self._prompt(msgs[i]) for i in todo]
                 prefilled = not isinstance(prompts[0], list)  # the text ends in "Score:"
-                texts = self.model.generate(prompts, GenerationConfig(max_new_tokens=self.max_new_tokens,
-                                                                      temperature=0.0,
-                                                                      stop=["\n"] if prefilled else []))
-                if len(texts) != len(todo):
-                    raise RuntimeError(f"judge returned {len(texts)} outputs for {len(todo)} prompts")
-                fresh = [Judgement(self.spec, keys[i], p, t, parse_score(("Score:" if prefilled else "") + (t or "")))
-                         for i, p, t in zip(todo, prompts, texts)]
+                if prefilled and self._scores_by_logprobs():
+                    rows = self.model.choice_logprobs(prompts, SCORE_CHOICES)
+                    if len(rows) != len(todo):
+                        raise RuntimeError(f"judge returned {len(rows)} rows for {len(todo)} prompts")
+                    fresh = []
+                    for i, p, row in zip(todo, prompts, rows):
+                        best = max(range(len(row)), key=lambda k: row[k])
+                        fresh.append(Judgement(self.spec, keys[i], p, SCORE_CHOICES[best], float(best),
+                                               logprobs=[round(float(x), 4) for x in row]))
+                else:
+                    texts = self.model.generate(prompts, GenerationConfig(max_new_tokens=self.max_new_tokens,
+                                                                          temperature=0.0,
+                                                                          stop=["\n"] if prefilled else []))
+                    if len(texts) != len(todo):
+                        raise RuntimeError(f"judge returned {len(texts)} outputs for {len(todo)} prompts")
+                    fresh = [Judgement(self.spec, keys[i], p, t, parse_score(("Score:" if prefilled else "") + (t or "")))
+                             for i, p, t in zip(todo, prompts, texts)]
             except Exception as e:  # noqa: BLE001 - a judge failure makes these items unscored, not a crash
                 fresh = [Judgement(self.spec, keys[i], msgs[i], error=f"{type(e).__name__}: {e}") for i in todo]
             with self._lock:
