@@ -109,7 +109,7 @@ def main() -> int:
     tech, span = evaluate_tram(base, test, labels, thr)
     out["tram"]["procedures_only"] = {"technique": tech, "span": span}
     print(json.dumps(out["tram"]), flush=True)
-    plus = TTPExtractor(base.kb, embedder=base.model.embedder, extra=extra)
+    plus = TTPExtractor(base.kb, extra=extra, representation=base.representation)
     tech, span = evaluate_tram(plus, test, labels, thr)
     out["tram"]["with_tram_train"] = {"technique": tech, "span": span}
     print(json.dumps(out["tram"]), flush=True)

@@ -287,3 +287,14 @@ def test_llm_confirms_only_validated_candidates(ex):
     assert res.llm and res.llm["candidates"] > 0 and set(res.llm["p_yes"]) <= candidates
     assert ids(res) <= candidates
     assert all("llm" in t.evidence for t in res.techniques if t.id in res.llm["p_yes"])
+
+
+def test_tfidf_representation(kb):
+    """The default sentence model (TF-IDF kNN) on the tiny KB: fitted per extractor, never shared."""
+    a = TTPExtractor(kb, representation="tfidf")
+    b = TTPExtractor(kb, representation="tfidf", extra=[("The implant beacons over HTTPS to its server.", "T1071.001")])
+    assert a.representation == "tfidf" and a.model.X.shape[0] + 1 == b.model.X.shape[0]
+    res = a.extract(REPORT)
+    assert {"T1059.001", "T1566.001"} <= ids(res)
+    assert all(REPORT[s.start:s.end] == s.text for t in res.techniques for s in t.spans)
+    assert a.extract(REPORT).model_dump() == res.model_dump()  # deterministic

@@ -103,10 +103,10 @@ class TTPExtractor:
         rep = representation or ("dense" if embedder is not None else os.environ.get("SECFOUNDRY_TTPS_REPR", "tfidf"))
         if rep not in ("tfidf", "dense"):
             raise ValueError(f"representation must be tfidf or dense, not {rep!r}")
-        if rep == "tfidf":
-            emb: Any = TfidfEmbedder()
+        if rep == "tfidf" or getattr(embedder, "sparse", False):  # fitted per model: never share one
+            rep, emb = "tfidf", TfidfEmbedder()
         else:
-            emb = embedder if embedder is not None else self.kb.embedder
+            emb: Any = embedder if embedder is not None else self.kb.embedder
         self.representation = rep
         self.model = TechniqueModel(self.catalog, emb, extra=extra, use_procedures=use_procedures,
                                     config=knn or default_knn(rep))
