@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 Prompt = str | list[Message]  # raw text, or chat messages (the backend applies its chat template)
@@ -106,3 +106,11 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
                 cut = k
     return text[:cut]
 
+
+def single_token_ids(choices: Sequence[str], encode: Callable[[str], list[int]]) -> list[int] | None:
+    """The token id of each choice when every choice is one token; None when some choice is
+    longer (then each (context, choice) is scored as a continuation)."""
+    if not choices:
+        raise ValueError("choice_logprobs needs at least one choice")
+    ids = [encode(c) for c in choices]
+    return [c[0] for c in ids] if all(len(c) == 1 for c in ids) else None

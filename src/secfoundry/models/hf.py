@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 from secfoundry.core.errors import InputError
 from secfoundry.core.hashing import sha256_file
 from secfoundry.models.base import (Capabilities, GenerationConfig, LanguageModel, Message, Prompt, cut_at_stop,
-                                    split_prefix)
+                                    single_token_ids, split_prefix)
 from secfoundry.models.registry import register_backend
 from secfoundry.models.spec import ModelSpec
 
@@ -193,12 +193,9 @@ class HFModel(LanguageModel):
         return self._weights_sha256
 
     def choice_logprobs(self, contexts: Sequence[str], choices: Sequence[str], prefix: str = "") -> list[list[float]]:
-        if not choices:
-            raise ValueError("choice_logprobs needs at least one choice")
-        choice_ids = [self._encode(c, special=False) for c in choices]
-        if any(len(c) != 1 for c in choice_ids):  # multi-token choices: score each as a continuation
+        targets = single_token_ids(choices, lambda c: self._encode(c, special=False))
+        if targets is None:  # multi-token choices: score each as a continuation
             return self.choice_loglikelihoods(contexts, choices, prefix)
-        targets = [c[0] for c in choice_ids]
         prefix, tail = split_prefix(prefix)
         pre = self._get_prefix(prefix)
         rows = [self._encode(tail + ctx, special=not prefix) for ctx in contexts]

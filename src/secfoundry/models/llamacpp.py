@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from secfoundry.core.errors import InputError
 from secfoundry.models.base import Capabilities, GenerationConfig, LanguageModel, Message, Prompt
-from secfoundry.models.base import cut_at_stop, split_prefix
+from secfoundry.models.base import cut_at_stop, single_token_ids, split_prefix
 from secfoundry.models.registry import register_backend
 from secfoundry.models.spec import ModelSpec
 
@@ -152,12 +152,9 @@ class LlamaCppModel(LanguageModel):
         return outs
 
     def choice_logprobs(self, contexts: Sequence[str], choices: Sequence[str], prefix: str = "") -> list[list[float]]:
-        if not choices:
-            raise ValueError("choice_logprobs needs at least one choice")
-        choice_ids = [self._encode(c, bos=False) for c in choices]
-        if any(len(c) != 1 for c in choice_ids):  # multi-token choices: score each as a continuation
+        targets = single_token_ids(choices, lambda c: self._encode(c, bos=False))
+        if targets is None:  # multi-token choices: score each as a continuation
             return self.choice_loglikelihoods(contexts, choices, prefix)
-        targets = [c[0] for c in choice_ids]
         prefix, tail = split_prefix(prefix)
         p_ids = self._encode(prefix, bos=True) if prefix else []
         out = []

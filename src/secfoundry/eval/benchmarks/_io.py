@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from secfoundry.core.errors import InputError
 
@@ -94,3 +94,17 @@ def need_letter(val: str, letters: str, path: Path, row: int | str, key: str, *,
         raise InputError(f"answer {val!r} is not {'letters' if multi else 'one letter'} among {letters}",
                          file=str(path), row=row, field=key)
     return v
+
+
+def json_objects(path: Path, rows: Any, where: str = "") -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(index, row label, object) for each element of a JSON list ``rows`` read from ``path``;
+    a non-list or a non-object element is an InputError naming the file and row
+    (``where`` prefixes the label: ``questions[3]``)."""
+    if not isinstance(rows, list):
+        raise InputError(f"expected a JSON list{' in ' + where if where else ''}", file=str(path),
+                         field=where or None)
+    for i, q in enumerate(rows):
+        row = f"{where}[{i}]"
+        if not isinstance(q, dict):
+            raise InputError("expected an object", file=str(path), row=row)
+        yield i, row, q

@@ -14,7 +14,7 @@ from pathlib import Path
 from secfoundry.core.errors import InputError
 from secfoundry.eval import parsing
 from secfoundry.eval.benchmarks import register
-from secfoundry.eval.benchmarks._io import need_letter, need_str, read_json
+from secfoundry.eval.benchmarks._io import json_objects, need_letter, need_str, read_json
 from secfoundry.eval.benchmarks.base import MCQTask
 from secfoundry.eval.task import Item
 
@@ -43,10 +43,7 @@ class _CyberMetric(MCQTask):
         if not isinstance(doc, dict) or not isinstance(doc.get("questions"), list):
             raise InputError('expected {"questions": [...]}', file=str(path), field="questions")
         items = []
-        for i, q in enumerate(doc["questions"], start=1):
-            row = f"questions[{i - 1}]"
-            if not isinstance(q, dict):
-                raise InputError("expected an object", file=str(path), row=row)
+        for i, row, q in json_objects(path, doc["questions"], "questions"):
             question = need_str(q, "question", path, row)
             answers = q.get("answers")
             if not isinstance(answers, dict) or not answers:
@@ -56,7 +53,7 @@ class _CyberMetric(MCQTask):
                 if len(k) != 1 or k not in "ABCDEFGH" or not isinstance(v, str):
                     raise InputError(f"bad option {k!r}", file=str(path), row=row, field="answers")
             gold = need_letter(need_str(q, "solution", path, row), letters, path, row, "solution")
-            items.append(Item(str(i - 1), question, gold, dict(answers)))
+            items.append(Item(str(i), question, gold, dict(answers)))
         return items
 
     def official_prompt(self, item: Item) -> tuple[str | None, str]:

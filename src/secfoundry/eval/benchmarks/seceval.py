@@ -22,7 +22,7 @@ from pathlib import Path
 from secfoundry.core.errors import InputError
 from secfoundry.eval import parsing
 from secfoundry.eval.benchmarks import register
-from secfoundry.eval.benchmarks._io import need_str, read_json
+from secfoundry.eval.benchmarks._io import json_objects, need_str, read_json
 from secfoundry.eval.benchmarks.base import MCQTask
 from secfoundry.eval.task import Item, Protocol
 
@@ -93,13 +93,8 @@ class SecEval(MCQTask):
     def load(self, data_dir: Path | None = None) -> list[Item]:
         path = self.path("seceval", data_dir)
         doc = read_json(path)
-        if not isinstance(doc, list):
-            raise InputError("expected a JSON list of questions", file=str(path))
         items = []
-        for i, q in enumerate(doc):
-            row = f"[{i}]"
-            if not isinstance(q, dict):
-                raise InputError("expected an object", file=str(path), row=row)
+        for i, row, q in json_objects(path, doc):
             question = need_str(q, "question", path, row)
             choices = q.get("choices")
             if not isinstance(choices, list) or not choices:
