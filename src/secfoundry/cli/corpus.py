@@ -315,7 +315,7 @@ def audit_filters(
     from secfoundry.core.paths import mirror_dir
     from secfoundry.corpus.process import audit
 
-    mir = mirror_dir(mirror)
+    mir = mirror_dir(mirror, implicit=False)  # an optional extra input: only when named
     if mir is None and not input and not seed:
         raise typer.BadParameter("give --mirror DIR (or SECFOUNDRY_MIRROR), --input, or --seed-paragraphs")
     with Console().status("auditing filters"):

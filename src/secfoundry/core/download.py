@@ -16,6 +16,7 @@ Connectors (``sources``) and benchmark data (``eval.data``) both download throug
 from __future__ import annotations
 
 import email.utils
+from contextlib import AbstractContextManager
 import hashlib
 import json
 import os
@@ -91,7 +92,7 @@ def _meta_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".meta.json")
 
 
-class Fetcher:
+class Fetcher(AbstractContextManager):
     """HTTP client shared by all connectors of one sync.
 
     ``rate_limit`` is the minimum number of seconds between two requests to the same host: a
@@ -315,9 +316,6 @@ class Fetcher:
 
     def close(self) -> None:
         self.client.close()
-
-    def __enter__(self) -> "Fetcher":
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

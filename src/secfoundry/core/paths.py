@@ -10,7 +10,8 @@ found by one rule, the same for both:
 2. else the environment variable (``SECFOUNDRY_MIRROR``, ``SECFOUNDRY_DATA``);
    then the value a config file gives (a corpus recipe's ``mirror:``), passed as ``default``;
 3. else ``../shared/data/<mirror|benchmarks>`` beside a source checkout, when that folder
-   exists (development and tests; an installed package has no such folder);
+   exists (development and tests; an installed package has no such folder); commands for which
+   the data is an optional extra input (``corpus audit-filters --mirror``) skip this step;
 4. else none: connectors and benchmark loaders download into ``SECFOUNDRY_HOME``.
 
 (Before, ``--mirror`` skipped step 3 while ``--data-dir`` used it.)
@@ -46,12 +47,15 @@ def shared_data() -> Path | None:
 
 
 def offline_dir(explicit: str | os.PathLike | None, env: str, shared_sub: str,
-                default: str | os.PathLike | None = None) -> Path | None:
+                default: str | os.PathLike | None = None, *, implicit: bool = True) -> Path | None:
     """The one resolution rule (module docstring): option > environment > config default >
-    checkout's shared data > None."""
+    checkout's shared data > None. ``implicit=False`` stops before the checkout's shared data,
+    for commands where the data is an optional extra input (``corpus audit-filters``)."""
     for value in (explicit, os.environ.get(env), default):
         if value:
             return Path(value)
+    if not implicit:
+        return None
     sd = shared_data()
     if sd and (sd / shared_sub).is_dir():
         return sd / shared_sub
@@ -63,7 +67,8 @@ def benchmark_data_dir(explicit: str | os.PathLike | None = None) -> Path | None
     return offline_dir(explicit, "SECFOUNDRY_DATA", "benchmarks")
 
 
-def mirror_dir(explicit: str | os.PathLike | None = None, default: str | os.PathLike | None = None) -> Path | None:
+def mirror_dir(explicit: str | os.PathLike | None = None, default: str | os.PathLike | None = None, *,
+               implicit: bool = True) -> Path | None:
     """Source mirror: ``--mirror`` > ``SECFOUNDRY_MIRROR`` > ``default`` (a recipe's ``mirror:``) >
-    ``../shared/data/mirror`` > None (live download)."""
-    return offline_dir(explicit, "SECFOUNDRY_MIRROR", "mirror", default)
+    ``../shared/data/mirror`` (unless ``implicit=False``) > None (live download)."""
+    return offline_dir(explicit, "SECFOUNDRY_MIRROR", "mirror", default, implicit=implicit)

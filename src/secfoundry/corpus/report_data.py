@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 
+from secfoundry.corpus.engine.summary import add_marker
 from secfoundry.corpus.report_profiles import DataProfile, ExcludedProfile, ProfileCache
 
 
@@ -243,13 +244,7 @@ def collect_run(run_dir: str | Path, *, use_cache: bool = True, sample_languages
         dropped: Counter[str] = Counter()
         by_source: Counter[str] = Counter()
         for m in markers:
-            pr.docs_in += int(m.get("docs_in", 0))
-            pr.docs_out += int(m.get("docs_out", 0))
-            pr.chars_in += int(m.get("chars_in", m.get("chars_out", 0)))
-            pr.chars_out += int(m.get("chars_out", 0))
-            pr.quarantined += int(m.get("quarantined", 0))
-            dropped.update(m.get("dropped", {}))
-            by_source.update(m.get("by_source", {}))
+            add_marker(pr, m, dropped, by_source)
             for name, io in (m.get("steps") or {}).items():
                 cur = pr.step_io.setdefault(name, {"in": 0, "out": 0})
                 cur["in"] += int(io.get("in", 0))

@@ -14,9 +14,8 @@ A *step* transforms or filters batches of :class:`~secfoundry.core.documents.Doc
 
     A step returns what it kept and what it dropped, each drop a :class:`Dropped` (document,
     step, short groupable reason). :class:`Step` derives ``run_batch`` from
-    ``apply(doc) -> Decision(doc | None, reason)``; the engine falls back to ``apply``, one
-    document at a time, when a vectorised ``run_batch`` raises, so one bad document never loses
-    a batch.
+    ``apply(doc) -> Decision(doc | None, reason)``; when a vectorised ``run_batch`` raises, the
+    engine retries the batch one document at a time, so one bad document never loses a batch.
 
 ``global`` steps need the whole stage input before they can decide (dedup, decontamination
 indexes, mixing weights, packing). They run in two phases::
@@ -169,14 +168,12 @@ class GlobalContext:
         return p
 
 
-class GlobalStep:
-    """Base class for steps that need a whole-dataset view; see the module docstring."""
+class GlobalStep(Step):
+    """A step that needs a whole-dataset view (``fit``) before its per-partition pass; see the
+    module docstring. Without a ``run_batch`` of its own it keeps every document as it is."""
 
     name: str = "global"
     kind: str = "global"
-
-    def setup(self) -> None:
-        """Per-worker initialisation (models, tokenizers)."""
 
     def fit(self, ctx: GlobalContext) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

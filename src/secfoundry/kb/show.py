@@ -16,30 +16,37 @@ from secfoundry.kb.store import Store
 SOURCE_PREFERENCE = ("attack", "cwe", "capec", "cve", "nvd", "d3fend", "nist80053", "osv", "kev", "owasp", "sigma",
                      "atomic", "complianceascode", "ctid", "epss")
 
+# relation type -> (section when this id is the relation's source, section when it is the target);
+# "" = not shown as its own section.
+_SECTION_TABLE: tuple[tuple[str, str, str], ...] = (
+    ("subtechnique-of", "parents", "children"),
+    ("child-of", "parents", "children"),
+    ("parent-of", "children", "parents"),
+    ("member-of", "categories", "members"),
+    ("has-member", "members", "categories"),
+    ("in-tactic", "tactics", "techniques"),
+    ("mitigates", "mitigates", "mitigations"),
+    ("detects", "detects", "detections"),
+    ("tests", "tests_for", "tests"),
+    ("uses", "uses", "used_by"),
+    ("counters", "counters", "countered_by"),
+    ("revoked-by", "replaced_by", "replaces"),
+    ("alias-of", "aliases", "advisories"),
+    ("observed-example", "observed_examples", "example_of"),
+    ("has-analytic", "analytics", "detection_strategies"),
+    ("uses-data-component", "data_components", ""),
+    ("component-of", "data_sources", "data_components"),
+    ("attributed-to", "attributed_to", "campaigns"),
+    ("targets", "targets", "targeted_by"),
+    ("incorporated-into", "incorporated_into", ""),
+    ("references-control", "controls", "compliance_rules"),
+    ("implemented-by", "compliance_rules", ""),
+    ("maps-to", "mapped_techniques", "mapped_from"),
+)
 # (direction, relation type) -> section. "out": this id is the relation's source.
 SECTIONS: dict[tuple[str, str], str] = {
-    ("out", "subtechnique-of"): "parents", ("out", "child-of"): "parents", ("in", "parent-of"): "parents",
-    ("in", "subtechnique-of"): "children", ("in", "child-of"): "children", ("out", "parent-of"): "children",
-    ("out", "member-of"): "categories", ("in", "has-member"): "categories",
-    ("out", "has-member"): "members", ("in", "member-of"): "members",
-    ("out", "in-tactic"): "tactics", ("in", "in-tactic"): "techniques",
-    ("in", "mitigates"): "mitigations", ("out", "mitigates"): "mitigates",
-    ("in", "detects"): "detections", ("out", "detects"): "detects",
-    ("in", "tests"): "tests", ("out", "tests"): "tests_for",
-    ("in", "uses"): "used_by", ("out", "uses"): "uses",
-    ("in", "counters"): "countered_by", ("out", "counters"): "counters",
-    ("out", "revoked-by"): "replaced_by", ("in", "revoked-by"): "replaces",
-    ("out", "alias-of"): "aliases", ("in", "alias-of"): "advisories",
-    ("out", "observed-example"): "observed_examples", ("in", "observed-example"): "example_of",
-    ("out", "has-analytic"): "analytics", ("in", "has-analytic"): "detection_strategies",
-    ("out", "uses-data-component"): "data_components", ("out", "component-of"): "data_sources",
-    ("in", "component-of"): "data_components",
-    ("out", "attributed-to"): "attributed_to", ("in", "attributed-to"): "campaigns",
-    ("out", "targets"): "targets", ("in", "targets"): "targeted_by",
-    ("out", "incorporated-into"): "incorporated_into",
-    ("in", "references-control"): "compliance_rules", ("out", "implemented-by"): "compliance_rules",
-    ("out", "references-control"): "controls", ("out", "maps-to"): "mapped_techniques",
-    ("in", "maps-to"): "mapped_from",
+    **{("out", rel): out for rel, out, _ in _SECTION_TABLE if out},
+    **{("in", rel): in_ for rel, _, in_ in _SECTION_TABLE if in_},
 }
 # Everything else is "related", grouped by what the other end is.
 RELATED_BY_KIND = {

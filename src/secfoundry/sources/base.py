@@ -98,6 +98,13 @@ class Source(ABC):
         for item in self.parse(snapshot, quarantine if quarantine is not None else Quarantine()):
             yield item[0] if isinstance(item, tuple) else item
 
+    def current_records(self, snapshot: Snapshot, quarantine: Quarantine | None = None
+                        ) -> tuple[list[Record], dict[str, str]]:
+        """The records that are not deprecated, and the name of every record by id (documents
+        that cite related ids print their names)."""
+        recs = list(self.records(snapshot, quarantine))
+        return [r for r in recs if not r.deprecated], {r.id: r.name for r in recs}
+
     def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
         """Render corpus documents: one per record."""
         for item in self.parse(snapshot, quarantine if quarantine is not None else Quarantine()):

@@ -176,11 +176,8 @@ class CapecSource(Source):
         )
 
     def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
-        recs = list(self.records(snapshot, quarantine))
-        names = {r.id: r.name for r in recs}
-        for r in recs:
-            if r.deprecated:
-                continue
+        current, names = self.current_records(snapshot, quarantine)
+        for r in current:
             a = r.attributes
             lines = [f"# {r.id}: {r.name}", "",
                      f"CAPEC attack pattern (abstraction: {a['abstraction']}, status: {a['status']}).", "",

@@ -322,10 +322,6 @@ class ComplianceAsCodeSource(GitTarballSource):
     license = "BSD-3-Clause"
     homepage = "https://github.com/ComplianceAsCode/content"
 
-    def __init__(self, ref: str | None = None, sha256: str | None = None):
-        """``ref``: a git tag, branch or commit to pin the live download to; ``sha256`` of the tarball."""
-        self.ref, self.sha256 = ref, sha256
-
     patterns = ("*.tar.gz", "*.tgz", "controls/*.yml")
     tarball, raw_files = CAC_TARBALL, CONTROL_FILES
 

@@ -206,12 +206,7 @@ def parse_cve_json5(data: Any, origin: str = "") -> Record:
         attrs["ssvc"] = ssvc
     if kev:
         attrs["kev_date_added"] = kev.get("dateAdded", "")
-    best = best_cvss(cvss)
-    if best:
-        attrs["cvss_base_score"], attrs["cvss_version"], attrs["cvss_severity"] = (
-            best["base_score"], best["version"], best["severity"])
-    rels = [Relation("related-weakness", c["id"], {"provider": c["provider"]})
-            for c in cwes if re.match(r"^CWE-\d+$", c["id"])]
+    rels = scores_and_weaknesses(attrs, cvss, cwes)
     return Record(
         id=cve, type=rt.VULNERABILITY, name=str(cna.get("title") or cve), description=_english(cna.get("descriptions")),
         source="cve", url=f"https://www.cve.org/CVERecord?id={cve}", relations=rels, attributes=attrs,
@@ -224,6 +219,18 @@ def best_cvss(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     order = {"3.1": 0, "4.0": 1, "3.0": 2, "2.0": 3}
     scored = [e for e in entries if e.get("base_score") is not None]
     return min(scored, key=lambda e: order.get(e["version"], 9)) if scored else None
+
+
+def scores_and_weaknesses(attrs: dict[str, Any], cvss: list[dict[str, Any]], cwes: list[dict[str, Any]]
+                          ) -> list[Relation]:
+    """Put the headline CVSS (``best_cvss``) into ``attrs``; return ``related-weakness`` relations
+    to the well-formed CWE ids (the CVE and NVD records share this)."""
+    best = best_cvss(cvss)
+    if best:
+        attrs["cvss_base_score"], attrs["cvss_version"], attrs["cvss_severity"] = (
+            best["base_score"], best["version"], best["severity"])
+    return [Relation("related-weakness", c["id"], {"provider": c["provider"]})
+            for c in cwes if re.match(r"^CWE-\d+$", c["id"])]
 
 
 # -- connector --------------------------------------------------------------------------------------

@@ -350,11 +350,8 @@ class CweSource(Source):
 
     # -- documents -------------------------------------------------------------------------------
     def documents(self, snapshot: Snapshot, quarantine: Quarantine | None = None) -> Iterator[Document]:
-        recs = list(self.records(snapshot, quarantine))
-        names = {r.id: r.name for r in recs}
-        for r in recs:
-            if r.deprecated:
-                continue
+        current, names = self.current_records(snapshot, quarantine)
+        for r in current:
             yield self._document(r, names)
 
     def _document(self, r: Record, names: dict[str, str]) -> Document:

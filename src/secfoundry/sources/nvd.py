@@ -28,11 +28,11 @@ from urllib.parse import urlsplit
 
 from secfoundry.sources.base import (Quarantine, Snapshot, Source, load_json, mirror_files, read_bytes,
                                      register, source_cache)
-from secfoundry.sources.cve import CVE_ID, best_cvss, cvss_entry, vulnerability_document
+from secfoundry.sources.cve import CVE_ID, cvss_entry, scores_and_weaknesses, vulnerability_document
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core import records as rt
-from secfoundry.core.records import Record, Relation
+from secfoundry.core.records import Record
 
 API = "https://services.nvd.nist.gov/rest/json/cves/2.0"
 PAGE_SIZE = 2000  # resultsPerPage maximum for the CVE API
@@ -292,12 +292,7 @@ def parse_nvd_cve(cve: Any) -> Record:
         attrs.update(kev_date_added=cve["cisaExploitAdd"], kev_due_date=cve.get("cisaActionDue", ""),
                      kev_required_action=cve.get("cisaRequiredAction", ""),
                      kev_name=cve.get("cisaVulnerabilityName", ""))
-    best = best_cvss(cvss)
-    if best:
-        attrs["cvss_base_score"], attrs["cvss_version"], attrs["cvss_severity"] = (
-            best["base_score"], best["version"], best["severity"])
-    rels = [Relation("related-weakness", c["id"], {"provider": c["provider"]})
-            for c in cwes if re.match(r"^CWE-\d+$", c["id"])]
+    rels = scores_and_weaknesses(attrs, cvss, cwes)
     return Record(id=cid, type=rt.VULNERABILITY, name=cid, description=str(desc).strip(), source="nvd",
                   url=f"https://nvd.nist.gov/vuln/detail/{cid}", revoked=status.lower() == "rejected",
                   relations=rels, attributes=attrs)

@@ -49,17 +49,12 @@ def plan_tasks(inputs: list[Any], mirror: str | None = None) -> list[CollectTask
                 tasks.append(CollectTask(f"in{i}-warc-{j:05d}-{_safe(Path(p).name.split('.')[0])}", "warc",
                                          {"path": p, "source": inp.source, "license": inp.license,
                                           "max_docs": inp.max_docs}))
-        elif isinstance(inp, JsonlInput):
+        elif isinstance(inp, (JsonlInput, ParquetInput)):
+            kind = "jsonl" if isinstance(inp, JsonlInput) else "parquet"
             opts = dataclasses.asdict(inp)
             opts.pop("kind"), opts.pop("paths")
             for j, p in enumerate(expand_paths(inp.paths)):
-                tasks.append(CollectTask(f"in{i}-jsonl-{j:05d}-{_safe(Path(p).name.split('.')[0])}", "jsonl",
-                                         {"path": p, **opts}))
-        elif isinstance(inp, ParquetInput):
-            opts = dataclasses.asdict(inp)
-            opts.pop("kind"), opts.pop("paths")
-            for j, p in enumerate(expand_paths(inp.paths)):
-                tasks.append(CollectTask(f"in{i}-parquet-{j:05d}-{_safe(Path(p).name.split('.')[0])}", "parquet",
+                tasks.append(CollectTask(f"in{i}-{kind}-{j:05d}-{_safe(Path(p).name.split('.')[0])}", kind,
                                          {"path": p, **opts}))
         elif isinstance(inp, GeneralInput):
             for j, p in enumerate(general_files(inp.path, inp.files)):

@@ -12,7 +12,7 @@ import gzip
 import io
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -139,7 +139,7 @@ def _record_document(record: Any, file_name: str, source: str, license: str) -> 
                     version=meta["warc_date"][:10], metadata=meta)
 
 
-class WarcSink:
+class WarcSink(AbstractContextManager):
     """Append-only WARC writer (gzip per record) with a warcinfo header; used by the crawler."""
 
     def __init__(self, path: Path, info: dict[str, str] | None = None):
@@ -169,9 +169,6 @@ class WarcSink:
 
     def close(self) -> None:
         self._f.close()
-
-    def __enter__(self) -> "WarcSink":
-        return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()

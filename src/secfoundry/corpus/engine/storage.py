@@ -103,23 +103,10 @@ class PhaseStore:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-
-    # ------------------------------------------------------------------ paths
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def excluded_dir(self) -> Path:
-        return self.root / "excluded"
-
-    @property
-    def markers_dir(self) -> Path:
-        return self.root / "markers"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / "_state"
+        self.data_dir = self.root / "data"
+        self.excluded_dir = self.root / "excluded"
+        self.markers_dir = self.root / "markers"
+        self.state_dir = self.root / "_state"
 
     def marker_path(self, key: str) -> Path:
         return self.markers_dir / f"{key}.json"

@@ -78,6 +78,18 @@ class RunSummary:
                 console.print(f"[red]{p.phase}/{key}: input failed: {err}[/]")
 
 
+def add_marker(acc: Any, m: dict[str, Any], dropped: Counter, by_source: Counter) -> None:
+    """Add one partition marker's counts to ``acc`` (documents and characters in/out, quarantined
+    entries) and to the drop-reason and per-source counters."""
+    acc.docs_in += int(m.get("docs_in", 0))
+    acc.docs_out += int(m.get("docs_out", 0))
+    acc.chars_in += int(m.get("chars_in", m.get("chars_out", 0)))
+    acc.chars_out += int(m.get("chars_out", 0))
+    acc.quarantined += int(m.get("quarantined", 0))
+    dropped.update(m.get("dropped", {}))
+    by_source.update(m.get("by_source", {}))
+
+
 def summarise_phase(phase: str, stage: str, store: PhaseStore, keys: list[str], *, skipped: int = 0,
                     seconds: float = 0.0, errors: dict[str, str] | None = None) -> PhaseSummary:
     s = PhaseSummary(phase=phase, stage=stage, partitions=len(keys), skipped=skipped, seconds=seconds,
@@ -89,13 +101,7 @@ def summarise_phase(phase: str, stage: str, store: PhaseStore, keys: list[str], 
         if m["key"] not in wanted:
             continue
         s.partitions_done += 1
-        s.docs_in += int(m.get("docs_in", 0))
-        s.docs_out += int(m.get("docs_out", 0))
-        s.chars_in += int(m.get("chars_in", m.get("chars_out", 0)))
-        s.chars_out += int(m.get("chars_out", 0))
-        s.quarantined += int(m.get("quarantined", 0))
-        dropped.update(m.get("dropped", {}))
-        by_source.update(m.get("by_source", {}))
+        add_marker(s, m, dropped, by_source)
         if m.get("error"):
             s.input_errors[m["key"]] = m["error"]
     s.dropped = dict(dropped.most_common())

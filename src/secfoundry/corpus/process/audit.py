@@ -39,23 +39,19 @@ def load_documents(path: str | Path, limit: int | None = None) -> Iterator[Docum
                 except (KeyError, TypeError, ValueError) as e:
                     raise InputError(f"bad document row: {e}", file=str(f), row=i) from e
         return
-    import gzip
+    from secfoundry.corpus.collect.jsonl import json_lines
 
-    opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if limit is not None and n >= limit:
-                return
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if "id" not in row:
-                    row["id"] = f"{p.name}:{i}"
-                yield Document.from_row(row)
-                n += 1
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise InputError(f"bad document row: {e}", file=str(p), row=i) from e
+    for i, line in json_lines(p, errors="strict"):
+        if limit is not None and n >= limit:
+            return
+        try:
+            row = json.loads(line)
+            if "id" not in row:
+                row["id"] = f"{p.name}:{i}"
+            yield Document.from_row(row)
+            n += 1
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise InputError(f"bad document row: {e}", file=str(p), row=i) from e
 
 
 def source_documents(mirror: Path, sources: list[str] | None = None, limit: int | None = None,
