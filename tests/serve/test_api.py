@@ -250,3 +250,28 @@ def test_docs_served_locally(client: TestClient) -> None:
     assert "cdn" not in html.lower() and "/static/swagger/swagger-ui-bundle.js" in html
     assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
     assert client.get("/openapi.json").json()["paths"]["/kb/{id}"]["get"]["security"] == [{"HTTPBearer": []}]
+
+
+def test_kb_show_cache_follows_a_sync(make_config, tiny_kb: Path, tmp_path: Path) -> None:
+    """Rendered entries are cached, but a sync (another connection committing) empties the cache."""
+    import shutil
+
+    from secfoundry.kb import KnowledgeBase
+    from secfoundry.kb.dense import HashEmbedder
+    from tests.kb._kbsynth import make_source, rec, write_source
+
+    kb_copy = tmp_path / "kbcopy"
+    shutil.copytree(tiny_kb, kb_copy)
+    app = create_app(make_config(kb_path=kb_copy))
+    with TestClient(app) as c:
+        _, k = app.state.service.keys.add("cache")
+        h = {"Authorization": f"Bearer {k}"}
+        assert c.get("/kb/T1548", headers=h).status_code == 404
+        assert c.get("/kb/T1548", headers=h).status_code == 404  # cached answer
+        mirror = tmp_path / "m"
+        write_source(mirror, "delta", [rec("T1548", "technique", "Abuse Elevation Control Mechanism", "x")], "1")
+        kb = KnowledgeBase.open(kb_copy, embedder=HashEmbedder())
+        kb.sync(mirror=mirror, connectors={"delta": make_source("delta")}, sources=["delta"], dense=False)
+        kb.close()
+        r = c.get("/kb/T1548", headers=h)
+        assert r.status_code == 200 and r.json()["name"] == "Abuse Elevation Control Mechanism"

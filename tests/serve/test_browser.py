@@ -64,6 +64,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             sources=["beta", "gamma"])
     kb_path = kb.paths.db.parent
     kb.close()
+    old["SECFOUNDRY_KB"] = os.environ.get("SECFOUNDRY_KB")
+    os.environ["SECFOUNDRY_KB"] = str(kb_path)  # as `serve --kb` does: apps opening the default KB get this one
     app = create_app(ServeConfig(home=root / "serve", kb_path=kb_path, request_timeout_s=120))
     _, key = app.state.service.keys.add("browser")
     with socket.socket() as s:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -35,46 +32,38 @@ def _check_kb(request: Request) -> Any:
 
 
 class ShowCache:
-    """Rendered ``kb show`` JSON by id (LRU). Entries of busy ids run to 100 KB of sections, so
-    building and serialising them dominates a lookup; the KB only changes on a sync, which
-    changes the database files' mtimes, and that empties the cache."""
+    """Rendered ``kb show`` JSON by id (LRU), one per worker thread. Entries of busy ids run to
+    100 KB of sections, so building and serialising them dominates a lookup. The cache is
+    emptied when the KB changes: SQLite's ``PRAGMA data_version`` on this thread's connection
+    moves whenever another connection (a ``kb sync``) commits."""
 
-    def __init__(self, db: Path, size: int = 4096):
-        self.db, self.size = db, size
+    def __init__(self, conn: Any, size: int = 2048):
+        self.conn, self.size = conn, size
         self.items: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
-        self.lock = threading.Lock()
-        self.stamp = self._stamp()
+        self.version = self._version()
 
-    def _stamp(self) -> tuple[float, ...]:
-        out = []
-        for suffix in ("", "-wal"):
-            try:
-                out.append(os.stat(str(self.db) + suffix).st_mtime)
-            except OSError:
-                out.append(0.0)
-        return tuple(out)
+    def _version(self) -> int:
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def get(self, key: str) -> tuple[int, bytes] | None:
-        stamp = self._stamp()
-        with self.lock:
-            if stamp != self.stamp:
-                self.items.clear()
-                self.stamp = stamp
-            hit = self.items.get(key)
-            if hit is not None:
-                self.items.move_to_end(key)
-            return hit
+        v = self._version()
+        if v != self.version:
+            self.items.clear()
+            self.version = v
+        hit = self.items.get(key)
+        if hit is not None:
+            self.items.move_to_end(key)
+        return hit
 
     def put(self, key: str, value: tuple[int, bytes]) -> None:
-        with self.lock:
-            self.items[key] = value
-            if len(self.items) > self.size:
-                self.items.popitem(last=False)
+        self.items[key] = value
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
 
 
 def kb_show_bytes(ctx: Any, id: str) -> tuple[int, bytes]:
     """(status, JSON bytes): the entry as ``kb show --json`` prints it (one serialisation)."""
-    cache = ctx.shared.get("kb.show_cache", lambda: ShowCache(ctx.kb.paths.db))
+    cache = ctx.get("kb.show_cache", lambda c: ShowCache(c.kb.store.conn))
     hit = cache.get(id)
     if hit is not None:
         return hit

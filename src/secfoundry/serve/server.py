@@ -53,6 +53,8 @@ def run(config: ServeConfig, *, session_key: bool = False, warm: bool = False,
     from secfoundry.serve.app import create_app
     from secfoundry.serve.state import Service
 
+    if config.kb_path is not None:  # apps that open "the default KB" themselves get this one too
+        os.environ["SECFOUNDRY_KB"] = str(config.kb_path)
     svc = Service(config)
     check_bind(config, svc.keys.active_count())
     key = name = None
