@@ -34,20 +34,20 @@ TS_KEYS = ("@timestamp", "TimeCreated", "UtcTime", "timestamp", "ts", "_write_ts
 HOST_KEYS = ("Hostname", "Computer")
 
 
-def samples() -> list[dict]:
-    recs: list[dict] = []
+def samples() -> dict[str, list[dict]]:
+    recs: dict[str, list[dict]] = {"windows": [], "suricata": [], "zeek": []}
     for z in sorted((SOC / "windows" / "otrf-security-datasets").glob("*.zip")):
         with zipfile.ZipFile(z) as zf:
             for name in zf.namelist():
                 for line in zf.read(name).splitlines():
                     if line.strip():
-                        recs.append(orjson.loads(line))
+                        recs["windows"].append(orjson.loads(line))
     for f in sorted((SOC / "suricata").glob("*.jsonl")):
-        recs += [orjson.loads(x) for x in f.read_bytes().splitlines() if x.strip()]
+        recs["suricata"] += [orjson.loads(x) for x in f.read_bytes().splitlines() if x.strip()]
     import gzip
 
     for f in sorted((SOC / "zeek" / "wrccdc2018-zed-sample-data").glob("*.json.gz")):
-        recs += [orjson.loads(x) for x in gzip.decompress(f.read_bytes()).splitlines() if x.strip()]
+        recs["zeek"] += [orjson.loads(x) for x in gzip.decompress(f.read_bytes()).splitlines() if x.strip()]
     return recs
 
 
@@ -63,30 +63,46 @@ def _shift(v: object, k: int) -> object:
     return v
 
 
-def generate(path: Path, n: int) -> int:
+def generate(work: Path, n: int) -> list[Path]:
+    """One file per sensor (as they come: a Windows export, an EVE log, Zeek logs), in the samples'
+    proportions, ``n`` events in all."""
     base = samples()
-    out = 0
-    with path.open("wb") as f:
-        k = 0
-        while out < n:
-            for r in base:
-                if out >= n:
-                    break
-                if k:
-                    r = dict(r)
-                    for key in TS_KEYS:
-                        if key in r:
-                            r[key] = _shift(r[key], k)
-                    for key in HOST_KEYS:
-                        if key in r and isinstance(r[key], str):
-                            r[key] = f"{r[key]}-{k}"
-                    if "src_ip" in r:
-                        r["src_ip"] = f"{r['src_ip']}#{k}" if False else r["src_ip"]
-                    r["_replay"] = k
-                f.write(orjson.dumps(r) + b"\n")
-                out += 1
-            k += 1
-    return out
+    total = sum(len(v) for v in base.values())
+    paths = []
+    for fmt, recs in base.items():
+        want = round(n * len(recs) / total)
+        path = work / f"replay_{n}_{fmt}.jsonl"
+        paths.append(path)
+        if path.exists():
+            continue
+        out = 0
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            k = 0
+            while out < want:
+                for r in recs:
+                    if out >= want:
+                        break
+                    if k:
+                        r = dict(r)
+                        for key in TS_KEYS:
+                            if key in r:
+                                r[key] = _shift(r[key], k)
+                        for key in HOST_KEYS:
+                            if key in r and isinstance(r[key], str):
+                                r[key] = f"{r[key]}-{k}"
+                        r["_replay"] = k
+                    f.write(orjson.dumps(r) + b"\n")
+                    out += 1
+                k += 1
+        tmp.replace(path)  # a killed run leaves no partial file behind
+    return paths
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process (all its threads): a load-independent companion to wall time."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def main() -> None:
@@ -104,11 +120,9 @@ def main() -> None:
     os.environ.setdefault("SECFOUNDRY_HOME", str(work / "home"))
     os.environ["SECFOUNDRY_SOC_THREADS"] = str(a.threads)
     os.environ["SECFOUNDRY_SOC_MEMORY"] = a.memory
-    data = work / f"replay_{a.events}.jsonl"
-    if not data.exists():
-        t = time.perf_counter()
-        generate(data, a.events)
-        print(f"generated {a.events} events in {time.perf_counter() - t:.1f}s -> {data}", file=sys.stderr)
+    t = time.perf_counter()
+    data = generate(work, a.events)
+    print(f"generated/reused {a.events} events in {time.perf_counter() - t:.1f}s -> {data}", file=sys.stderr)
     from secfoundry.apps.soc.detect import detect
     from secfoundry.apps.soc.ingest import ingest
     from secfoundry.apps.soc.pipeline import open_kb
@@ -122,14 +136,16 @@ def main() -> None:
         for p in (db, Path(str(db) + ".wal")):
             p.unlink(missing_ok=True)
         with Store(db) as st:
-            t = time.perf_counter()
-            rep = ingest([str(data)], st)
-            dt = time.perf_counter() - t
+            t, c = time.perf_counter(), cpu_s()
+            rep = ingest([str(p) for p in data], st)
+            dt, dc = time.perf_counter() - t, cpu_s() - c
             res["ingest"] = {"read": rep.read, "inserted": rep.inserted, "errors": rep.error_count,
-                             "seconds": round(dt, 2), "events_per_s": round(rep.read / dt)}
+                             "seconds": round(dt, 2), "events_per_s": round(rep.read / dt),
+                             "cpu_seconds": round(dc, 1), "events_per_cpu_s": round(rep.read / max(dc, 1e-9)),
+                             "load_during": os.getloadavg()}
             print(json.dumps(res["ingest"]), file=sys.stderr)
             t = time.perf_counter()
-            rep2 = ingest([str(data)], st)
+            rep2 = ingest([str(p) for p in data], st)
             res["reingest"] = {"inserted": rep2.inserted, "duplicates": rep2.duplicates,
                                "seconds": round(time.perf_counter() - t, 2)}
     kb = open_kb(a.kb)
@@ -139,10 +155,10 @@ def main() -> None:
                     "skipped": rs.skipped}
     with Store(db) as st:
         res["events_in_store"] = st.count()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), cpu_s()
         alerts, drep = detect(st, rs)
-        dt = time.perf_counter() - t
-        res["detect"] = {"seconds": round(dt, 2), "rules_run": drep.rules_run,
+        dt, dc = time.perf_counter() - t, cpu_s() - c
+        res["detect"] = {"seconds": round(dt, 2), "cpu_seconds": round(dc, 1), "load_during": os.getloadavg(), "rules_run": drep.rules_run,
                          "rules_without_events": drep.rules_without_events, "rules_failed": drep.rules_failed,
                          "hits": drep.hits, "alerts": len(alerts), "sigma_alerts": drep.sigma_alerts}
     res["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
