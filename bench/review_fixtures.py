@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -177,7 +178,10 @@ def bench_checkov(kb) -> dict:
             exp = m.get("expected_for_file")
             if exp in ("FAILED", "PASSED"):
                 got = (p, cid) in failed
-                per[cid][0 if got and exp == "FAILED" else 1 if got else 2 if exp == "FAILED" else 3] += 1 if got or exp == "FAILED" else 0
+                if got or exp == "FAILED":  # (PASSED, not reported) is a true negative
+                    per[cid][0 if got and exp == "FAILED" else 1 if got else 2] += 1
+                else:
+                    per[cid]  # noqa: B018 - the check is counted even with only negatives
             elif m["kind"] == "terraform":
                 names = {x for (pp, c, x) in res_failed if pp == p and c == cid}
                 fulls = {r for (pp, c, r) in preds if pp == p and c == cid}
@@ -282,15 +286,18 @@ def main() -> None:
         t0 = time.time()
         out[name] = fn(kb)
         out[name]["wall_seconds"] = round(time.time() - t0, 1)
+        out[name]["loadavg"] = os.getloadavg()
+        _save(a.out, out, merge=bool(a.only))
         print(name, json.dumps({k: v for k, v in out[name].items() if not isinstance(v, dict) or "overall" in v}
                                , default=str)[:1500], flush=True)
-    import os
 
-    out["loadavg_end"] = os.getloadavg()
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    prev = json.loads(Path(a.out).read_text()) if Path(a.out).exists() and a.only else {}
+
+def _save(path: str, out: dict, merge: bool) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    prev = json.loads(p.read_text()) if p.exists() and merge else {}
     prev.update(out)
-    Path(a.out).write_text(json.dumps(prev, indent=2, default=str))
+    p.write_text(json.dumps(prev, indent=2, default=str))
 
 
 if __name__ == "__main__":
