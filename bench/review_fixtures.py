@@ -236,6 +236,8 @@ def _sshd_from_scenario(text: str) -> str:
         lines.append(m.group(2).replace("\\n", "\n"))
     for m in re.finditer(r"""assert_directive_in_file\s+\S+\s+\S+\s+(["'])(.*?)\1""", text):
         lines.append(m.group(2))
+    for m in re.finditer(r"""parameter=["'](\w+)["'],\s*value=["']([^"']+)["']""", text):  # Jinja remediation macro
+        lines.append(f"{m.group(1)} {m.group(2)}")
     for m in re.finditer(r"""sed -i\s+["']s/\^(\w+)\.\*/(.*?)/["']""", text):
         if not any(x.startswith(m.group(1)) for x in lines):
             lines.append(m.group(2))
