@@ -84,11 +84,12 @@ def fingerprint(f: Finding) -> str:
 
 
 def dedupe(findings: list[Finding]) -> list[Finding]:
-    """Same file, same line, same CWE set from two engines: keep the first (engine order)."""
-    seen: set[tuple[str, int, str, str]] = set()
+    """Exact repeats (same file, line, rule, engine and message) are dropped."""
+    seen: set[tuple[str, int, str, str, str]] = set()
     out = []
     for f in findings:
-        key = (f.location.file, f.location.start_line, f.rule_id, f.engine)
+        # the message names the resource: for_each/count instances share a line but are distinct
+        key = (f.location.file, f.location.start_line, f.rule_id, f.engine, f.message)
         if key in seen:
             continue
         seen.add(key)
