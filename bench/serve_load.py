@@ -75,7 +75,7 @@ async def round_(url: str, headers: dict, make_req, clients: int, per_client: in
     lat: list[float] = []
     errors: list[str] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as c:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300, limits=limits) as c:
         async def worker(w: int) -> None:
             for i in range(per_client):
                 method, path, kw = make_req(w * per_client + i)
@@ -102,11 +102,14 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=100, help="per client per round")
     ap.add_argument("--map-cwe-requests", type=int, default=25, help="per client per round for map-cwe")
+    ap.add_argument("--search-requests", type=int, default=25, help="per client per round for kb search")
+    ap.add_argument("--home", default=None, help="SECFOUNDRY_HOME for the server (default: a fresh temp dir; give "
+                                                 "one where `secfoundry intel fit` ran to bench map-cwe warm)")
     ap.add_argument("--ids", type=int, default=2000, help="distinct ids looked up (round 1 cold, round 2 cached)")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench" / "serve_load.json"))
     args = ap.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="sf-bench-serve-"))
+    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="sf-bench-serve-"))
     env = dict(os.environ, SECFOUNDRY_HOME=str(home))
     cli = [sys.executable, "-m", "secfoundry"]
     key = subprocess.run(cli + ["serve", "keys", "add", "bench"], env=env, capture_output=True, text=True,
@@ -117,7 +120,7 @@ def main() -> None:
     t_start = time.perf_counter()
     log = open(home / "server.log", "w")  # a file, not a pipe nobody drains (a full pipe blocks the server)
     proc = subprocess.Popen(cli + ["serve", "--port", str(port), "--kb", args.kb, "--rate", "100000000",
-                                   "--burst", "100000000", "--model", "none"], env=env,
+                                   "--burst", "100000000", "--model", "none", "--timeout", "300"], env=env,
                             stdout=log, stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(proc.pid)
     result: dict = {"clients": args.clients, "loadavg_before": [round(x, 2) for x in load_before],
@@ -152,12 +155,19 @@ def main() -> None:
             result["map_cwe"] = "not measured: this server has no /intel/map-cwe (app not in this checkout)"
         result["endpoints"] = {}
         for name, make in endpoints.items():
-            n = args.map_cwe_requests if "map-cwe" in name else args.requests
+            n = (args.map_cwe_requests if "map-cwe" in name else args.search_requests if "search" in name
+                 else args.requests)
             warm = asyncio.run(round_(url, h, make, 4, 5))  # warm-up: lazy loads happen here, not in the timing
             print(name, "warm-up", json.dumps(warm), flush=True)
             rounds = []
             for _ in range(2):
+                c0 = ps.cpu_times()
                 r = asyncio.run(round_(url, h, make, args.clients, n))
+                c1 = ps.cpu_times()
+                # server CPU per request: what the request costs, whatever else loads the machine
+                r["server_cpu_ms_per_request"] = round(
+                    ((c1.user + c1.system) - (c0.user + c0.system)) * 1000 / max(r["requests"], 1), 2)
+                r["loadavg_1m"] = round(os.getloadavg()[0], 2)
                 r["server_fds"] = ps.num_fds()
                 r["server_rss_mb"] = round(ps.memory_info().rss / 2**20, 1)
                 r["server_threads"] = ps.num_threads()
@@ -176,12 +186,12 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"\nstart to ready {result['start_to_ready_s']} s wall, {result['start_cpu_s']} s server CPU; "
           f"load average before {result['loadavg_before']}, after {result.get('loadavg_after')}")
-    print("| endpoint | round | requests | errors | req/s | p50 ms | p99 ms | fds | RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| endpoint | round | requests | errors | req/s | p50 ms | p99 ms | server CPU ms/req | fds | RSS MB | load 1m |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, rounds in result.get("endpoints", {}).items():
         for i, r in enumerate(rounds, 1):
             print(f"| {name} | {i} | {r['requests']} | {r['errors']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | "
-                  f"{r['server_fds']} | {r['server_rss_mb']} |")
+                  f"{r['server_cpu_ms_per_request']} | {r['server_fds']} | {r['server_rss_mb']} | {r['loadavg_1m']} |")
 
 
 if __name__ == "__main__":
