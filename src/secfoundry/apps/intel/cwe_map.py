@@ -12,7 +12,8 @@ Signals, combined into one score per candidate:
   removes the item itself and any record with the same normalized description);
 * ``keyword``: the CWE's name phrase or alternate terms appear in the description (the VulDB
   template "... leads to sql injection" names the weakness).
-Every candidate passes ``CweCatalog.validate`` (deprecated -> replacement, unknown -> dropped).
+Every candidate passes ``CweCatalog.validate`` (deprecated -> replacement, unknown -> dropped) and
+entries whose CWE mapping usage is "Prohibited" (categories, views) are never emitted.
 With an LLM (``llm=`` a model spec or a LanguageModel) the top candidates are reranked: the model
 only picks among them (``cwe_rerank``).
 """
@@ -94,7 +95,7 @@ class CweMapper:
         out = dict(scored)
         for cwe, (s, sig) in scored.items():
             up = self.catalog.nvd_level(cwe)
-            if up is None or self.catalog.validate(up) != up:
+            if up is None or self.catalog.validate(up) != up or self.catalog.entries[up].usage == "Prohibited":
                 continue
             moved = NVD_ROLLUP * s
             ps, psig = out.get(up, (0.0, {"classifier": 0.0, "neighbours": 0.0, "keyword": 0.0}))
@@ -143,7 +144,7 @@ class CweMapper:
         scored: dict[str, tuple[float, dict[str, float]]] = {}
         for raw in cands:
             cwe = self.catalog.validate(raw)
-            if cwe is None:
+            if cwe is None or self.catalog.entries[cwe].usage == "Prohibited":  # categories: never a mapping
                 continue
             j = head.index.get(raw)
             sig = {"classifier": float(p_clf[j]) if j is not None else 0.0, "neighbours": p_knn.get(raw, 0.0),
