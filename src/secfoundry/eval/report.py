@@ -4,7 +4,8 @@ Every score is shown with its 95% CI (or ± std across trials), n, n_valid and p
 The figure (``eval/report_chart.py``) has one panel per metric family (accuracy-type and F1:
 higher is better; deviations such as CVSS MAD: lower is better), models side by side in one
 colour each, and the legend inside the figure. The HTML is rendered from the jinja2 template
-``eval/templates/report.html.j2`` (autoescaped: model names and paths are text, never markup).
+``eval/templates/report.html.j2`` on the shared report shell (``core/report.py``; autoescaped:
+model names and paths are text, never markup).
 Scores graded by an LLM judge name the judge; a run judged by the embedded default model is
 marked low-trust in the figure and in both tables.
 """
@@ -26,7 +27,22 @@ from secfoundry.eval.report_chart import (FALLBACK_MARK, FAMILIES, LOW_TRUST_MAR
 # Metrics shown in the details table (besides the headline) when a run has them.
 _SKIP_DETAIL = {"score", "n", "n_valid", "parse_failures", "stderr", "ci95", "ci_method", "n_boot", "elapsed_s",
                 "answered_now", "requests_per_s", "trials", "shots", "score_std", "stderr_trial0", "ci95_trial0"}
-TEMPLATE = "report.html.j2"
+TEMPLATE = "report.html.j2"  # eval/templates/, on the shared shell core/templates/base.html.j2
+# The page is wider than the shell's default so the figure and the score table sit side by side.
+_CSS = """body{max-width:none;margin:1.5em 2em}
+h1{margin:0 0 .2em}.sub{color:#555;margin:0 0 1.2em;font-size:13px}
+table{border-collapse:collapse;margin:.6em 0 1.2em}
+td,th{border:1px solid #d4d4d4;padding:4px 8px;vertical-align:top;font-size:13px;text-align:left}
+th{background:#f3f3f3}td.num{text-align:right;white-space:nowrap}
+.side{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+.side figure{margin:0;flex:1 1 640px;max-width:820px}.side figure img{width:100%;height:auto;border:1px solid #eee}
+.side .tablebox{flex:1 1 760px;max-width:100%;overflow-x:auto}
+figcaption{font-size:12px;color:#555}
+.s{font-weight:600;font-size:14px}.best .s{color:#0b6b0b}.best .s::after{content:" ★";font-size:11px}
+.c{color:#555;font-size:11px;display:block}.fam td{background:#fafafa;font-weight:600;font-size:12px;color:#333}
+.lt{display:inline-block;background:#fde2b5;color:#7a4600;border-radius:3px;padding:0 4px;font-size:11px;margin-top:2px}
+.sw{display:inline-block;width:.9em;height:.9em;border-radius:2px;vertical-align:-2px;margin-right:4px}
+.b{white-space:nowrap}.notes{font-size:12px;color:#444}code{font-size:12px}details{margin:.3em 0}summary{cursor:pointer;font-weight:600}"""
 
 
 @dataclass
@@ -274,14 +290,15 @@ def render_markdown(runs: list[Run], benchmarks: list[str], png_name: str | None
 
 
 def render_html(runs: list[Run], benchmarks: list[str], png: bytes | None) -> str:
-    import jinja2
+    from secfoundry.core.report import Page
+    from secfoundry.core.report import render_html as render_page
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     rows = score_rows(runs, benchmarks)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
               "#17becf"]  # matplotlib tab10, the figure's colours
-    return env.get_template(TEMPLATE).render(
+    return render_page(
+        TEMPLATE, package="secfoundry.eval",
+        page=Page(title="secfoundry evaluation report", heading="Evaluation report", css=_CSS),
         runs=run_rows(runs), colors=colors, rows=rows, notes=_notes(rows), details=detail_tables(runs, benchmarks),
         png=base64.b64encode(png).decode() if png else None, families=FAMILIES,
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
