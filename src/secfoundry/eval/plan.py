@@ -52,8 +52,10 @@ def resolve_benchmarks(names: Sequence[str], data_dir: Path | None) -> tuple[lis
             continue
         if name == "quickstart":
             quick = True
+            # judged tasks load a second model as judge (minutes on a CPU): by name only
             chosen = [n for n in all_names if task_available_locally(reg.get_task(n), data_dir)
-                      and not getattr(reg.get_task(n), "variant_of", "")]
+                      and not getattr(reg.get_task(n), "variant_of", "")
+                      and not getattr(reg.get_task(n), "uses_judge", False)]
             if not chosen:
                 raise InputError(f"no benchmark data found under {data_dir} for the quickstart group",
                                  file=str(data_dir))
