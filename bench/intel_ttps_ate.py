@@ -29,6 +29,7 @@ def main() -> int:
     a = ap.parse_args()
 
     from secfoundry.apps.intel.ttps import ExtractOptions, get_extractor
+    from secfoundry.apps.intel.ttps_system import described_entities
     from secfoundry.eval import metrics, parsing
     from secfoundry.eval.benchmarks.ctibench import CTIBenchATE
 
@@ -43,15 +44,18 @@ def main() -> int:
     for it in items:
         sid = re.search(r"/software/(S\d{4})", it.meta.get("url", ""))
         kw = {} if a.min_confidence is None else {"min_confidence": a.min_confidence}
-        opts = ExtractOptions(domain=(it.meta.get("Platform") or "enterprise").lower(), exclude_entities=(sid.group(1),) if sid else (),
+        own = described_entities(it.question, ex.catalog) | ({sid.group(1)} if sid else set())
+        opts = ExtractOptions(domain=(it.meta.get("Platform") or "enterprise").lower(), exclude_entities=tuple(sorted(own)),
                               exclude_mentioned_software=True, llm=a.llm, **kw)
         res = ex.extract(it.question, opts)
         answer = ", ".join(t.id for t in res.techniques)
         pred = parsing.attack_ids(answer, last_line=False)
         preds.append(pred)
         golds.append(set(it.gold))
-        rows.append({"id": it.id, "software": sid.group(1) if sid else None, "gold": sorted(it.gold),
-                     "pred": sorted(pred), "excluded_examples": res.excluded_examples,
+        gold = set(it.gold)  # benchmark labels stay out of the results file: counts only
+        rows.append({"id": it.id, "software": sid.group(1) if sid else None, "pred": sorted(pred),
+                     "tp": len(pred & gold), "fp": len(pred - gold), "fn": len(gold - pred),
+                     "excluded_examples": res.excluded_examples,
                      "confidences": {t.id: t.confidence for t in res.techniques}})
     s = metrics.set_scores(preds, golds)
     out = {"benchmark": "ctibench-ate", "n": len(items), "llm": a.llm, "micro_f1": round(s.micro_f1, 4),

@@ -45,10 +45,8 @@ _LOWER_WORDS = {"at", "net", "ping", "route", "reg", "expand", "cmd", "ftp", "to
 _ENTITY_STOP = {"page", "net", "mis", "ping", "tor", "at", "reg", "sc", "off", "ace", "gold", "hi", "out", "ok",
                 "nbtstat", "route", "expand", "cmd", "ftp", "arp", "zero", "mask", "sun", "ruler", "rover",
                 "spark", "tiny", "bad", "empire", "hydra", "kitten", "molerats", "pony", "torch", "wiper",
-                "crutch", "sibot", "saint bot", "flame", "duqu", "raw", "trap", "cobalt", "agent", "dust",
-                "carbon", "comet", "cuba", "medusa", "ragnar", "royal", "play", "akira", "black basta",
-                "mythic", "sliver", "koadic", "janicab", "nebulae", "sykipot", "winnti", "chaes", "lizar",
-                "action", "check", "ember", "smoke", "bear", "hammer", "p.a.s. webshell", "lucifer"}
+                "flame", "raw", "trap", "cobalt", "agent", "dust",
+                "carbon", "comet", "cuba", "medusa", "royal", "play", "action", "check", "ember", "smoke", "bear", "hammer"}
 
 
 @dataclass

@@ -39,6 +39,21 @@ def text_from_prompt(prompt: str) -> str:
     return _TAIL.sub("", body.rstrip()).strip()
 
 
+_SUBJECT = re.compile(r"^\s*([\w.\-+ ]{1,60}?)\s+(?:is|was|are|has been)\b")
+
+
+def described_entities(text: str, catalog) -> set[str]:
+    """ATT&CK software the text describes by its opening subject ("adbupd is a backdoor ..."),
+    matched case-insensitively against names and aliases — names the entity matcher would not
+    take on their own (lower-case tool names, common words) still count for leakage control."""
+    m = _SUBJECT.match(text or "")
+    if not m:
+        return set()
+    subj = m.group(1).strip().lower()
+    return {eid for surface, eid in catalog.entity_names()
+            if surface.lower() == subj and catalog.entities[eid].type == "software"}
+
+
 class TTPAdapter:
     app = "extract-ttps"
 
@@ -65,7 +80,8 @@ class TTPAdapter:
             if not body.strip():
                 out.append("")
                 continue
-            res = self.extractor.extract(body, ExtractOptions(min_confidence=self.min_confidence,
+            own = tuple(sorted(described_entities(body, self.extractor.catalog)))
+            res = self.extractor.extract(body, ExtractOptions(min_confidence=self.min_confidence, exclude_entities=own,
                                                               domain=domain_from_prompt(t.split("**Text:**")[0]),
                                                               exclude_mentioned_software=True, llm=self.llm))
             self.items += 1
