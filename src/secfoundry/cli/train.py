@@ -52,3 +52,34 @@ def export_cmd(
     from secfoundry.train.model import export_checkpoint
 
     typer.echo(str(export_checkpoint(checkpoint, out, dtype)))
+
+
+@app.command("plan")
+def plan_cmd(
+    config: Path = typer.Argument(..., exists=True, help="Training recipe (YAML), e.g. configs/train/foundation-sec-8b.yaml"),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="Data-parallel GPUs (default: num_processes of the accelerate config, else 1)."),
+    stage: Optional[str] = typer.Option(None, "--stage", help="ddp | zero1 | zero2 | zero3 | fsdp | fsdp-grad-op (default: from the accelerate config)."),
+    accelerate_config: Optional[Path] = typer.Option(None, "--accelerate-config", help="Accelerate config (default: the one the recipe's launch comment names)."),
+    gpu: str = typer.Option("h100", "--gpu", help="h100 | a100 | h200 (peak dense bf16 FLOP/s and memory)."),
+    mfu: float = typer.Option(0.4, "--mfu", help="Model FLOPs utilisation assumed for tokens/s."),
+    tokens: Optional[int] = typer.Option(None, "--tokens", help="Tokens to train on (default: the shards' train split, else max_steps x tokens/step)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set micro_batch_size=4 (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Size a recipe on the meta device: parameters, per-GPU memory, activations, tokens/s and days."""
+    import json
+
+    from rich.console import Console
+
+    from secfoundry.train.plan import make_plan, render
+
+    try:
+        p = make_plan(config, overrides=list(set_), gpus=gpus, stage=stage, accelerate_config=accelerate_config,
+                      gpu=gpu, mfu=mfu, tokens=tokens)
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    if as_json:
+        typer.echo(json.dumps(p.to_dict(), indent=2))
+    else:
+        Console().print(render(p))
