@@ -3,9 +3,10 @@
 Training data: every ATT&CK procedure example in the KB (~17.7k sentences, each a ``uses``
 relationship's text credited to its current technique), entity names masked ("the malware",
 "the group") so the model keys on behaviour, not names; plus optional extra labelled sentences
-(TRAM). Sentences are embedded with the KB's embedder (all-MiniLM-L6-v2; ``hashing`` in tests)
-and cached under ``SECFOUNDRY_HOME/cache/intel`` keyed by the texts and the embedder, so only the
-first run pays for embedding.
+(TRAM). Representation: word 1-2-gram TF-IDF by default (``TfidfEmbedder``, fitted in seconds),
+or a dense embedder (the KB's all-MiniLM-L6-v2; ``hashing`` in tests) whose training vectors are
+cached under ``SECFOUNDRY_HOME/intel`` keyed by the texts and the embedder, so only the first run
+pays for embedding.
 
 A query sentence gets a score per technique from its k nearest examples (similarity-weighted
 votes, times the best similarity for that technique, so a sentence far from every example scores
