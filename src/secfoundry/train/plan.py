@@ -315,7 +315,8 @@ def make_plan(config: str | Path, *, overrides: list[str] | None = None, gpus: i
         notes.append(f"replay_ratio {cfg.data.replay_ratio}: the token count is what is trained on, replay included")
 
     return Plan(
-        config=str(config), model=cfg.model.name_or_path,
+        config=str(config),
+        model=cfg.model.name_or_path if cfg.model.init_config is None else "random init (model.init_config)",
         architecture={"layers": L, "hidden": h, "intermediate": ffn, "heads": heads, "kv_heads": kv,
                       "vocab": vocab, "tied_embeddings": int(bool(getattr(c, "tie_word_embeddings", False)))},
         params=n, params_embedding=n_emb, params_matmul=n_mm,
