@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,20 @@ def test_cli_json_contract(tmp_path):
     assert r.exit_code == 0 and "parameters" in r.output and "tokens/s" in r.output
     r = CliRunner().invoke(app, ["train", "plan", str(cfg), "--gpu", "tpu"])
     assert r.exit_code == 2 and "--gpu" in r.output
+
+
+@pytest.mark.e2e
+def test_smollm2_recipe_counts_the_real_checkpoint():
+    """The quickstart recipe on meta has exactly as many parameters as the embedded checkpoint."""
+    from safetensors import safe_open
+
+    from secfoundry.models.embedded import ensure_converted
+
+    n = 0
+    for f in Path(ensure_converted()).glob("*.safetensors"):
+        with safe_open(str(f), "pt") as st:
+            for k in st.keys():
+                shape = st.get_slice(k).get_shape()
+                n += math.prod(shape)
+    p = make_plan(REPO / "configs/train/smollm2-135m-cpt.yaml")
+    assert p.params == n == 134_515_008

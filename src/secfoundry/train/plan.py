@@ -144,10 +144,9 @@ def referenced_accelerate_config(recipe: str | Path) -> str | None:
     if not m:
         return None
     cand = Path(m.group(1))
-    for base in (Path.cwd(), Path(recipe).resolve().parents[2] if len(Path(recipe).resolve().parents) > 2 else Path.cwd()):
-        if (base / cand).is_file():
-            return str(base / cand)
-    return None
+    # Relative to the working directory, or to the repository holding configs/train/<recipe>.
+    bases = [Path.cwd(), *Path(recipe).resolve().parents[1:3]]
+    return next((str(b / cand) for b in bases if (b / cand).is_file()), None)
 
 
 def model_config(cfg: TrainConfig):
