@@ -79,15 +79,21 @@ def run(config: ServeConfig, *, session_key: bool = False, warm: bool = False,
                 on_ready(svc, started)
         threading.Thread(target=_announce, daemon=True, name="sf-announce").start()
 
-    server.run()  # returns after SIGINT/SIGTERM (lifespan shutdown has closed nothing of the jobs yet)
+    try:
+        server.run()  # returns after SIGINT/SIGTERM (lifespan shutdown has closed nothing of the jobs yet)
+    except KeyboardInterrupt:  # uvicorn re-raises the captured Ctrl-C after its graceful shutdown
+        pass
     stuck = stop_jobs(svc, grace_s)
     if name:
         svc.keys.revoke(name)
     code = 0 if server.started else 1
     svc.close()
-    if stuck:
-        # Worker threads still inside a job: their rows are marked, the process leaves without them.
+    busy = [t.name for t in threading.enumerate() if t.name.startswith("sf-") and t.is_alive()]
+    if stuck or busy:
+        # Worker threads still inside a job or a long synchronous call (a model fit, say): job rows
+        # are marked interrupted above; the process leaves now instead of waiting for them at exit.
         sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(code)
     return code
 
