@@ -31,8 +31,9 @@ def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address. A non-loopback one needs an API key first."),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
-    model: Optional[str] = typer.Option(None, "--model", help="LLM for the apps (e.g. smollm2-135m-instruct, "
-                                        "openai:MODEL@http://host:8000/v1); default: none (retrieval + learned models)."),
+    model: str = typer.Option("smollm2-135m-instruct", "--model", help="LLM the apps may use when a request asks "
+                              "for it (llm: 'server'): the embedded default, or e.g. openai:http://host:8000/v1#MODEL "
+                              "(vLLM); 'none' for retrieval + learned models only. Loaded on first use."),
     kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge-base dir (default SECFOUNDRY_HOME/kb)."),
     rate: Optional[float] = typer.Option(None, "--rate", help="Requests per minute per key (default 600)."),
     burst: Optional[int] = typer.Option(None, "--burst", help="Burst size per key (default 120)."),
@@ -53,7 +54,8 @@ def serve(
     from secfoundry.serve.config import ServeConfig
     from secfoundry.serve.server import StartupRefused, run
 
-    overrides: dict[str, Any] = {"host": host, "port": port, "model": model, "kb_path": kb, "rate_per_minute": rate,
+    overrides: dict[str, Any] = {"host": host, "port": port, "model": None if model.lower() == "none" else model,
+                                 "kb_path": kb, "rate_per_minute": rate,
                                  "rate_burst": burst, "request_timeout_s": timeout,
                                  "cors_origins": list(cors) or None}
     if max_body_mb is not None:
