@@ -107,9 +107,15 @@ def run_semgrep(targets: list[Target], *, jobs: int = 2, timeout: float = 3600,
     args = ["scan", "--config", str(rules), "--json", "--quiet", "--metrics=off", "--disable-version-check",
             "--disable-nosem", "--no-git-ignore", "-j", str(max(1, jobs)), "--timeout", "20",
             "--max-target-bytes", "2000000", "--target-list", listing]
+    import subprocess
+
     try:
         r = eng.run(e, args, timeout=timeout)
         data = eng.parse_json_output(r.stdout)
+    except subprocess.TimeoutExpired as ex:
+        Path(listing).unlink(missing_ok=True)
+        run.status, run.note, run.seconds = "failed", f"timed out after {ex.timeout:.0f} s", time.time() - t0
+        return [], run, []
     except Exception:
         # older semgrep without --target-list: pass the files on the command line
         try:
