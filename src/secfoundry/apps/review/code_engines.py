@@ -38,15 +38,9 @@ def _lines(path: Path, start: int, end: int) -> str:
 
 def run_bandit(targets: list[Target], *, jobs: int = 2, timeout: float = 3600) -> tuple[list[Finding], EngineRun, list[Skipped]]:
     py = [t for t in targets if t.kind == "python"]
-    run = EngineRun(engine="bandit", files=len(py))
-    if not py:
-        run.status = "skipped"
-        return [], run, []
-    e = eng.find("bandit")
+    run, e = eng.begin("bandit", py, "bandit not installed")
     if e is None:
-        run.status, run.note = "unavailable", "bandit not installed"
         return [], run, []
-    run.version = e.version
     by_path = {str(t.path): t for t in py}
     t0 = time.time()
     out: list[Finding] = []
@@ -85,15 +79,9 @@ def run_bandit(targets: list[Target], *, jobs: int = 2, timeout: float = 3600) -
 def run_semgrep(targets: list[Target], *, jobs: int = 2, timeout: float = 3600,
                 rules: Path | None = None) -> tuple[list[Finding], EngineRun, list[Skipped]]:
     files = [t for t in targets if t.kind in SEMGREP_LANGS]
-    run = EngineRun(engine="semgrep", files=len(files))
-    if not files:
-        run.status = "skipped"
-        return [], run, []
-    e = eng.find("semgrep")
+    run, e = eng.begin("semgrep", files, "semgrep not installed (make review-engines)")
     if e is None:
-        run.status, run.note = "unavailable", "semgrep not installed (make review-engines)"
         return [], run, []
-    run.version = e.version
     rules = rules or semgrep_rules_dir()
     by_path = {str(t.path): t for t in files}
     t0 = time.time()

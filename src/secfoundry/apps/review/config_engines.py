@@ -69,15 +69,9 @@ def _check_hcl(text: str) -> None:
 
 
 def run_checkov(targets: list[Target], *, timeout: float = 1800) -> tuple[list[Finding], EngineRun, list[Skipped]]:
-    run = EngineRun(engine="checkov", files=len(targets))
-    if not targets:
-        run.status = "skipped"
-        return [], run, []
-    e = eng.find("checkov")
+    run, e = eng.begin("checkov", targets, "checkov not installed (make review-engines)")
     if e is None:
-        run.status, run.note = "unavailable", "checkov not installed (make review-engines)"
         return [], run, []
-    run.version = e.version
     import tempfile
 
     tmp = tempfile.TemporaryDirectory(prefix="sf-checkov-")
@@ -146,15 +140,9 @@ def _resource(res: str, rel: str) -> str:
 
 
 def run_gixy(targets: list[Target], *, timeout: float = 600) -> tuple[list[Finding], EngineRun, list[Skipped]]:
-    run = EngineRun(engine="gixy", files=len(targets))
-    if not targets:
-        run.status = "skipped"
-        return [], run, []
-    e = eng.find("gixy")
+    run, e = eng.begin("gixy", targets, "gixy-ng not installed")
     if e is None:
-        run.status, run.note = "unavailable", "gixy-ng not installed"
         return [], run, []
-    run.version = e.version
     t0 = time.time()
     out: list[Finding] = []
     skipped: list[Skipped] = []

@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from secfoundry.apps.review.schemas import EngineRun
+
 ISOLATED = ("checkov", "semgrep")  # engines kept in their own venv (dependency conflicts)
 _CLOSED = "http://127.0.0.1:9"      # discard port: any network attempt fails at once
 
@@ -109,6 +111,22 @@ def find(name: str) -> Engine | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return Engine(name=name, argv0=argv, version=version)
+
+
+def begin(name: str, files: list, missing: str) -> tuple[EngineRun, Engine | None]:
+    """Common start of every engine runner: an :class:`EngineRun` for ``files``, marked skipped
+    when there is nothing to scan or unavailable (with ``missing`` as the note) when the engine is
+    not installed; the engine is returned only when it should run."""
+    run = EngineRun(engine=name, files=len(files))
+    if not files:
+        run.status = "skipped"
+        return run, None
+    e = find(name)
+    if e is None:
+        run.status, run.note = "unavailable", missing
+        return run, None
+    run.version = e.version
+    return run, e
 
 
 def run(engine: Engine, args: list[str], *, timeout: float = 1800, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
