@@ -63,19 +63,22 @@ class KBFacts:
     @lru_cache(maxsize=4096)
     def mitigations(self, tid: str) -> list[dict[str, str]]:
         """ATT&CK mitigations (M....) of a technique, falling back to its parent's."""
-        rows = self._q("SELECT r.src, rec.name FROM relations r JOIN records rec ON rec.id=r.src AND rec.source='attack' "
-                       "WHERE r.dst=? AND r.type='mitigates' AND r.source='attack' ORDER BY r.src", (tid,))
-        if not rows and "." in tid:
-            return self.mitigations(tid.split(".")[0])
-        return [{"id": a, "name": b, "kind": "mitigation", "for": tid} for a, b in rows]
+        return self._countering(tid, "mitigations", "attack", "mitigates", "mitigation", rel_source="attack")
 
     @lru_cache(maxsize=4096)
     def d3fend(self, tid: str) -> list[dict[str, str]]:
-        rows = self._q("SELECT r.src, rec.name FROM relations r JOIN records rec ON rec.id=r.src AND rec.source='d3fend' "
-                       "WHERE r.dst=? AND r.type='counters' ORDER BY r.src", (tid,))
+        return self._countering(tid, "d3fend", "d3fend", "counters", "d3fend")
+
+    def _countering(self, tid: str, method: str, source: str, rel_type: str, kind: str,
+                    rel_source: str | None = None) -> list[dict[str, str]]:
+        """Records of ``source`` related to technique ``tid`` by ``rel_type`` (relations of
+        ``rel_source`` only, when given), falling back to the parent technique via ``method``."""
+        rows = self._q("SELECT r.src, rec.name FROM relations r JOIN records rec ON rec.id=r.src AND rec.source=? "
+                       "WHERE r.dst=? AND r.type=?" + (" AND r.source=?" if rel_source else "") + " ORDER BY r.src",
+                       (source, tid, rel_type, *([rel_source] if rel_source else [])))
         if not rows and "." in tid:
-            return self.d3fend(tid.split(".")[0])
-        return [{"id": a, "name": b, "kind": "d3fend", "for": tid} for a, b in rows]
+            return getattr(self, method)(tid.split(".")[0])
+        return [{"id": a, "name": b, "kind": kind, "for": tid} for a, b in rows]
 
     @lru_cache(maxsize=4096)
     def kev(self, cve: str) -> dict[str, Any] | None:

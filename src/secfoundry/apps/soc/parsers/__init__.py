@@ -11,20 +11,15 @@ from secfoundry.apps.soc.parsers import generic, network, windows
 FORMATS = ("suricata", "zeek", "zeek-tsv", "windows", "evtx", "ecs", "wazuh", "wazuh-test", "jsonl")
 
 
+# tried in this order; the first match names the format
+_DETECTORS: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
+    ("windows", windows.is_windows), ("suricata", network.is_suricata), ("zeek", network.is_zeek),
+    ("wazuh", generic.is_wazuh), ("wazuh-test", generic.is_wazuh_test), ("ecs", generic.is_ecs),
+)
+
+
 def classify(obj: dict[str, Any]) -> str:
-    if windows.is_windows(obj):
-        return "windows"
-    if network.is_suricata(obj):
-        return "suricata"
-    if network.is_zeek(obj):
-        return "zeek"
-    if generic.is_wazuh(obj):
-        return "wazuh"
-    if generic.is_wazuh_test(obj):
-        return "wazuh-test"
-    if generic.is_ecs(obj):
-        return "ecs"
-    return "jsonl"
+    return next((fmt for fmt, test in _DETECTORS if test(obj)), "jsonl")
 
 
 _PARSERS: dict[str, Callable[..., dict[str, Any]]] = {
