@@ -44,18 +44,12 @@ def markdown(r: ReviewResult) -> str:
         lines.append(f"### [{f.severity.value.upper()}] {_md(f.title or f.rule_id)} — `{loc}`")
         lines.append("")
         lines.append(f"- rule: `{f.rule_id}` ({f.engine})" + (f", LLM: {f.llm_verdict}" if f.llm_verdict != "unreviewed" else ""))
-        if f.cwe:
-            lines.append(f"- CWE: {', '.join(f.cwe)}")
-        if f.controls:
-            lines.append(f"- NIST SP 800-53: {', '.join(f.controls)}")
-        if f.compliance_rules:
-            lines.append(f"- ComplianceAsCode: {', '.join(f.compliance_rules)}")
-        if f.message:
-            lines.append(f"- {_md(f.message)}")
-        if f.explanation:
-            lines.append(f"- why: {_md(f.explanation[:600])}")
-        if f.fix:
-            lines.append(f"- fix: {_md(f.fix[:600])}")
+        for label, ids in (("CWE", f.cwe), ("NIST SP 800-53", f.controls), ("ComplianceAsCode", f.compliance_rules)):
+            if ids:
+                lines.append(f"- {label}: {', '.join(ids)}")
+        for prefix, text, cap in (("", f.message, None), ("why: ", f.explanation, 600), ("fix: ", f.fix, 600)):
+            if text:
+                lines.append(f"- {prefix}{_md(text[:cap])}")
         for g in f.guidance[:3]:
             lines.append(f"- see: {_md(g.title)} ({g.source_id})")
         if f.location.snippet:
