@@ -109,34 +109,29 @@ def _vet_llm(svc: Any, body: Any) -> Any:
 
 def mount(app: FastAPI, svc: Any) -> str:
     wired, missing = [], []
-    try:
-        from secfoundry.apps.intel.schemas_ttps import TTPRequest, TTPResult
+    import importlib
 
-        operation(app, path="/intel/extract-ttps", kind="extract-ttps", request_model=TTPRequest,
-                  response_model=TTPResult, fn=run_extract, tag=TAG, check=_vet_llm,
-                  summary="Threat report text -> ATT&CK techniques with evidence spans")
-        wired.append("extract-ttps")
-        svc.warmers.append(("extract-ttps model", warm_extractor))
-    except ImportError as e:
-        missing.append(f"extract-ttps ({e})")
-    try:
-        from secfoundry.apps.intel.schemas_prioritize import PrioritizeRequest, PrioritizeResult
-
-        operation(app, path="/intel/prioritize", kind="prioritize", request_model=PrioritizeRequest,
-                  response_model=PrioritizeResult, fn=run_prioritize, tag=TAG,
-                  summary="CVE list / CSV / Trivy / Grype / CycloneDX -> ranked table (CVSS, EPSS, KEV, SSVC)")
-        wired.append("prioritize")
-    except ImportError as e:
-        missing.append(f"prioritize ({e})")
-    try:
-        from secfoundry.apps.intel.schemas_emulate import EmulationPlan, EmulationRequest
-
-        operation(app, path="/intel/emulate", kind="emulate", request_model=EmulationRequest,
-                  response_model=EmulationPlan, fn=run_emulate, tag=TAG,
-                  summary="Techniques, an ATT&CK group/software id or a report -> emulation plan")
-        wired.append("emulate")
-    except ImportError as e:
-        missing.append(f"emulate ({e})")
+    # kind, schemas module, request model, response model, runner, summary, extra operation() options
+    specs: list[tuple[str, str, str, str, Any, str, dict[str, Any]]] = [
+        ("extract-ttps", "schemas_ttps", "TTPRequest", "TTPResult", run_extract,
+         "Threat report text -> ATT&CK techniques with evidence spans", {"check": _vet_llm}),
+        ("prioritize", "schemas_prioritize", "PrioritizeRequest", "PrioritizeResult", run_prioritize,
+         "CVE list / CSV / Trivy / Grype / CycloneDX -> ranked table (CVSS, EPSS, KEV, SSVC)", {}),
+        ("emulate", "schemas_emulate", "EmulationRequest", "EmulationPlan", run_emulate,
+         "Techniques, an ATT&CK group/software id or a report -> emulation plan", {}),
+    ]
+    for kind, module, req, resp, fn, summary, extra in specs:
+        try:
+            mod = importlib.import_module(f"secfoundry.apps.intel.{module}")
+            request_model, response_model = getattr(mod, req), getattr(mod, resp)
+        except (ImportError, AttributeError) as e:
+            missing.append(f"{kind} ({e})")
+            continue
+        operation(app, path=f"/intel/{kind}", kind=kind, request_model=request_model,
+                  response_model=response_model, fn=fn, tag=TAG, summary=summary, **extra)
+        wired.append(kind)
+        if kind == "extract-ttps":
+            svc.warmers.append(("extract-ttps model", warm_extractor))
     try:  # map-cwe / predict-cvss (issue #12, I1): wired once their module is in this checkout
         from secfoundry.serve import app_intel_cwe
 

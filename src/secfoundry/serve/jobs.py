@@ -95,9 +95,7 @@ class JobManager:
         return self.get(jid)  # type: ignore[return-value]
 
     def retry(self, jid: str) -> dict[str, Any]:
-        row = self._one(jid)
-        if row is None:
-            raise KeyError(jid)
+        row = self._must(jid)
         if row["status"] not in ("interrupted", "failed", "cancelled"):
             raise ValueError(f"job {jid} is {row['status']}; only interrupted, failed or cancelled jobs are retried")
         self.db.execute("UPDATE jobs SET status='queued', progress=0, message='retry queued', error=NULL, "
@@ -107,9 +105,7 @@ class JobManager:
         return self.get(jid)  # type: ignore[return-value]
 
     def cancel(self, jid: str) -> dict[str, Any]:
-        row = self._one(jid)
-        if row is None:
-            raise KeyError(jid)
+        row = self._must(jid)
         if row["status"] == "queued":
             self.db.execute("UPDATE jobs SET status='cancelled', finished=? WHERE id=? AND status='queued'",
                             (time.time(), jid))
@@ -121,6 +117,12 @@ class JobManager:
     def _one(self, jid: str) -> Any:
         rows = self.db.query("SELECT * FROM jobs WHERE id=?", (jid,))
         return rows[0] if rows else None
+
+    def _must(self, jid: str) -> Any:
+        row = self._one(jid)
+        if row is None:
+            raise KeyError(jid)
+        return row
 
     def get(self, jid: str) -> dict[str, Any] | None:
         r = self._one(jid)

@@ -9,7 +9,7 @@ whole. Nothing else in the prompt is read.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 from secfoundry.apps.intel.cve_index import Exclusion
 from secfoundry.apps.intel.schemas import MAX_TEXT_CHARS, CveInput
@@ -38,6 +38,15 @@ class _Base:
         descs = [description_from_prompt(t) for t in texts]
         return ([CveInput(description=d) for d in descs], [Exclusion.for_item(None, d) for d in descs])
 
+    def _answer(self, texts: list[str], run: Callable[..., list[Any]], pick: Callable[[Any], str]) -> list[str]:
+        """Run ``run(items, exclusions)`` on the prompts' descriptions, count items and excluded
+        index rows, and return ``pick(result)`` per item."""
+        items, excl = self._inputs(texts)
+        res = run(items, excl)
+        self.items += len(res)
+        self.excluded += sum(r.excluded for r in res)
+        return [pick(r) for r in res]
+
     def describe(self) -> dict[str, Any]:
         return {"system_app": self.app, "llm": self.llm, "items": self.items,
                 "index_rows_excluded": self.excluded, **getattr(self, "_manifest", {})}
@@ -55,11 +64,7 @@ class CweAdapter(_Base):
         self._manifest = {"intel_model": self.mapper.model.manifest}
 
     def answer(self, texts: list[str]) -> list[str]:
-        items, excl = self._inputs(texts)
-        res = self.mapper.map_many(items, excl)
-        self.items += len(res)
-        self.excluded += sum(r.excluded for r in res)
-        return [r.cwe[0] if r.cwe else "NVD-CWE-noinfo" for r in res]
+        return self._answer(texts, self.mapper.map_many, lambda r: r.cwe[0] if r.cwe else "NVD-CWE-noinfo")
 
 
 class CvssAdapter(_Base):
@@ -75,11 +80,7 @@ class CvssAdapter(_Base):
         self._manifest = {"intel_model": self.predictor.model.manifest}
 
     def answer(self, texts: list[str]) -> list[str]:
-        items, excl = self._inputs(texts)
-        res = self.predictor.predict_many(items, excl)
-        self.items += len(res)
-        self.excluded += sum(r.excluded for r in res)
-        return [r.vector for r in res]
+        return self._answer(texts, self.predictor.predict_many, lambda r: r.vector)
 
 
 def make_cwe_adapter(options: dict[str, str]) -> CweAdapter:
