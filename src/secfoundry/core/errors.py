@@ -25,6 +25,18 @@ class InputError(ValueError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
+def read_input_file(path: str | Path, limit: int) -> bytes:
+    """The bytes of an input file, or an :class:`InputError` naming it when it is missing or
+    larger than ``limit`` bytes."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file", file=str(p))
+    size = p.stat().st_size
+    if size > limit:
+        raise InputError(f"file is {size:,} bytes; the limit is {limit:,}", file=str(p))
+    return p.read_bytes()
+
+
 class Quarantine:
     """Collects bad input (file, entry, error) and optionally appends it to a JSONL file."""
 

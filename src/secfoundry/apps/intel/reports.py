@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from secfoundry.core.errors import InputError
+from secfoundry.core.errors import InputError, read_input_file
 
 MAX_FILE_BYTES = 50 * 1024 * 1024   # a PDF may be large; its text is limited below
 MAX_TEXT_CHARS = 2_000_000          # ~400 pages of prose
@@ -107,14 +107,8 @@ def load_report(path: str | Path | None = None, *, text: str | None = None, data
         if data is None:
             if path is None:
                 raise InputError("no report given")
-            p = Path(path)
-            source = str(p)
-            if not p.is_file():
-                raise InputError("no such file", file=source)
-            size = p.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise InputError(f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}", file=source)
-            data = p.read_bytes()
+            source = str(Path(path))
+            data = read_input_file(path, MAX_FILE_BYTES)
         else:
             source = name or "<upload>"
             if len(data) > MAX_FILE_BYTES:

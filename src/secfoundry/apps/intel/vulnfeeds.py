@@ -13,9 +13,9 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
-from secfoundry.core.errors import InputError
+from secfoundry.core.errors import InputError, read_input_file
 
 FORMATS = ("auto", "ids", "csv", "trivy", "grype", "cyclonedx")
 MAX_INPUT_BYTES = 100 * 1024 * 1024
@@ -109,13 +109,8 @@ def read_vulns(path: str | Path | None = None, *, data: bytes | None = None, for
     if data is None:
         if path is None:
             raise InputError("no input given")
-        p = Path(path)
-        name = str(p)
-        if not p.is_file():
-            raise InputError("no such file", file=name)
-        if p.stat().st_size > MAX_INPUT_BYTES:
-            raise InputError(f"file is {p.stat().st_size:,} bytes; the limit is {MAX_INPUT_BYTES:,}", file=name)
-        data = p.read_bytes()
+        name = str(Path(path))
+        data = read_input_file(path, MAX_INPUT_BYTES)
     name = name or "<input>"
     if len(data) > MAX_INPUT_BYTES:
         raise InputError(f"input is {len(data):,} bytes; the limit is {MAX_INPUT_BYTES:,}", file=name)
@@ -212,11 +207,30 @@ def _csv(text: str, name: str, errors: list[RowError]) -> list[VulnItem]:
     return out
 
 
+def _top_list(doc: Any, key: str, what: str, name: str) -> list[Any]:
+    """The list under ``key`` of a scanner document, or an InputError naming the file."""
+    items = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise InputError(f"{what} has no {key} list", file=name)
+    return items
+
+
+def _with_ids(entries: list[Any], key: str, name: str, errors: list[RowError], field: str,
+              vuln: Callable[[Any], Any]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """(row name, entry, vulnerability object) for each entry whose ``vuln(entry)`` is an object
+    with a string id; the others are reported as errors on ``field`` and skipped."""
+    for i, m in enumerate(entries):
+        row = f"{key}[{i}]"
+        v = vuln(m)
+        if not isinstance(v, dict) or not isinstance(v.get("id"), str):
+            errors.append(RowError(name, row, field, "missing"))
+            continue
+        yield row, m, v
+
+
 def _trivy(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
     out = []
-    results = doc.get("Results") if isinstance(doc, dict) else None
-    if not isinstance(results, list):
-        raise InputError("Trivy report has no Results list", file=name)
+    results = _top_list(doc, "Results", "Trivy report", name)
     for ri, res in enumerate(results):
         if not isinstance(res, dict):
             errors.append(RowError(name, f"Results[{ri}]", None, "not an object"))
@@ -244,15 +258,9 @@ def _trivy(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
 
 def _grype(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
     out = []
-    matches = doc.get("matches") if isinstance(doc, dict) else None
-    if not isinstance(matches, list):
-        raise InputError("Grype report has no matches list", file=name)
-    for i, m in enumerate(matches):
-        row = f"matches[{i}]"
-        v = m.get("vulnerability") if isinstance(m, dict) else None
-        if not isinstance(v, dict) or not isinstance(v.get("id"), str):
-            errors.append(RowError(name, row, "vulnerability.id", "missing"))
-            continue
+    matches = _top_list(doc, "matches", "Grype report", name)
+    for row, m, v in _with_ids(matches, "matches", name, errors, "vulnerability.id",
+                               lambda m: m.get("vulnerability") if isinstance(m, dict) else None):
         related = [r for r in (m.get("relatedVulnerabilities") or []) if isinstance(r, dict)]
         main, aliases = _cve_first([v["id"], *(r.get("id") for r in related)])
         art = m.get("artifact") or {}
@@ -271,15 +279,9 @@ def _grype(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
 
 def _cyclonedx(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
     out = []
-    vulns = doc.get("vulnerabilities") if isinstance(doc, dict) else None
-    if not isinstance(vulns, list):
-        raise InputError("CycloneDX document has no vulnerabilities list", file=name)
+    vulns = _top_list(doc, "vulnerabilities", "CycloneDX document", name)
     refs = {c.get("bom-ref"): c for c in (doc.get("components") or []) if isinstance(c, dict)}
-    for i, v in enumerate(vulns):
-        row = f"vulnerabilities[{i}]"
-        if not isinstance(v, dict) or not isinstance(v.get("id"), str):
-            errors.append(RowError(name, row, "id", "missing"))
-            continue
+    for row, _, v in _with_ids(vulns, "vulnerabilities", name, errors, "id", lambda v: v):
         main, aliases = _cve_first([v["id"], *(r.get("id") for r in (v.get("references") or []) if isinstance(r, dict))])
         analysis = v.get("analysis") or {}
         affects = [a.get("ref") for a in (v.get("affects") or []) if isinstance(a, dict)]
