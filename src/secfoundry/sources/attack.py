@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from secfoundry.sources.base import markdown_document, Quarantine, Remote, Snapshot, Source, load_json, register
+from secfoundry.sources.base import markdown_document, Quarantine, Remote, Snapshot, Source, each_loaded, load_json, register
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core import records as rt
@@ -164,13 +164,7 @@ class AttackSource(Source):
         stats: Counter[str] = Counter()
         versions: set[str] = set()
         unknown_types: Counter[str] = Counter()
-        for file in snapshot.files:
-            try:
-                bundle = load_bundle(file)
-            except InputError as e:
-                q.add(self.name, str(file), None, e)
-                stats["bad_files"] += 1
-                continue
+        for file, bundle in each_loaded(self.name, snapshot.files, load_bundle, q, stats):
             if v := bundle_version(bundle, file):
                 versions.add(v)
             stats[f"objects:{file.name}"] = len(bundle["objects"])

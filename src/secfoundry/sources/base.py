@@ -17,7 +17,8 @@ import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from collections import Counter
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError, Quarantine  # noqa: F401  (connectors import it from here)
@@ -34,6 +35,20 @@ class Snapshot:
     origin: str = ""  # "mirror:<dir>" or the URL(s) fetched
     fetched_at: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def each_loaded(source: str, files: Iterable[Any], load: Callable[[Any], Any], q: Quarantine,
+                stats: Counter[str]) -> Iterator[tuple[Any, Any]]:
+    """``(file, load(file))`` for each file; a file whose load raises :class:`InputError` is
+    quarantined under ``source``, counted in ``stats["bad_files"]`` and skipped."""
+    for file in files:
+        try:
+            data = load(file)
+        except InputError as e:
+            q.add(source, str(file), None, e)
+            stats["bad_files"] += 1
+            continue
+        yield file, data
 
 
 class Source(ABC):

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from secfoundry.sources.attack import clean_text, load_bundle
-from secfoundry.sources.base import (markdown_document, Quarantine, Remote, Snapshot, Source, open_binary,
-                                     register)
+from secfoundry.sources.base import (markdown_document, Quarantine, Remote, Snapshot, Source, each_loaded,
+                                     open_binary, register)
 from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 from secfoundry.core.html import fragment_to_markdown
@@ -59,13 +59,7 @@ class CapecSource(Source):
     def parse(self, snapshot: Snapshot, q: Quarantine) -> Iterator[Record]:
         stats: Counter[str] = Counter()
         out: dict[str, Record] = {}
-        for file in snapshot.files:
-            try:
-                bundle = load_bundle(Path(file))
-            except InputError as e:
-                q.add(self.name, str(file), None, e)
-                stats["bad_files"] += 1
-                continue
+        for file, bundle in each_loaded(self.name, snapshot.files, lambda f: load_bundle(Path(f)), q, stats):
             objs = bundle["objects"]
             stats["objects"] += len(objs)
             ids: dict[str, str] = {}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from secfoundry.sources.base import (Quarantine, Snapshot, Source, load_json, mirror_files, read_bytes,
+from secfoundry.sources.base import (Quarantine, Snapshot, Source, each_loaded, load_json, mirror_files, read_bytes,
                                      register, source_cache)
 from secfoundry.sources.cve import CVE_ID, cvss_entry, scores_and_weaknesses, vulnerability_document
 from secfoundry.core.documents import Document
@@ -186,13 +186,7 @@ class NvdSource(Source):
         stats: Counter[str] = Counter()
         out: dict[str, Record] = {}
         newest = ""
-        for file in map(Path, snapshot.files):
-            try:
-                data = load_json(file)
-            except InputError as e:
-                q.add(self.name, str(file), None, e)
-                stats["bad_files"] += 1
-                continue
+        for file, data in each_loaded(self.name, map(Path, snapshot.files), load_json, q, stats):
             if isinstance(data, dict) and isinstance(data.get("vulnerabilities"), list):
                 items = [(i, v.get("cve") if isinstance(v, dict) else v) for i, v in enumerate(data["vulnerabilities"])]
                 if data.get("timestamp"):
