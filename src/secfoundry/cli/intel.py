@@ -8,6 +8,12 @@ app = typer.Typer(no_args_is_help=True, help="Threat intel and vulnerabilities: 
 
 
 # -- map-cwe / predict-cvss (issue #12, first half; logic in apps/intel/batch.py) ------------------------
+# parameters shared by map-cwe, predict-cvss and fit
+_CVE_TEXT = typer.Argument(None, help="A CVE description, a CVE id (looked up) or a CVE JSON 5 file.")
+_CVE_INPUT = typer.Option(None, "--input", help="CVES.jsonl[.gz]: lines with description (and id).")
+_RECORDS = typer.Option(None, "--records", help="Labelled CVE records (default: shared cve-records).")
+
+
 def _single_or_batch(kind: str, text: str | None, input: str | None, out: str | None, llm: str | None,
                      evidence: bool, records: str | None, level: str = "nvd") -> None:
     import json
@@ -52,12 +58,12 @@ def _single_or_batch(kind: str, text: str | None, input: str | None, out: str | 
 
 @app.command("map-cwe")
 def map_cwe_cmd(
-    text: str = typer.Argument(None, help="A CVE description, a CVE id (looked up) or a CVE JSON 5 file."),
-    input: str = typer.Option(None, "--input", help="CVES.jsonl[.gz]: lines with description (and id)."),
+    text: str = _CVE_TEXT,
+    input: str = _CVE_INPUT,
     out: str = typer.Option(None, "--out", help="PRED.jsonl: one {id, cwe: [ranked ids], ...} per line."),
     llm: str = typer.Option(None, "--llm", help="Model spec of an LLM that reranks the top candidates."),
     evidence: bool = typer.Option(False, "--evidence", help="Batch: include candidates with evidence."),
-    records: str = typer.Option(None, "--records", help="Labelled CVE records (default: shared cve-records)."),
+    records: str = _RECORDS,
     level: str = typer.Option("nvd", "--level", help="nvd: prefer NVD's mapping level (view 1003) | cna: as labelled."),
 ) -> None:
     """Map a CVE description to ranked CWE ids (KB-validated) with scores and evidence."""
@@ -66,7 +72,7 @@ def map_cwe_cmd(
 
 @app.command("fit")
 def fit_cmd(
-    records: str = typer.Option(None, "--records", help="Labelled CVE records (default: shared cve-records)."),
+    records: str = _RECORDS,
     published_before: str = typer.Option(None, "--published-before", help="Fit only on CVEs published before this date."),
 ) -> None:
     """Fit (or load) the cached map-cwe / predict-cvss model now, e.g. before starting the service."""
@@ -84,11 +90,11 @@ def fit_cmd(
 
 @app.command("predict-cvss")
 def predict_cvss_cmd(
-    text: str = typer.Argument(None, help="A CVE description, a CVE id (looked up) or a CVE JSON 5 file."),
-    input: str = typer.Option(None, "--input", help="CVES.jsonl[.gz]: lines with description (and id)."),
+    text: str = _CVE_TEXT,
+    input: str = _CVE_INPUT,
     out: str = typer.Option(None, "--out", help="PRED.jsonl: one {id, vector, score, ...} per line."),
     evidence: bool = typer.Option(False, "--evidence", help="Batch: include per-metric probabilities and neighbours."),
-    records: str = typer.Option(None, "--records", help="Labelled CVE records (default: shared cve-records)."),
+    records: str = _RECORDS,
 ) -> None:
     """Predict a CVSS v3.1 base vector (per-metric probabilities) and its base score."""
     _single_or_batch("cvss", text, input, out, None, evidence, records)

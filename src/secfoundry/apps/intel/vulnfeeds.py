@@ -133,7 +133,7 @@ def read_vulns(path: str | Path | None = None, *, data: bytes | None = None, for
             raise InputError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}", file=name) from None
         except UnicodeDecodeError as e:
             raise InputError(f"not valid UTF-8 at byte {e.start}", file=name) from None
-        items = {"trivy": _trivy, "grype": _grype, "cyclonedx": _cyclonedx}[fmt](doc, name, errors)
+        items = list({"trivy": _trivy, "grype": _grype, "cyclonedx": _cyclonedx}[fmt](doc, name, errors))
     if len(items) > MAX_ROWS:
         raise InputError(f"{len(items):,} vulnerabilities; the limit is {MAX_ROWS:,}", file=name)
     return VulnList(items, errors, fmt, name)
@@ -228,8 +228,7 @@ def _with_ids(entries: list[Any], key: str, name: str, errors: list[RowError], f
         yield row, m, v
 
 
-def _trivy(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
-    out = []
+def _trivy(doc: Any, name: str, errors: list[RowError]) -> Iterator[VulnItem]:
     results = _top_list(doc, "Results", "Trivy report", name)
     for ri, res in enumerate(results):
         if not isinstance(res, dict):
@@ -252,12 +251,10 @@ def _trivy(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
                 if isinstance(c, dict) and _norm_vector(c.get("V3Vector")):
                     item.cvss_vector, item.cvss_score = _norm_vector(c["V3Vector"]), c.get("V3Score")
                     break
-            out.append(item)
-    return out
+            yield item
 
 
-def _grype(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
-    out = []
+def _grype(doc: Any, name: str, errors: list[RowError]) -> Iterator[VulnItem]:
     matches = _top_list(doc, "matches", "Grype report", name)
     for row, m, v in _with_ids(matches, "matches", name, errors, "vulnerability.id",
                                lambda m: m.get("vulnerability") if isinstance(m, dict) else None):
@@ -273,12 +270,10 @@ def _grype(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
                 item.cvss_vector = _norm_vector(c["vector"])
                 item.cvss_score = (c.get("metrics") or {}).get("baseScore")
                 break
-        out.append(item)
-    return out
+        yield item
 
 
-def _cyclonedx(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
-    out = []
+def _cyclonedx(doc: Any, name: str, errors: list[RowError]) -> Iterator[VulnItem]:
     vulns = _top_list(doc, "vulnerabilities", "CycloneDX document", name)
     refs = {c.get("bom-ref"): c for c in (doc.get("components") or []) if isinstance(c, dict)}
     for row, _, v in _with_ids(vulns, "vulnerabilities", name, errors, "id", lambda v: v):
@@ -296,5 +291,4 @@ def _cyclonedx(doc: Any, name: str, errors: list[RowError]) -> list[VulnItem]:
                 item.cvss_score = r.get("score")
                 item.severity = str(r.get("severity") or "")
                 break
-        out.append(item)
-    return out
+        yield item
