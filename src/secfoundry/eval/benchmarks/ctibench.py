@@ -106,7 +106,7 @@ class _CTIGenTask(BenchmarkTask):
     family = "ctibench"
     license = LICENSE
     url = URL
-    key = ""  # data file key
+    key = ""  # data file key (also the task's only data file unless ``data_files`` says otherwise)
     gold_col = "GT"
     text_col = "Description"
     faith_header = ""
@@ -114,6 +114,11 @@ class _CTIGenTask(BenchmarkTask):
     shot_answer = "Answer"
     base_tokens = 32
     max_shots = 5  # TAA reports are too long for 5 shots in any common context window
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.key and "data_files" not in cls.__dict__:
+            cls.data_files = (cls.key,)
 
     def n_shots(self, protocol: Protocol) -> int:
         if protocol.mode == "logprob":
@@ -227,7 +232,6 @@ class _RCM(_CTIGenTask):
 class CTIBenchRCM(_RCM):
     name = "ctibench-rcm"
     key = "cti-rcm"
-    data_files = ("cti-rcm",)
 
 
 @register("ctibench-rcm-2021")
@@ -235,7 +239,6 @@ class CTIBenchRCM2021(_RCM):
     name = "ctibench-rcm-2021"
     key = "cti-rcm-2021"
     title = "CTIBench CTI-RCM (2021 CVEs)"
-    data_files = ("cti-rcm-2021",)
 
 
 @register("ctibench-vsp")
@@ -244,7 +247,6 @@ class CTIBenchVSP(_CTIGenTask):
     kind = "vsp"
     title = "CTIBench CTI-VSP"
     key = "cti-vsp"
-    data_files = ("cti-vsp",)
     headline = "mad"
     higher_is_better = False  # official (MAD); the faith score (1 - |d|/10) is higher-better
     faith_header = "The following are CVE descriptions and their CVSS v3.1 base vectors.\n\n"
@@ -304,7 +306,6 @@ class CTIBenchATE(_CTIGenTask):
     kind = "ate"
     title = "CTIBench CTI-ATE"
     key = "cti-ate"
-    data_files = ("cti-ate",)
     headline = "micro_f1"
     faith_header = "The following are threat descriptions and the MITRE ATT&CK technique IDs they show.\n\n"
     shot_question = "Text"
