@@ -60,15 +60,11 @@ def _decode(data: bytes, source: str, encoding: str | None) -> str:
 
 
 def html_to_text(html: str) -> str:
-    """Visible text with block structure kept as newlines (scripts, styles and nav dropped)."""
-    from bs4 import BeautifulSoup
+    """The page as Markdown (the project's one HTML converter, ``core.html``): scripts, styles,
+    navigation and footers dropped, block structure kept, so offsets point into readable text."""
+    from secfoundry.core.html import html_to_markdown
 
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "svg", "nav", "footer", "head"]):
-        tag.decompose()
-    text = soup.get_text("\n")
-    text = re.sub(r"[ \t\r\f\v]+", " ", text)
-    return re.sub(r"\n\s*\n+", "\n\n", text).strip()
+    return html_to_markdown(html, main_content=False).markdown.strip()
 
 
 def pdf_to_text(data: bytes, source: str) -> tuple[str, list[str]]:
