@@ -297,17 +297,9 @@ def main() -> None:
                      "(no `runs/replicate`, nothing under SECFOUNDRY_HOME), so its rerank row is missing; "
                      "rerun with `--cpt runs/replicate` where one exists.")
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "intel_cwe_cvss.json").write_text(json.dumps(r, indent=1, default=str))
-    md = markdown(r)
-    print(md)
-    if args.write:
-        p = ROOT / "BENCHMARKS.md"
-        text = p.read_text()
-        if START in text and END in text:
-            text = text[:text.index(START)] + md + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip() + "\n\n" + md + "\n"
-        p.write_text(text)
+    saved = ROOT / "bench" / "results" / "intel_cwe_cvss.json"
+    saved.write_text(json.dumps(r, indent=1, default=str))
+    render(saved, args.write)
 
 
 if __name__ == "__main__":
