@@ -54,6 +54,16 @@ class Dropped:
     reason: str
 
 
+CUTS_KEY = "_cuts"  # metadata key the engine pops: spans a step cut out of a kept document
+
+
+def record_cut(doc: Document, step: str, reason: str, text: str, evidence: dict[str, Any] | None = None) -> None:
+    """Note that ``step`` cut ``text`` out of ``doc`` (the document stays). The engine writes each
+    cut to the phase's ``cuts/<partition>.parquet`` (removed text, reason, evidence) and counts
+    its characters per step and source; it never reaches the kept document's metadata."""
+    doc.metadata.setdefault(CUTS_KEY, []).append({"step": step, "reason": reason, "text": text, **(evidence or {})})
+
+
 @dataclass
 class Decision:
     doc: Document | None  # None: dropped

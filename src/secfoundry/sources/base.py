@@ -185,7 +185,16 @@ def document_of(rec: Record, text: str, *, id: str | None = None, title: str | N
                     source=rec.source if source is None else source, url=rec.url,
                     license=rec.license if license is None else license,
                     title=rec.name if title is None else title, version=rec.version if version is None else version,
-                    metadata={"record_type": rec.type, "record_id": rec.id, **metadata})
+                    metadata={"record_type": rec.type, "record_id": rec.id, **record_dates(rec), **metadata})
+
+
+# Record date attributes copied into document metadata (the corpus date cutoff reads them:
+# corpus/prepare/dates.py says which field each source is cut by).
+DATE_ATTRIBUTES = ("published", "created", "modified", "date", "date_added", "last_modified", "updated")
+
+
+def record_dates(rec: Record) -> dict[str, str]:
+    return {k: str(v)[:32] for k in DATE_ATTRIBUTES if (v := rec.attributes.get(k)) and isinstance(v, str)}
 
 
 def record_document(rec: Record) -> Document:

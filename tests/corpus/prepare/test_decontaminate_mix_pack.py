@@ -23,7 +23,8 @@ def test_decontaminate_ngram_cve_and_date(tmp_path, bench_dir):
     cve = re.search(r"CVE-\d{4}-\d+", rcm[0].meta.get("url", "") + rcm[0].question).group(0)
     docs = [
         Document(id="clean", text="A clean paragraph about firewalls.\n\nAnother clean paragraph.", source="web"),
-        Document(id="leak", text=f"Intro paragraph that is fine.\n\n{q}\n\nOutro paragraph.", source="web"),
+        Document(id="leak", text=f"Intro paragraph that is fine, about network segmentation and firewall rule reviews.\n\n{q}\n\n"
+                 "Outro paragraph on patch cadence, asset inventories and backups.", source="web"),
         Document(id="cve", text=f"{cve} is a use-after-free.", source="cve"),
         Document(id="new", text="Fresh advisory.", source="osv", metadata={"published": "2025-02-01T00:00:00"}),
     ]
@@ -33,7 +34,7 @@ def test_decontaminate_ngram_cve_and_date(tmp_path, bench_dir):
     by_id = {d.id: d for d in kept}
     assert set(by_id) == {"clean", "leak"}
     assert q not in by_id["leak"].text and "Intro paragraph" in by_id["leak"].text
-    assert by_id["leak"].metadata["contaminated"]["benchmarks"] == ["ctibench-mcq"]
+    assert [e["benchmarks"] for e in by_id["leak"].metadata["decontaminated"]] == [["ctibench-mcq"]]
     reasons = {d.doc.id: d.reason for d in dropped}
     assert reasons == {"cve": "decontam:cve:ctibench-rcm", "new": "decontam:date"}
 

@@ -194,7 +194,8 @@ class PhaseWorker:
         chars_in = sum(len(d.text) for d in docs)
         kept_all: list[Document] = []
         dropped_all: list[Any] = []
-        per_step = {getattr(s, "name", str(i)): {"in": 0, "out": 0} for i, s in enumerate(self.steps)}
+        per_step = {getattr(s, "name", str(i)): {"in": 0, "out": 0, "chars_in": 0, "chars_out": 0,
+                                                  "chars_removed_by_source": {}} for i, s in enumerate(self.steps)}
         for i in range(0, len(docs), self.batch_size):
             cur = docs[i:i + self.batch_size]
             for j, step in enumerate(self.steps):
@@ -202,15 +203,24 @@ class PhaseWorker:
                     break
                 name = getattr(step, "name", "step")
                 n_before = len(cur)
+                chars_before = _chars_by_source(cur)
                 cur, dropped, seen = self._run_routed(j, cur)
                 per_step[name]["in"] += seen
                 per_step[name]["out"] += seen - (n_before - len(cur))
+                _count_chars(per_step[name], chars_before, _chars_by_source(cur))
                 for d in dropped:
                     if not getattr(d, "step", ""):
                         d = Dropped(d.doc, name, getattr(d, "reason", "") or name)
                     dropped_all.append(d)
             kept_all += cur
         dropped_counts: Counter[str] = Counter(reason_key(d.step, d.reason) for d in dropped_all)
+        cuts = _pop_cuts(kept_all, dropped_all)
+        cut_files = []
+        if cuts and self.keep_excluded:
+            from secfoundry.corpus.engine.storage import excluded_table, write_table
+
+            write_table(excluded_table(cuts), self.store.root / "cuts" / f"{key}.parquet", self.compression)
+            cut_files = [f"{key}.parquet"]
         files = [self.store.write_data(f"{key}.parquet", kept_all, self.compression)]
         excluded = [self.store.write_excluded(f"{key}.parquet", dropped_all, self.compression)] \
             if dropped_all and self.keep_excluded else []
@@ -218,6 +228,7 @@ class PhaseWorker:
         stats = {"docs_in": n_in, "docs_out": len(kept_all), "chars_in": chars_in,
                  "chars_out": sum(len(d.text) for d in kept_all), "dropped": dict(dropped_counts),
                  "steps": per_step, "by_source": dict(by_source), "input": path.name,
+                 "cuts": dict(Counter(reason_key(c.step, c.reason) for c in cuts)), "cut_files": cut_files,
                  "seconds": round(time.time() - t0, 3)}
         self.store.write_marker(key, files, excluded, stats)
         return _result(key, docs_in=n_in, docs_out=len(kept_all), dropped=len(dropped_all),
@@ -245,6 +256,42 @@ class PhaseWorker:
         self.store.write_marker(key, [name], [], stats)
         return _result(key, docs_in=n, docs_out=n, dropped=0, seconds=stats["seconds"],
                        stats=json.dumps({"dropped": {}}))
+
+
+def _chars_by_source(docs: list[Document]) -> Counter[str]:
+    c: Counter[str] = Counter()
+    for d in docs:
+        c[d.source] += len(d.text)
+    return c
+
+
+def _count_chars(acc: dict[str, Any], before: Counter[str], after: Counter[str]) -> None:
+    """Characters into and out of one step, and removed per source (drops and cuts alike)."""
+    acc["chars_in"] += sum(before.values())
+    acc["chars_out"] += sum(after.values())
+    by = acc["chars_removed_by_source"]
+    for src, n in before.items():
+        if n > after.get(src, 0):
+            by[src] = by.get(src, 0) + n - after.get(src, 0)
+
+
+def _pop_cuts(kept: list[Document], dropped: list[Any]) -> list[Dropped]:
+    """The spans steps cut out of kept documents (``step.record_cut``) as audit rows: the removed
+    text, ``<id>#cut<k>``, the evidence in metadata. Dropped documents just lose the note (their
+    whole text is in the exclusions already)."""
+    from secfoundry.corpus.step import CUTS_KEY
+
+    out: list[Dropped] = []
+    for d in dropped:
+        d.doc.metadata.pop(CUTS_KEY, None)
+    for d in kept:
+        for k, c in enumerate(d.metadata.pop(CUTS_KEY, None) or []):
+            c = dict(c)
+            text, step, reason = c.pop("text", ""), c.pop("step", ""), c.pop("reason", "")
+            cut = Document(id=f"{d.id}#cut{k}", text=text, source=d.source, url=d.url, license=d.license,
+                           title=d.title, version=d.version, metadata={"cut_of": d.id, **c})
+            out.append(Dropped(cut, step, reason))
+    return out
 
 
 def _passes_through(step: Any) -> bool:

@@ -1,32 +1,39 @@
-"""Benchmark decontamination: remove corpus text that overlaps what the eval harness measures.
+"""Benchmark decontamination: remove the corpus text that *is* a benchmark item, and nothing else.
 
-Three checks, each reported with the benchmark it protects:
+Per document, in order:
 
-* word n-gram overlap (default 13-grams, as GPT-3/Llama reports use) with every benchmark
-  question and option text known to ``secfoundry.eval.benchmarks`` — the overlapping
-  paragraphs are removed (``mode: paragraph``) or the whole document is dropped (``mode: document``);
-* exact CVE-id match for CTIBench RCM/VSP items: a document that mentions one of those CVEs
-  would teach the answer (CVE -> CWE, CVE -> CVSS vector), so it is dropped;
-* an optional date cutoff on the document's own date metadata (published/date fields).
+* **date cutoff** (optional): a document dated on/after ``date_cutoff`` by its source's date
+  field (``prepare/dates.py``: KEV dateAdded, ATT&CK created/modified, OSV published/modified,
+  CVE published, crawled pages Last-Modified/WARC-Date, ...) is dropped (``decontam:date``);
+* **CVE id** (CTIBench RCM / RCM-2021 / VSP, which ask CVE -> CWE and CVE -> CVSS): a document
+  *about* one of those CVEs (its record id, title, aliases or first line name it) is dropped
+  (``decontam:cve:<benchmark>``); in any other document only the paragraphs naming it are cut;
+* **item match** (``prepare/contamination.py``): the spans that contain a substantial share of
+  one item's informative n-grams (templates shared by many items or common in the corpus do not
+  count), a long verbatim run of them, or a short question verbatim, are cut; the document is
+  dropped (``decontam:ngram:<benchmark>``) only when almost nothing is left.
+
+Every decision keeps its evidence: dropped documents carry ``metadata.decontaminated``; each cut
+span is written by the engine to the phase's ``cuts/`` Parquet (document, span, removed text,
+item, benchmark, why) and counted per source in the report.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
-from secfoundry.corpus.prepare.dedup_paragraph import split_paragraphs
-from secfoundry.corpus.prepare.text import ngram_hashes, words
+from secfoundry.corpus.prepare import contamination as C
+from secfoundry.corpus.prepare.dates import document_date
+from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep, record_cut
 from secfoundry.core.documents import Document
 
-CVE_RE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
-CVE_BENCHMARKS = ("ctibench-rcm", "ctibench-rcm-2021", "ctibench-vsp")
-DATE_FIELDS = ("published", "date_published", "datePublished", "date", "created")
+CVE_RE = C.CVE_RE
+CVE_BENCHMARKS = C.CVE_BENCHMARKS
 
 
 @dataclass
@@ -34,39 +41,39 @@ class DecontaminateConfig:
     benchmarks: list[str] = field(default_factory=list)  # empty: every benchmark that loads
     ngram: int = 13
     min_words: int = 8  # benchmark texts shorter than this are not indexed (too generic)
-    mode: str = "paragraph"  # paragraph | document
+    min_share: float = 0.5  # share of an item's informative n-grams that makes a match
+    min_run: int = 20  # or a verbatim run of this many informative n-grams
+    bench_template_items: int = 3  # n-grams shared by this many items are templates
+    corpus_template_docs: int = 20  # n-grams in this many corpus documents are templates
+    mode: str = "span"  # span: cut the matching spans | document: drop the whole document
+    min_keep_words: int = 20  # a document left with fewer words after cutting is dropped
     cve_match: bool = True
     date_cutoff: str | None = None  # ISO date; documents dated on/after it are dropped
+    date_basis: str = "published"  # published (first seen) | modified (last change)
+    undated: str = "keep"  # keep | drop documents with no date when a cutoff is set
     data_dir: str | None = None  # benchmark data dir (default: the eval harness's lookup)
+    download: bool = False  # fetch download-only benchmarks (CyberMetric-2000/10000) when not on disk
+
+    def match_config(self) -> C.MatchConfig:
+        return C.MatchConfig(ngram=self.ngram, min_words=self.min_words, min_share=self.min_share,
+                             min_run=self.min_run, bench_template_items=self.bench_template_items,
+                             corpus_template_docs=self.corpus_template_docs)
 
 
-def benchmark_texts(cfg: DecontaminateConfig) -> tuple[dict[str, list[str]], dict[str, set[str]], list[str]]:
-    """Texts and CTIBench CVE ids per benchmark, plus the names that could not be loaded."""
-    from secfoundry.eval.benchmarks import get_task, list_tasks
+def _count_partition(path: str, cand_path: str, ngram: int) -> tuple[np.ndarray, int]:
+    """Candidate grams present in each document of one partition (concatenated, unique per
+    document), and the number of documents: the corpus document frequency of benchmark grams."""
+    import pyarrow.parquet as pq
 
-    names = cfg.benchmarks or list_tasks()
-    texts: dict[str, list[str]] = {}
-    cves: dict[str, set[str]] = {}
-    missing: list[str] = []
-    for name in names:
-        try:
-            items = get_task(name).load(Path(cfg.data_dir) if cfg.data_dir else None)
-        except Exception:  # e.g. MMLU needs a user-provided copy
-            missing.append(name)
-            continue
-        out = []
-        for it in items:
-            out.append(it.question)
-            out.extend(v for v in (it.options or {}).values())
-            if isinstance(it.gold, str) and len(it.gold.split()) >= cfg.min_words:
-                out.append(it.gold)
-        texts[name] = [t for t in out if t and len(t.split()) >= cfg.min_words]
-        if cfg.cve_match and name in CVE_BENCHMARKS:
-            ids = set()
-            for it in items:
-                ids.update(m.upper() for m in CVE_RE.findall(" ".join([it.question, str(it.meta.get("url", ""))])))
-            cves[name] = ids
-    return texts, cves, missing
+    cand = np.load(cand_path)
+    out, n = [], 0
+    for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=2048):
+        for text in batch.column(0).to_pylist():
+            n += 1
+            g = C.text_grams(text or "", ngram)
+            if len(g) and len(cand):
+                out.append(g[np.isin(g, cand, assume_unique=True)])
+    return (np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)), n
 
 
 class Decontaminate(GlobalStep):
@@ -74,86 +81,145 @@ class Decontaminate(GlobalStep):
 
     def __init__(self, config: DecontaminateConfig | None = None):
         self.config = config or DecontaminateConfig()
-        self.hashes = np.zeros(0, dtype=np.uint64)
-        self.owner = np.zeros(0, dtype=np.int32)
-        self.names: list[str] = []
-        self.cve_owner: dict[str, str] = {}
+        if self.config.mode == "paragraph":  # the earlier name of span mode
+            self.config.mode = "span"
+        self.index: C.ItemIndex | None = None
+        self.cve_owner: dict[str, list[int]] = {}
+        self.info: dict[str, Any] = {}
 
     # -- index ---------------------------------------------------------------------------------
-    def build(self) -> dict:
+    def build(self, ctx: GlobalContext | None = None) -> dict[str, Any]:
         c = self.config
-        texts, cves, missing = benchmark_texts(c)
-        self.names = sorted(texts)
-        hs, owners = [], []
-        for k, name in enumerate(self.names):
-            for t in texts[name]:
-                h = ngram_hashes(words(t), c.ngram)
-                hs.append(h)
-                owners.append(np.full(len(h), k, dtype=np.int32))
-        h = np.concatenate(hs) if hs else np.zeros(0, dtype=np.uint64)
-        o = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int32)
-        order = np.argsort(h, kind="stable")
-        self.hashes, self.owner = h[order], o[order]
-        self.cve_owner = {cve: name for name, ids in sorted(cves.items()) for cve in ids}
-        return {"benchmarks": self.names, "missing": missing, "ngrams": int(len(h)), "cves": len(self.cve_owner)}
+        items, info = C.load_benchmark_items(c.benchmarks or None, c.data_dir, c.min_words, c.download)
+        self.index = C.ItemIndex(items, c.match_config())
+        cand = self.index.build_items()
+        if ctx is not None and len(cand):
+            cand_path = ctx.state_dir / "candidates.npy"
+            np.save(cand_path, cand)
+            hits, n_docs = [], 0
+            for h, n in ctx.map_partitions(_count_partition, str(cand_path), c.ngram):
+                hits.append(h)
+                n_docs += n
+            allh = np.concatenate(hits) if hits else np.zeros(0, dtype=np.uint64)
+            u, cnt = np.unique(allh, return_counts=True)
+            freq = np.zeros(len(cand), dtype=np.int64)
+            freq[np.searchsorted(cand, u)] = cnt
+            self.index.apply_corpus_counts(cand, freq)
+            info["corpus_docs"] = n_docs
+            cand_path.unlink(missing_ok=True)
+        self._cves()
+        self.info = {**info, **self.index.stats, "cves": len(self.cve_owner), "config": asdict(c)}
+        return self.info
+
+    def _cves(self) -> None:
+        assert self.index is not None
+        self.cve_owner = {}
+        if self.config.cve_match:
+            for i, it in enumerate(self.index.items):
+                for cve in it.cves:
+                    self.cve_owner.setdefault(cve, []).append(i)
 
     def fit(self, ctx: GlobalContext) -> None:
-        info = self.build()
-        np.savez(ctx.state_dir / "index.npz", hashes=self.hashes, owner=self.owner)
-        (ctx.state_dir / "index.json").write_text(json.dumps({**info, "names": self.names, "cve_owner": self.cve_owner}))
+        info = self.build(ctx)
+        assert self.index is not None
+        np.savez(ctx.state_dir / "index.npz", **self.index.arrays())
+        (ctx.state_dir / "items.json").write_text(json.dumps([it.to_dict() for it in self.index.items]))
+        (ctx.state_dir / "index.json").write_text(json.dumps(info, default=str))
+        (ctx.artifacts_dir / "decontamination-index.json").write_text(json.dumps(info, indent=1, default=str))
 
     def load(self, state_dir: Path) -> None:
-        z = np.load(Path(state_dir) / "index.npz")
-        self.hashes, self.owner = z["hashes"], z["owner"]
-        meta = json.loads((Path(state_dir) / "index.json").read_text())
-        self.names, self.cve_owner = meta["names"], meta["cve_owner"]
+        items = [C.BenchItem(**d) for d in json.loads((Path(state_dir) / "items.json").read_text())]
+        self.info = json.loads((Path(state_dir) / "index.json").read_text())
+        with np.load(Path(state_dir) / "index.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        self.index = C.ItemIndex.from_arrays(items, self.config.match_config(), arrays, self.info)
+        self._cves()
 
     # -- apply ---------------------------------------------------------------------------------
-    def matches(self, text: str) -> set[str]:
-        h = ngram_hashes(words(text), self.config.ngram)
-        if len(h) == 0 or len(self.hashes) == 0:
-            return set()
-        pos = np.searchsorted(self.hashes, h)
-        pos = np.minimum(pos, len(self.hashes) - 1)
-        hit = self.hashes[pos] == h
-        return {self.names[k] for k in self.owner[pos[hit]]}
-
-    def _dated_after_cutoff(self, doc: Document) -> str | None:
-        if not self.config.date_cutoff:
+    def _date_drop(self, doc: Document) -> str | None:
+        c = self.config
+        if not c.date_cutoff:
             return None
-        for f in DATE_FIELDS:
-            v = doc.metadata.get(f)
-            if isinstance(v, str) and len(v) >= 10 and v[:10] >= self.config.date_cutoff[:10]:
-                return v[:10]
+        date, fld = document_date(doc.source, doc.metadata, c.date_basis)
+        if date is None:
+            return "decontam:undated" if c.undated == "drop" else None
+        if date >= c.date_cutoff[:10]:
+            doc.metadata["decontaminated"] = [{"why": f"{fld} {date} on/after cutoff {c.date_cutoff[:10]}"}]
+            return "decontam:date"
         return None
+
+    def _about(self, doc: Document, cve: str) -> bool:
+        m = doc.metadata
+        named = [str(m.get("record_id", "")), doc.title or "", doc.id, " ".join(map(str, m.get("aliases") or []))]
+        first_line = doc.text.lstrip()[:300].split("\n", 1)[0]
+        return any(cve in s.upper() for s in named) or cve in first_line.upper()
+
+    def evidence(self, doc: Document, text: str) -> list[dict[str, Any]]:
+        """Everything in ``text`` that contaminates a benchmark item: item, benchmarks, why, spans."""
+        assert self.index is not None
+        out = []
+        if self.cve_owner:
+            for cve in sorted({m.upper() for m in CVE_RE.findall(text)} & self.cve_owner.keys()):
+                for i in self.cve_owner[cve]:
+                    it = self.index.items[i]
+                    about = self._about(doc, cve)
+                    spans = [] if about else _paragraphs_naming(text, cve)
+                    out.append({"item": it.key, "benchmarks": _benches(it), "why": f"cve {cve}" + (
+                        " (the document is about it)" if about else " (mentioned)"), "spans": spans,
+                        "whole": about})
+        for m in self.index.find(text):
+            it = self.index.items[m.item]
+            out.append({"item": it.key, "benchmarks": _benches(it), "why": m.why, "share": m.share,
+                         "spans": [list(s) for s in m.spans], "whole": False})
+        return out
 
     def run_batch(self, docs: list[Document]) -> tuple[list[Document], list[Dropped]]:
         kept, dropped = [], []
+        c = self.config
         for d in docs:
-            date = self._dated_after_cutoff(d)
-            if date:
-                dropped.append(Dropped(d, self.name, "decontam:date"))
+            reason = self._date_drop(d)
+            if reason:
+                dropped.append(Dropped(d, self.name, reason))
                 continue
-            if self.cve_owner:
-                hit = sorted({m.upper() for m in CVE_RE.findall(d.text)} & self.cve_owner.keys())
-                if hit:
-                    d.metadata["contaminated"] = {"cves": hit[:20], "benchmarks": sorted({self.cve_owner[h] for h in hit})}
-                    dropped.append(Dropped(d, self.name, f"decontam:cve:{self.cve_owner[hit[0]]}"))
-                    continue
-            found = self.matches(d.text)
-            if not found:
+            ev = self.evidence(d, d.text)
+            if not ev:
                 kept.append(d)
                 continue
-            if self.config.mode == "document":
-                d.metadata["contaminated"] = {"benchmarks": sorted(found)}
-                dropped.append(Dropped(d, self.name, f"decontam:ngram:{sorted(found)[0]}"))
+            whole = [e for e in ev if e["whole"]]
+            if whole or c.mode == "document":
+                first = (whole or ev)[0]
+                kind = "cve" if first["why"].startswith("cve") else "ngram"
+                d.metadata["decontaminated"] = [{k: v for k, v in e.items() if k != "whole"} for e in ev[:20]]
+                dropped.append(Dropped(d, self.name, f"decontam:{kind}:{first['benchmarks'][0]}"))
                 continue
-            paras = split_paragraphs(d.text)
-            clean = [p for p in paras if not self.matches(p)]
-            d.metadata["contaminated"] = {"benchmarks": sorted(found), "paragraphs_removed": len(paras) - len(clean)}
-            if not clean:
-                dropped.append(Dropped(d, self.name, f"decontam:ngram:{sorted(found)[0]}"))
+            spans = C._merge(tuple(s) for e in ev for s in e["spans"])
+            original = d.text
+            new = C.cut_spans(original, spans)
+            for e in ev:
+                kind = "cve" if e["why"].startswith("cve") else "ngram"
+                for a, b in e["spans"]:
+                    record_cut(d, self.name, f"decontam:{kind}:{e['benchmarks'][0]}", original[a:b],
+                               {"item": e["item"], "benchmarks": e["benchmarks"], "why": e["why"], "start": a, "end": b})
+            d.metadata["decontaminated"] = [{k: v for k, v in e.items() if k != "whole"} for e in ev[:20]]
+            if len(C.tokens(new)[0]) < min(c.min_keep_words, len(C.tokens(original)[0])) or not new.strip():
+                dropped.append(Dropped(d, self.name, f"decontam:ngram:{ev[0]['benchmarks'][0]}"))
                 continue
-            d.text = "\n\n".join(clean) + "\n"
+            d.text = new
             kept.append(d)
         return kept, dropped
+
+
+def _benches(it: C.BenchItem) -> list[str]:
+    return sorted({o.rsplit(":", 1)[0] for o in it.owners})
+
+
+def _paragraphs_naming(text: str, cve: str) -> list[list[int]]:
+    """Character spans of the paragraphs (blank-line separated; list items count as one line
+    each) that name ``cve``."""
+    import re
+
+    out = []
+    for m in re.finditer(r"[^\n]+(?:\n(?![ \t]*\n)(?![ \t]*[-*+] )[^\n]+)*", text):
+        if cve in m.group().upper():
+            out.append([m.start(), m.end()])
+    return out

@@ -1,0 +1,434 @@
+"""Benchmark items as an index, and item-level matching of corpus text against it.
+
+Decontamination (the ``decontaminate`` step) and the eval-side contamination check
+(``secfoundry eval contamination``) share this module. The unit is a benchmark *item*, not an
+n-gram: a piece of corpus text contaminates item X only when
+
+* it holds a substantial share (``min_share``, default 0.5) of X's *informative* word n-grams,
+  or a verbatim run of ``min_run`` consecutive informative n-grams of X (a long quote of a threat
+  report item), or
+* X's whole question is short (``min_words`` .. ``ngram`` - 1 words) and occurs verbatim, or
+* (CTIBench RCM / RCM-2021 / VSP) the text is about X's CVE id (handled by the step).
+
+Informative n-grams exclude *templates*: n-grams shared by ``bench_template_items`` or more
+distinct benchmark items ("It is possible to initiate the attack remotely. The exploit has been
+disclosed to the public ..."), and n-grams found in ``corpus_template_docs`` or more corpus
+documents — unless most of the item is that frequent (then the item itself is what is being
+copied, and its n-grams stay). Only the matching spans are cut (plus, for a multiple-choice
+item, its options right after the question); every cut carries its evidence.
+
+Tokens are word characters (NFKC, lower case); CJK characters are one token each, so Chinese
+SecBench items are matched as well as English ones.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+import xxhash
+
+CVE_RE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
+CVE_BENCHMARKS = ("ctibench-rcm", "ctibench-rcm-2021", "ctibench-vsp")
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+_TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+", re.UNICODE)
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+# What may remain of a line around a cut span for the whole line to go: bullets, option letters,
+# "Question:", "Answer:", punctuation.
+_LINE_REST = re.compile(r"^[\s\W]*(?:(?:[A-Ea-e]|\d{1,3})[).:\]]|Q\d*[.:]|Question\s*\d*:?|Answer:?|Options?:?)?[\s\W]*$")
+
+
+@dataclass
+class MatchConfig:
+    ngram: int = 13
+    min_words: int = 8  # shorter item texts are not indexed (too generic to match safely)
+    min_share: float = 0.5  # share of an item's informative n-grams that must be present
+    min_run: int = 20  # or this many consecutive informative n-grams of one item (a long quote)
+    bench_template_items: int = 3  # an n-gram in >= this many distinct items is a template
+    corpus_template_docs: int = 20  # an n-gram in >= this many corpus documents is a template ...
+    item_common_share: float = 0.8  # ... unless >= this share of the item is that common
+    option_window: int = 80  # words after a matched question searched for its options
+
+
+# -- tokens and hashes ----------------------------------------------------------------------------
+
+def tokens(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Normalised tokens of ``text`` and their character spans in ``text``."""
+    toks, spans = [], []
+    ascii_ = text.isascii()
+    for m in _TOKEN_RE.finditer(text):
+        t = m.group()
+        toks.append(t.lower() if ascii_ else unicodedata.normalize("NFKC", t).lower())
+        spans.append(m.span())
+    return toks, spans
+
+
+def token_hashes(toks: list[str]) -> np.ndarray:
+    return np.fromiter((xxhash.xxh64_intdigest(t.encode("utf-8", "surrogatepass")) for t in toks),
+                       dtype=np.uint64, count=len(toks))
+
+
+def window_hashes(th: np.ndarray, n: int) -> np.ndarray:
+    """Hash of every window of ``n`` token hashes (position i = tokens i .. i+n-1)."""
+    m = len(th) - n + 1
+    if m <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        acc = np.zeros(m, dtype=np.uint64)
+        for k in range(n):
+            acc = acc * _MULT + th[k:k + m]
+        acc ^= acc >> np.uint64(31)
+        acc *= np.uint64(0xBF58476D1CE4E5B9)
+        acc ^= acc >> np.uint64(29)
+        acc += np.uint64(n)  # windows of different lengths never collide by construction
+    return acc
+
+
+def text_grams(text: str, n: int) -> np.ndarray:
+    return np.unique(window_hashes(token_hashes(tokens(text)[0]), n))
+
+
+# -- benchmark items --------------------------------------------------------------------------------
+
+@dataclass
+class BenchItem:
+    key: str  # "<benchmark>:<item id>" of the first benchmark that has this text
+    owners: list[str]  # every "<benchmark>:<item id>" with the same normalised text
+    question: str
+    options: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)  # long free-text answers (SecBench SAQ)
+    cves: list[str] = field(default_factory=list)  # CTIBench RCM/VSP: the CVE the item is about
+
+    @property
+    def benchmark(self) -> str:
+        return self.key.rsplit(":", 1)[0]
+
+    def units(self) -> list[str]:
+        return [self.question, *self.options, *self.extra]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "owners": self.owners, "question": self.question, "options": self.options,
+                "extra": self.extra, "cves": self.cves}
+
+
+def _not_on_disk(task: Any, data_dir: str | None) -> str | None:
+    """Why a benchmark's files are not available without a download (None: they are)."""
+    from secfoundry.eval import data as bdata
+
+    for key in getattr(task, "data_files", ()) or ():
+        try:
+            bdata.resolve(bdata.FILES[key], data_dir, download=False)
+        except bdata.DataUnavailable:
+            return f"{bdata.FILES[key].relpath} is not on disk (download-only; fetch it with the eval harness first)"
+    return None
+
+
+def load_benchmark_items(names: list[str] | None = None, data_dir: str | None = None, min_words: int = 8,
+                         download: bool = False) -> tuple[list[BenchItem], dict[str, Any]]:
+    """Every item of every benchmark the eval harness knows (or ``names``), merged across
+    benchmarks that share an item; plus what was loaded and what could not be (download-only
+    files that are not on disk, MMLU without a local copy). Nothing is downloaded unless
+    ``download``."""
+    from pathlib import Path
+
+    from secfoundry.eval.benchmarks import get_task, list_tasks
+
+    wanted = names or list_tasks()
+    by_text: dict[str, BenchItem] = {}
+    info: dict[str, Any] = {"loaded": {}, "missing": {}}
+    for name in wanted:
+        try:
+            task = get_task(name)
+            why = None if download else _not_on_disk(task, data_dir)
+            if why:
+                info["missing"][name] = why
+                continue
+            items = task.load(Path(data_dir) if data_dir else None)
+        except Exception as e:  # noqa: BLE001 - download-only files absent offline, MMLU not bundled
+            info["missing"][name] = f"{type(e).__name__}: {str(e)[:160]}"
+            continue
+        info["loaded"][name] = len(items)
+        for it in items:
+            q = str(it.question or "")
+            opts = [str(v) for v in (it.options or {}).values() if v]
+            extra = [it.gold] if isinstance(it.gold, str) and len(it.gold.split()) >= min_words and not opts else []
+            norm = " ".join(tokens(" ".join([q, *opts, *extra]))[0])
+            if not norm:
+                continue
+            ref = f"{name}:{it.id}"
+            cur = by_text.get(norm)
+            if cur is None:
+                cur = by_text[norm] = BenchItem(ref, [], q, opts, extra)
+            cur.owners.append(ref)
+            if name in CVE_BENCHMARKS:
+                found = {m.upper() for m in CVE_RE.findall(" ".join([q, str(it.meta.get("url", ""))]))}
+                cur.cves = sorted(set(cur.cves) | found)
+    return list(by_text.values()), info
+
+
+# -- the index --------------------------------------------------------------------------------------
+
+@dataclass
+class Match:
+    item: int  # index into ItemIndex.items
+    why: str  # "share 0.92 of 25 informative 13-grams", "run of 31 13-grams", "exact question (11 words)"
+    spans: list[tuple[int, int]]  # character spans in the matched text
+    share: float = 1.0
+
+
+class ItemIndex:
+    """Informative n-grams of every item (CSR: sorted gram hashes -> item ids) and the exact
+    hashes of short questions, by length."""
+
+    def __init__(self, items: list[BenchItem], cfg: MatchConfig | None = None):
+        self.items = items
+        self.cfg = cfg or MatchConfig()
+        self.gram = np.zeros(0, dtype=np.uint64)  # sorted unique informative gram hashes
+        self.ptr = np.zeros(1, dtype=np.int64)
+        self.owner = np.zeros(0, dtype=np.int32)
+        self.total = np.zeros(len(items), dtype=np.int32)  # informative grams per item
+        self.short: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # length -> (sorted hashes, item ids)
+        self.stats: dict[str, Any] = {}
+        self._pairs: tuple[np.ndarray, np.ndarray] | None = None  # (gram, item) before corpus filtering
+
+    # build -------------------------------------------------------------------------------------
+    def build_items(self) -> np.ndarray:
+        """Index the items, dropping benchmark templates. Returns the candidate gram hashes whose
+        corpus document frequency ``apply_corpus_counts`` should be given."""
+        c = self.cfg
+        gh, gi = [], []
+        short_h: dict[int, list[tuple[int, int]]] = {}
+        for i, it in enumerate(self.items):
+            for u, text in enumerate(it.units()):
+                th = token_hashes(tokens(text)[0])
+                if len(th) >= c.ngram:
+                    g = np.unique(window_hashes(th, c.ngram))
+                    gh.append(g)
+                    gi.append(np.full(len(g), i, dtype=np.int32))
+                elif u == 0 and len(th) >= c.min_words:  # a short question: matched whole
+                    short_h.setdefault(len(th), []).append((int(window_hashes(th, len(th))[0]), i))
+        h = np.concatenate(gh) if gh else np.zeros(0, dtype=np.uint64)
+        o = np.concatenate(gi) if gi else np.zeros(0, dtype=np.int32)
+        pairs = np.unique(np.stack([h.view(np.int64), o.astype(np.int64)]), axis=1) if len(h) else np.zeros((2, 0), np.int64)
+        h, o = pairs[0].view(np.uint64), pairs[1].astype(np.int32)
+        uh, inv, cnt = np.unique(h, return_inverse=True, return_counts=True)
+        template = cnt[inv] >= c.bench_template_items
+        self.stats.update(items=len(self.items), grams=int(len(uh)),
+                          bench_template_grams=int((cnt >= c.bench_template_items).sum()))
+        self._pairs = (h[~template], o[~template])
+        for n, lst in short_h.items():
+            arr = np.array(lst, dtype=np.uint64).reshape(-1, 2)
+            order = np.argsort(arr[:, 0], kind="stable")
+            self.short[n] = (arr[order, 0], arr[order, 1].astype(np.int32))
+        self.stats["short_questions"] = sum(len(v[0]) for v in self.short.values())
+        self._finish()
+        return np.unique(self._pairs[0])
+
+    def apply_corpus_counts(self, grams: np.ndarray, doc_freq: np.ndarray) -> None:
+        """Drop grams found in >= ``corpus_template_docs`` documents, except for items that are
+        mostly made of such grams (the item itself is copied around)."""
+        assert self._pairs is not None
+        h, o = self._pairs
+        common = grams[doc_freq >= self.cfg.corpus_template_docs]
+        if not len(common):
+            self.stats.update(corpus_template_grams=0, items_common_in_corpus=0)
+            return
+        is_common = np.isin(h, common)
+        per_item = np.bincount(o, minlength=len(self.items))
+        common_item = np.bincount(o[is_common], minlength=len(self.items))
+        mostly = common_item >= self.cfg.item_common_share * np.maximum(per_item, 1)
+        keep_item = mostly & (per_item > 0)
+        drop = is_common & ~keep_item[o]
+        self.stats.update(corpus_template_grams=int(len(common)), items_common_in_corpus=int((keep_item & (common_item > 0)).sum()))
+        self._pairs = (h[~drop], o[~drop])
+        self._finish()
+
+    def _finish(self) -> None:
+        assert self._pairs is not None
+        h, o = self._pairs
+        order = np.lexsort((o, h))
+        h, o = h[order], o[order]
+        self.gram, starts = np.unique(h, return_index=True)
+        self.ptr = np.append(starts, len(h)).astype(np.int64)
+        self.owner = o
+        self.total = np.bincount(o, minlength=len(self.items)).astype(np.int32)
+        self.stats["informative_grams"] = int(len(self.gram))
+        indexed = self.total > 0
+        for _, ids in self.short.values():
+            indexed[ids] = True
+        self.stats["items_indexed"] = int(indexed.sum())
+
+    # persistence -------------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"gram": self.gram, "ptr": self.ptr, "owner": self.owner, "total": self.total}
+        for n, (h, i) in self.short.items():
+            out[f"short{n}_h"], out[f"short{n}_i"] = h, i
+        return out
+
+    @classmethod
+    def from_arrays(cls, items: list[BenchItem], cfg: MatchConfig, z: Any, stats: dict[str, Any]) -> "ItemIndex":
+        ix = cls(items, cfg)
+        ix.gram, ix.ptr, ix.owner, ix.total = z["gram"], z["ptr"], z["owner"], z["total"]
+        for k in z.files if hasattr(z, "files") else z:
+            if k.startswith("short") and k.endswith("_h"):
+                n = int(k[5:-2])
+                ix.short[n] = (z[k], z[f"short{n}_i"])
+        ix.stats = stats
+        return ix
+
+    # matching ----------------------------------------------------------------------------------
+    def doc_gram_hits(self, grams: np.ndarray) -> np.ndarray:
+        """Which of ``grams`` (unique) are informative grams of some item (for corpus counting)."""
+        if len(self.gram) == 0 or len(grams) == 0:
+            return np.zeros(0, dtype=np.uint64)
+        return grams[np.isin(grams, self.gram, assume_unique=True)]
+
+    def find(self, text: str) -> list[Match]:
+        """Every item ``text`` contaminates, with the character spans to cut."""
+        c = self.cfg
+        toks, spans = tokens(text)
+        if len(toks) < c.min_words:
+            return []
+        th = token_hashes(toks)
+        out: list[Match] = []
+        g = window_hashes(th, c.ngram)
+        if len(g) and len(self.gram):
+            pos = np.searchsorted(self.gram, g)
+            pos = np.minimum(pos, len(self.gram) - 1)
+            hit = np.nonzero(self.gram[pos] == g)[0]
+            if len(hit):
+                gidx = pos[hit]
+                counts = self.ptr[gidx + 1] - self.ptr[gidx]
+                rep_pos = np.repeat(hit, counts)
+                starts = np.repeat(self.ptr[gidx], counts)
+                offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+                items = self.owner[starts + offs]
+                grams_of = g[rep_pos]
+                for it in np.unique(items):
+                    sel = items == it
+                    p = np.sort(rep_pos[sel])
+                    n_distinct = len(np.unique(grams_of[sel]))
+                    share = n_distinct / max(1, int(self.total[it]))
+                    run = _longest_run(p)
+                    if share >= c.min_share:
+                        why = f"share {share:.2f} of {int(self.total[it])} informative {c.ngram}-grams"
+                    elif run >= c.min_run:
+                        why = f"verbatim run of {run} informative {c.ngram}-grams"
+                        p = _run_positions(p, c.min_run)
+                    else:
+                        continue
+                    out.append(Match(int(it), why, self._spans(p, c.ngram, spans, text), round(share, 3)))
+        for n, (sh, si) in self.short.items():
+            w = window_hashes(th, n)
+            if not len(w):
+                continue
+            pos = np.minimum(np.searchsorted(sh, w), len(sh) - 1)
+            for k in np.nonzero(sh[pos] == w)[0]:
+                j = pos[k]
+                while j < len(sh) and sh[j] == w[k]:
+                    it = int(si[j])
+                    if not any(m.item == it for m in out):
+                        out.append(Match(it, f"exact question ({n} words)",
+                                         self._spans(np.array([k]), n, spans, text)))
+                    j += 1
+        for m in out:
+            m.spans = _merge(m.spans + self._option_spans(m, toks, spans, text))
+        return out
+
+    def _spans(self, positions: np.ndarray, n: int, spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]]:
+        """Character spans covering the windows at ``positions`` (gaps under ``n`` words bridged,
+        so a lightly edited copy is cut whole), widened to whole lines when only bullets,
+        option letters or punctuation would remain of a line."""
+        out: list[tuple[int, int]] = []
+        lo = hi = -1
+        for p in positions.tolist():
+            if lo < 0:
+                lo, hi = p, p + n - 1
+            elif p <= hi + n:
+                hi = max(hi, p + n - 1)
+            else:
+                out.append((lo, hi))
+                lo, hi = p, p + n - 1
+        if lo >= 0:
+            out.append((lo, hi))
+        return [_widen(text, spans[a][0], spans[min(b, len(spans) - 1)][1]) for a, b in out]
+
+    def _option_spans(self, m: Match, toks: list[str], spans: list[tuple[int, int]], text: str
+                      ) -> list[tuple[int, int]]:
+        """The options of a matched multiple-choice item, where they follow (or precede) the
+        question within ``option_window`` words."""
+        it = self.items[m.item]
+        if not it.options or not m.spans:
+            return []
+        first = _token_at(spans, m.spans[0][0])
+        last = _token_at(spans, m.spans[-1][1] - 1)
+        lo, hi = max(0, first - self.cfg.option_window), min(len(toks), last + self.cfg.option_window)
+        out = []
+        for opt in it.options:
+            ot = tokens(opt)[0]
+            if not ot:
+                continue
+            for s in range(lo, hi - len(ot) + 1):
+                if toks[s:s + len(ot)] == ot:
+                    out.append(_widen(text, spans[s][0], spans[s + len(ot) - 1][1]))
+                    break
+        return out
+
+
+def _token_at(spans: list[tuple[int, int]], char: int) -> int:
+    import bisect
+
+    return max(0, bisect.bisect_right([s for s, _ in spans], char) - 1)
+
+
+def _longest_run(p: np.ndarray) -> int:
+    if len(p) == 0:
+        return 0
+    u = np.unique(p)
+    breaks = np.nonzero(np.diff(u) != 1)[0]
+    edges = np.concatenate([[-1], breaks, [len(u) - 1]])
+    return int(np.diff(edges).max())
+
+
+def _run_positions(p: np.ndarray, min_run: int) -> np.ndarray:
+    """Only the positions that belong to runs of at least ``min_run`` consecutive windows."""
+    u = np.unique(p)
+    out, start = [], 0
+    for k in range(1, len(u) + 1):
+        if k == len(u) or u[k] != u[k - 1] + 1:
+            if k - start >= min_run:
+                out.extend(u[start:k].tolist())
+            start = k
+    return np.array(out, dtype=np.int64)
+
+
+def _widen(text: str, a: int, b: int) -> tuple[int, int]:
+    ls = text.rfind("\n", 0, a) + 1
+    le = text.find("\n", b)
+    le = len(text) if le < 0 else le
+    if _LINE_REST.match(text[ls:a] + " " + text[b:le]):
+        return ls, min(len(text), le + 1)
+    return a, b
+
+
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def cut_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` without ``spans`` (merged), runs of blank lines collapsed."""
+    parts, last = [], 0
+    for a, b in _merge(spans):
+        parts.append(text[last:a])
+        last = b
+    parts.append(text[last:])
+    return re.sub(r"\n{3,}", "\n\n", "".join(parts)).strip() + "\n"
