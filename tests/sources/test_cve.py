@@ -23,10 +23,13 @@ def parsed(mirror: Path):
 
 def _rec(cve: str = "CVE-2024-3400", **cna) -> dict:
     base = {"descriptions": [{"lang": "en", "value": f"desc {cve}"}], "title": f"title {cve}",
-            "providerMetadata": {"shortName": "cna1"}}
+            "providerMetadata": {"shortName": "cna1", "orgId": "00000000-0000-4000-8000-000000000001"},
+            "affected": [{"vendor": "acme", "product": "widget", "versions": [{"version": "1.0", "status": "affected"}]}],
+            "references": [{"url": f"https://example.org/{cve}"}]}
     base.update(cna)
     return {"dataType": "CVE_RECORD", "dataVersion": "5.1",
-            "cveMetadata": {"cveId": cve, "state": "PUBLISHED", "dateUpdated": "2024-05-01T00:00:00Z"},
+            "cveMetadata": {"cveId": cve, "assignerOrgId": "00000000-0000-4000-8000-000000000001",
+                            "state": "PUBLISHED", "dateUpdated": "2024-05-01T00:00:00Z"},
             "containers": {"cna": base}}
 
 
@@ -163,3 +166,34 @@ def test_documents(parsed):
     assert len(docs) == 119 and "cve:CVE-2024-47755" not in docs
     d = docs["cve:CVE-2015-10018"]
     assert "CVSS 3.1" in d.text and "CWE-89" in d.text and d.url.endswith("CVE-2015-10018")
+
+
+def test_required_fields_and_caps_quarantine_naming_the_file(tmp_path):
+    """Issue #14 item 7: a record with no containers is not a vulnerability with an empty
+    description; every required field of the schema is checked; absurd sizes are capped."""
+    d = tmp_path / "records"
+    d.mkdir()
+    (d / "CVE-2024-0101.json").write_text(json.dumps(
+        {"dataType": "CVE_RECORD", "cveMetadata": {"cveId": "CVE-2024-0101"}}))
+    no_refs = _rec("CVE-2024-0102")
+    del no_refs["containers"]["cna"]["references"]
+    (d / "CVE-2024-0102.json").write_text(json.dumps(no_refs))
+    empty_desc = _rec("CVE-2024-0103", descriptions=[{"lang": "en", "value": ""}])
+    (d / "CVE-2024-0103.json").write_text(json.dumps(empty_desc))
+    (d / "CVE-2024-0104.json").write_text(json.dumps(_rec("CVE-2024-0104", descriptions=[
+        {"lang": "en", "value": "overflow " * 2_500_000}])))  # 22.5 MB description
+    deep = '{"dataType": "CVE_RECORD", "x": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    (d / "CVE-2024-0105.json").write_text(deep)
+    (d / "CVE-2024-0106.json").write_text(json.dumps(_rec("CVE-2024-0106")))
+    q = Quarantine()
+    recs = {r.id: r for r in CveSource().records(Snapshot("cve", [d]), q)}
+    assert set(recs) == {"CVE-2024-0104", "CVE-2024-0106"}
+    errs = {str(i["entry"]): i["error"] for i in q.items}
+    assert "dataVersion" in errs["CVE-2024-0101.json"] and str(d) in errs["CVE-2024-0101.json"]
+    assert "containers.cna.references" in errs["CVE-2024-0102.json"]
+    assert "descriptions[0].value" in errs["CVE-2024-0103.json"]
+    assert "RecursionError" in errs["CVE-2024-0105.json"]
+    big = recs["CVE-2024-0104"]
+    assert len(big.description) < 70_000 and "truncated: 22,499,999 characters" in big.description
+    assert big.attributes["truncated"] == {"description": 22_499_999}  # stripped
+    assert "accepted with truncation" in errs["CVE-2024-0104.json"]

@@ -165,6 +165,8 @@ def load_yaml(data: bytes | str, file: str, entry: str | None = None, *, strings
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise InputError(f"invalid YAML{where}: {problem}", file=file, row=entry) from e
+    except RecursionError as e:  # absurd nesting: one bad member, not a crash of the whole archive
+        raise InputError("YAML nested too deeply to parse", file=file, row=entry) from e
 
 
 def jsonable(obj: Any) -> Any:

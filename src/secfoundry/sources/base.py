@@ -317,6 +317,8 @@ def load_json(path: Path, data: bytes | None = None, entry: str | int | None = N
     except json.JSONDecodeError as e:
         raise InputError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}",
                          file=str(path), row=entry) from e
+    except RecursionError as e:  # absurd nesting: an input error, not a crash of the whole source
+        raise InputError("JSON nested too deeply to parse", file=str(path), row=entry) from e
 
 
 def text_stream(path: Path) -> io.TextIOWrapper:

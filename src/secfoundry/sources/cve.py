@@ -144,8 +144,72 @@ def _affected(items: Iterable[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return out
 
 
+# Caps on absurd sizes (no real record is near them): a longer text is cut with a note in
+# ``attributes["truncated"]``; a file over MAX_RECORD_BYTES is quarantined unread.
+MAX_RECORD_BYTES = 32 << 20
+MAX_TEXT_CHARS = {"description": 64_000, "title": 2_000}
+MAX_LIST_ITEMS = {"affected": 5_000, "references": 2_000}
+
+
+def _need(obj: Any, path: str, kind: type, non_empty: bool = False) -> Any:
+    if not isinstance(obj, kind) or (non_empty and not obj):
+        what = "missing" if obj is None else f"a {type(obj).__name__}" if not isinstance(obj, kind) else "empty"
+        raise InputError(f"required {kind.__name__} is {what} (CVE JSON 5 schema)", field=path)
+    return obj
+
+
+def check_required(data: Any) -> None:
+    """The required fields of the CVE JSON 5 schema (5.0/5.1): dataType, dataVersion,
+    cveMetadata.{cveId, assignerOrgId, state}, containers.cna with providerMetadata.orgId and,
+    for a PUBLISHED record, descriptions (lang + value), affected and references; for a REJECTED
+    one, rejectedReasons. Raises ``InputError`` naming the first missing field."""
+    _need(data, "(record)", dict)
+    if data.get("dataType") != "CVE_RECORD":
+        raise InputError(f"dataType is {data.get('dataType')!r}, not CVE_RECORD", field="dataType")
+    _need(data.get("dataVersion"), "dataVersion", str, True)
+    meta = _need(data.get("cveMetadata"), "cveMetadata", dict)
+    for k in ("cveId", "assignerOrgId", "state"):
+        _need(meta.get(k), f"cveMetadata.{k}", str, True)
+    cna = _need(_need(data.get("containers"), "containers", dict).get("cna"), "containers.cna", dict)
+    _need(_need(cna.get("providerMetadata"), "containers.cna.providerMetadata", dict).get("orgId"),
+          "containers.cna.providerMetadata.orgId", str, True)
+    if meta.get("state") == "REJECTED":
+        _need(cna.get("rejectedReasons"), "containers.cna.rejectedReasons", list, True)
+        return
+    for i, d in enumerate(_need(cna.get("descriptions"), "containers.cna.descriptions", list, True)):
+        _need(d, f"containers.cna.descriptions[{i}]", dict)
+        _need(d.get("lang"), f"containers.cna.descriptions[{i}].lang", str, True)
+        _need(d.get("value"), f"containers.cna.descriptions[{i}].value", str, True)
+    _need(cna.get("affected"), "containers.cna.affected", list, True)
+    for i, r in enumerate(_need(cna.get("references"), "containers.cna.references", list, True)):
+        _need(_need(r, f"containers.cna.references[{i}]", dict).get("url"), f"containers.cna.references[{i}].url", str, True)
+
+
+def _capped(rec: Record) -> Record:
+    """Cut absurdly long texts and lists (a 20 MB description) to the caps, noting what was cut."""
+    notes: dict[str, int] = {}
+    for attr, cap in MAX_TEXT_CHARS.items():
+        val = rec.description if attr == "description" else rec.name
+        if len(val) > cap:
+            notes[attr] = len(val)
+            cut = val[:cap] + f" [truncated: {len(val):,} characters, cap {cap:,}]"
+            if attr == "description":
+                rec.description = cut
+            else:
+                rec.name = cut
+    for attr, cap in MAX_LIST_ITEMS.items():
+        items = rec.attributes.get(attr) or []
+        if len(items) > cap:
+            notes[attr] = len(items)
+            rec.attributes[attr] = items[:cap]
+    if notes:
+        rec.attributes["truncated"] = notes
+    return rec
+
+
 def parse_cve_json5(data: Any, origin: str = "") -> Record:
-    """One CVE JSON 5 record -> ``Record`` (raises ``InputError`` naming the field on bad input)."""
+    """One CVE JSON 5 record -> ``Record`` (raises ``InputError`` naming the field on bad input:
+    malformed ids and every required field of the schema, see ``check_required``)."""
     if not isinstance(data, dict):
         raise InputError(f"record is a {type(data).__name__}, not an object")
     meta = data.get("cveMetadata")
@@ -154,8 +218,11 @@ def parse_cve_json5(data: Any, origin: str = "") -> Record:
     cve = str(meta.get("cveId") or "").strip().upper()
     if not CVE_ID.match(cve):
         raise InputError(f"malformed CVE id {meta.get('cveId')!r}", field="cveMetadata.cveId")
-    if data.get("dataType") not in (None, "CVE_RECORD"):
-        raise InputError(f"dataType is {data.get('dataType')!r}, not CVE_RECORD", field="dataType")
+    check_required(data)
+    return _capped(_parse_checked(data, meta, cve))
+
+
+def _parse_checked(data: dict[str, Any], meta: dict[str, Any], cve: str) -> Record:
     containers = data.get("containers") or {}
     cna = containers.get("cna") or {}
     adps = [a for a in containers.get("adp") or () if isinstance(a, dict)]
@@ -329,6 +396,8 @@ class CveSource(Source):
         newest = ""
         for container, entry, raw in self._sources(snapshot, q):
             try:
+                if len(raw) > MAX_RECORD_BYTES:
+                    raise InputError(f"record is {len(raw):,} bytes, over the {MAX_RECORD_BYTES:,} byte cap")
                 data = json.loads(decode_text(raw, container, entry))
                 rec = parse_cve_json5(data)
             except json.JSONDecodeError as e:
@@ -340,6 +409,16 @@ class CveSource(Source):
                 q.add(self.name, container, entry, InputError(str(e), file=container, row=entry))
                 stats["bad_records"] += 1
                 continue
+            except Exception as e:  # noqa: BLE001 - e.g. RecursionError on absurd nesting: one record, not the run
+                q.add(self.name, container, entry, InputError(f"unreadable record ({type(e).__name__}: {e})"[:300],
+                                                              file=container, row=entry))
+                stats["bad_records"] += 1
+                continue
+            if rec.attributes.get("truncated"):
+                q.add(self.name, container, entry, InputError(
+                    "accepted with truncation: " + ", ".join(f"{k} {v:,}" for k, v in rec.attributes["truncated"].items())
+                    + " (over the caps)", file=container, row=entry))
+                stats["truncated_records"] += 1
             rec.license = self.license
             stats["records"] += 1
             stats[f"state:{rec.attributes.get('state')}"] += 1

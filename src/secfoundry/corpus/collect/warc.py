@@ -117,6 +117,8 @@ def _record_document(record: Any, file_name: str, source: str, license: str) -> 
         if str(status) != "200":
             return None
         ctype = record.http_headers.get_header("Content-Type") or ""
+        if record.http_headers.get_header("Last-Modified"):  # the page's own date (date cutoff)
+            meta["last_modified"] = record.http_headers.get_header("Last-Modified")
     elif rtype == "conversion":
         ctype = h.get_header("Content-Type") or "text/plain"
         meta["warc_refers_to"] = h.get_header("WARC-Refers-To") or ""
