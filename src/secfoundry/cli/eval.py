@@ -103,3 +103,41 @@ def score_cmd(
     from secfoundry.eval.console import score_table
 
     Console().print(score_table(result, column, protocol))
+
+
+@app.command("contamination")
+def contamination_cmd(
+    corpus: Path = typer.Option(..., "--corpus", help="A corpus run directory (last phase unless --phase), a folder "
+                                                      "or glob of Parquet/JSONL/text files, or one file."),
+    benchmark: Optional[list[str]] = typer.Option(None, "--benchmark", "-b",
+                                                  help="Benchmark to check (repeatable; default: every one on disk)."),
+    phase: Optional[str] = typer.Option(None, "--phase", help="Phase of a run directory (e.g. 02-prepare)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local benchmark copy (default SECFOUNDRY_DATA "
+                                                                      "or ../shared/data/benchmarks)."),
+    text_field: str = typer.Option("text", "--text-field", help="Text column/field of Parquet/JSONL files."),
+    min_share: float = typer.Option(0.5, "--min-share", help="Share of an item's informative 13-grams for a match."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.md (+ .json twin) or report.json."),
+    examples: int = typer.Option(3, "--examples", help="Findings shown per benchmark."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON."),
+) -> None:
+    """Which benchmark items a corpus contains, per benchmark, and where (document, span, why)."""
+    from rich.console import Console
+
+    from secfoundry.core.errors import InputError
+    from secfoundry.corpus.prepare.contamination import MatchConfig
+    from secfoundry.corpus.prepare.contamination_check import check_corpus, write_report
+
+    console = Console(stderr=True, soft_wrap=True)
+    try:
+        rep = check_corpus(corpus, benchmark or None, data_dir=str(data_dir) if data_dir else None, phase=phase,
+                           text_field=text_field, cfg=MatchConfig(min_share=min_share))
+    except (InputError, KeyError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    if out is not None:
+        for p in write_report(rep, out, examples):
+            console.print(f"wrote {p}")
+    if as_json:
+        typer.echo(json.dumps(rep.to_dict()))
+    else:
+        typer.echo(rep.markdown(examples))
