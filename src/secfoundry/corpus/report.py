@@ -85,9 +85,20 @@ def step_table(rep: RunReport) -> Table:
     for p in rep.phases:
         order = {name: i for i, name in enumerate(p.steps)}  # markers store steps in key order
         for name, io in sorted(p.step_io.items(), key=lambda kv: order.get(kv[0], len(order))):
-            rows.append([p.dirname, name, _n(io["in"]), _n(io["out"]), _n(io["in"] - io["out"]), _pct(io["out"], io["in"])])
-    return Table("Steps", ["phase", "step", "docs seen", "docs kept", "dropped", "kept"], rows,
-                 "Documents each step saw (steps routed to some sources only see those) and kept. "
+            ch = p.step_chars.get(name)
+            chars = ["–", "–", "–"]
+            cuts = ch.get("cuts", 0) if ch else 0
+            if ch:
+                removed = sum(ch["removed_by_source"].values())
+                top = sorted(ch["removed_by_source"].items(), key=lambda kv: -kv[1])[:3]
+                chars = [_n(removed), _pct(removed, ch["chars_in"]),
+                         ", ".join(f"{s} {c:,}" for s, c in top) or "–"]
+            rows.append([p.dirname, name, _n(io["in"]), _n(io["out"]), _n(io["in"] - io["out"]), _pct(io["out"], io["in"]),
+                         _n(cuts) if cuts else "–", *chars])
+    return Table("Steps", ["phase", "step", "docs seen", "docs kept", "dropped", "kept", "spans cut", "chars removed",
+                           "of chars in", "chars removed, top sources"], rows,
+                 "Documents each step saw (steps routed to some sources only see those) and kept, and the characters "
+                 "it removed by dropping documents or cutting spans out of the documents it kept (per source). "
                  "Upsampling steps can keep more than they saw.")
 
 
@@ -112,6 +123,9 @@ def drop_table(rep: RunReport) -> tuple[Table, list[tuple[str, str, int, list[di
             exs = p.excluded.examples.get(rk, [])
             if exs:
                 examples.append((p.dirname, rk, n, exs))
+        for rk, n in sorted(p.cuts.items(), key=lambda kv: -kv[1]):  # spans cut out of kept documents
+            if p.cut_examples.get(rk):
+                examples.append((p.dirname, f"cut · {rk}", n, p.cut_examples[rk]))
     return Table("Drop reasons", ["phase", "step", "reason", "docs", "of phase input", "bytes", "top sources"], rows,
                  "From each phase's exclusion output (excluded/*.parquet, columns step and reason); reasons with "
                  "numeric suffixes (scores) are grouped, the examples keep the full reason."), examples
@@ -225,7 +239,7 @@ def render_markdown(rep: RunReport, tables: list[Table], examples, figs: list[Fi
     lines += [md_table(by_title["Stages"]), md_table(by_title["Phases"]), *img("funnel", "documents per phase"),
               md_table(by_title["Steps"]), md_table(by_title["Drop reasons"])]
     if examples:
-        lines += ["## Drop examples", ""]
+        lines += ["## Drop and cut examples", ""]
         for phase, rk, n, exs in examples:
             lines.append(f"**{phase} · {rk}** ({n:,} docs)")
             lines.append("")

@@ -50,6 +50,10 @@ class PhaseReport:
     quarantined: int = 0
     dropped: dict[str, int] = field(default_factory=dict)  # reason key -> documents (markers)
     step_io: dict[str, dict[str, int]] = field(default_factory=dict)  # step -> in/out documents
+    # step -> chars_in, chars_out, removed_by_source (dropped documents and cut spans alike)
+    step_chars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cuts: dict[str, int] = field(default_factory=dict)  # reason key -> spans cut out of kept documents
+    cut_examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # reason key -> examples
     by_source: dict[str, int] = field(default_factory=dict)  # kept documents per source (markers)
     input_errors: dict[str, str] = field(default_factory=dict)
     sampled: tuple[int, int] | None = None  # (partitions profiled, committed) when profiles are extrapolated
@@ -189,6 +193,31 @@ def _sample_langs(paths: list[Path], n: int = 1000) -> dict[str, int]:
     return dict(counts)
 
 
+def _cut_examples(pr: PhaseReport, cut_dir: Path, files: list[str], per_reason: int = 3) -> None:
+    """The first few spans cut for each reason (``<phase>/cuts/*.parquet``, written by the engine
+    from ``step.record_cut``): document, removed text, and the step's evidence."""
+    import pyarrow.parquet as pq
+
+    from secfoundry.corpus.engine.workers import reason_key
+
+    for f in files:
+        if all(len(v) >= per_reason for v in pr.cut_examples.values()) and len(pr.cut_examples) >= len(pr.cuts):
+            return
+        path = cut_dir / f
+        if not path.exists():
+            continue
+        for r in pq.read_table(path).to_pylist():
+            rk = reason_key(r.get("step") or "", r.get("reason") or "")
+            cur = pr.cut_examples.setdefault(rk, [])
+            if len(cur) >= per_reason:
+                continue
+            meta = json.loads(r.get("metadata") or "{}")
+            why = " · ".join(str(meta[k]) for k in ("item", "why") if meta.get(k))
+            cur.append({"id": str(meta.get("cut_of") or r.get("id")), "source": r.get("source") or "",
+                        "url": r.get("url") or "", "reason": f"{r.get('reason')}" + (f" ({why})" if why else ""),
+                        "text": " ".join(str(r.get("text") or "")[:400].split())[:200]})
+
+
 def _sample(markers: list[dict[str, Any]], k: int | None) -> list[dict[str, Any]]:
     if k is None or len(markers) <= k:
         return markers
@@ -249,6 +278,15 @@ def collect_run(run_dir: str | Path, *, use_cache: bool = True, sample_languages
                 cur = pr.step_io.setdefault(name, {"in": 0, "out": 0})
                 cur["in"] += int(io.get("in", 0))
                 cur["out"] += int(io.get("out", 0))
+                if "chars_in" in io:
+                    ch = pr.step_chars.setdefault(name, {"chars_in": 0, "chars_out": 0, "removed_by_source": Counter()})
+                    ch["chars_in"] += int(io.get("chars_in", 0))
+                    ch["chars_out"] += int(io.get("chars_out", 0))
+                    ch["removed_by_source"].update(io.get("chars_removed_by_source") or {})
+                    ch["cuts"] = ch.get("cuts", 0) + int(io.get("cuts", 0))
+            for rk, n in (m.get("cuts") or {}).items():
+                pr.cuts[rk] = pr.cuts.get(rk, 0) + int(n)
+            _cut_examples(pr, store.root / "cuts", m.get("cut_files") or [])
             if m.get("error"):
                 pr.input_errors[m["key"]] = str(m["error"])
         chosen = _sample(markers, max_partitions)

@@ -97,7 +97,7 @@ def test_engine_writes_cuts_and_chars_per_step(tmp_path):
 
     opts = {"benchmarks": ["ctibench-rcm", "ctibench-mcq"], "data_dir": str(bench_copy(tmp_path))}
     inp = write_docs(tmp_path / "in" / "p0.parquet", corpus())
-    phase = tmp_path / "phase"
+    phase = tmp_path / "run" / "02-prepare-1-decontaminate"
     store = PhaseStore(phase)
     store.state_dir.mkdir(parents=True)
     Decontaminate(DecontaminateConfig(**opts)).fit(GlobalContext([inp], store.state_dir, phase))
@@ -115,3 +115,16 @@ def test_engine_writes_cuts_and_chars_per_step(tmp_path):
     assert all(x["cut_of"] == "blog" and x["item"] and x["why"] for x in meta)
     kept = pq.read_table(phase / "data" / "p0.parquet").to_pylist()
     assert all("_cuts" not in json.loads(r["metadata"]) for r in kept)
+
+    # the corpus report shows characters removed per step and source, and the cut examples
+    from secfoundry.corpus.report import write_report
+
+    store.save_plan({"keys": ["p0"], "steps": [{"step": "decontaminate", "options": opts}]})
+    store.mark_complete({"seconds": 1.0})
+    md = write_report(tmp_path / "run").with_suffix(".md").read_text()
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in md.splitlines()
+            if line.startswith("| 02-prepare-1-decontaminate | decontaminate |")]
+    cells = next(r for r in rows if len(r) == 10)  # the Steps table
+    assert cells[6] == "2" and int(cells[7].replace(",", "")) == st["chars_in"] - st["chars_out"]
+    assert "web" in cells[9] and "cve" in cells[9]
+    assert "cut · decontam:ngram:ctibench-mcq" in md and "ctibench-mcq:0" in md

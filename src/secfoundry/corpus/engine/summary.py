@@ -54,13 +54,15 @@ class RunSummary:
         from rich.table import Table
 
         t = Table(title=f"corpus run '{self.recipe}' → {self.out}  ({self.seconds:.1f} s)")
-        for col in ("phase", "partitions", "docs in", "docs out", "kept %", "docs/s", "s"):
+        for col in ("phase", "partitions", "docs in", "docs out", "kept %", "chars kept %", "docs/s", "s"):
             t.add_column(col, justify="left" if col == "phase" else "right", no_wrap=col == "phase")
         for p in self.phases:
             kept = f"{100 * p.docs_out / p.docs_in:.1f}" if p.docs_in else "-"
+            # characters show what documents hide: a step that cuts spans keeps every document
+            ckept = f"{100 * p.chars_out / p.chars_in:.1f}" if p.chars_in else "-"
             parts = f"{p.partitions_done}/{p.partitions}" + (" (resumed)" if p.skipped else "")
             rate = f"{p.docs_in / p.seconds:,.0f}" if p.seconds > 0 and not p.skipped else "-"
-            t.add_row(p.phase, parts, f"{p.docs_in:,}", f"{p.docs_out:,}", kept, rate, f"{p.seconds:.1f}")
+            t.add_row(p.phase, parts, f"{p.docs_in:,}", f"{p.docs_out:,}", kept, ckept, rate, f"{p.seconds:.1f}")
         console.print(t)
         d = Table(title="dropped, by phase and reason (details: <phase>/excluded/*.parquet)")
         for col in ("phase", "reason", "docs"):

@@ -215,6 +215,9 @@ class PhaseWorker:
             kept_all += cur
         dropped_counts: Counter[str] = Counter(reason_key(d.step, d.reason) for d in dropped_all)
         cuts = _pop_cuts(kept_all, dropped_all)
+        for c in cuts:
+            if c.step in per_step:
+                per_step[c.step]["cuts"] = per_step[c.step].get("cuts", 0) + 1
         cut_files = []
         if cuts and self.keep_excluded:
             from secfoundry.corpus.engine.storage import excluded_table, write_table
