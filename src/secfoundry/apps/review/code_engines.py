@@ -7,6 +7,7 @@ no version check, no registry (``--config`` points only at the shipped rule file
 
 from __future__ import annotations
 
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -83,22 +84,27 @@ def run_semgrep(targets: list[Target], *, jobs: int = 2, timeout: float = 3600,
     if e is None:
         return [], run, []
     rules = rules or semgrep_rules_dir()
-    by_path = {str(t.path): t for t in files}
+    # semgrep runs in the folder holding every target, with target paths relative to it: pysemgrep
+    # treats each listed file as a scanning root and, for one outside its working folder, spawns a
+    # `semgrep-core -rpc` target-discovery process per file (~0.2 CPU-s each: 10k files = ~35 min)
+    root = Path(os.path.commonpath([str(t.path) for t in files]))
+    if not root.is_dir():
+        root = root.parent
+    by_path = {os.path.relpath(t.path, root): t for t in files}
     t0 = time.time()
     out: list[Finding] = []
     skipped: list[Skipped] = []
+    import subprocess
     import tempfile
 
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
-        fh.write("\n".join(str(t.path) for t in files))
+        fh.write("\n".join(by_path))
         listing = fh.name
     args = ["scan", "--config", str(rules), "--json", "--quiet", "--metrics=off", "--disable-version-check",
             "--disable-nosem", "--no-git-ignore", "-j", str(max(1, jobs)), "--timeout", "20",
             "--max-target-bytes", "2000000", "--target-list", listing]
-    import subprocess
-
     try:
-        r = eng.run(e, args, timeout=timeout)
+        r = eng.run(e, args, timeout=timeout, cwd=str(root))
         data = eng.parse_json_output(r.stdout)
     except subprocess.TimeoutExpired as ex:
         Path(listing).unlink(missing_ok=True)
@@ -107,17 +113,21 @@ def run_semgrep(targets: list[Target], *, jobs: int = 2, timeout: float = 3600,
     except Exception:
         # older semgrep without --target-list: pass the files on the command line
         try:
-            args = [a for a in args if a not in ("--target-list", listing)] + [str(t.path) for t in files]
-            r = eng.run(e, args, timeout=timeout)
+            args = [a for a in args if a not in ("--target-list", listing)] + list(by_path)
+            r = eng.run(e, args, timeout=timeout, cwd=str(root))
             data = eng.parse_json_output(r.stdout)
         except Exception as ex:
             run.status, run.note, run.seconds = "failed", str(ex)[:300], time.time() - t0
             return [], run, []
     finally:
         Path(listing).unlink(missing_ok=True)
+
+    def target(p: str) -> Target | None:
+        return by_path.get(p) or by_path.get(os.path.relpath(root / p, root))
+
     for err in data.get("errors", []) if isinstance(data, dict) else []:
         p = err.get("path") or ""
-        t = by_path.get(p) or by_path.get(str(Path(p).absolute()))
+        t = target(p)
         if t is not None and err.get("level", "error") != "warn":
             skipped.append(Skipped(path=t.rel, reason=f"semgrep: {str(err.get('type', ''))[:60]} "
                                                       f"{str(err.get('message', ''))[:140]}"))
@@ -125,7 +135,7 @@ def run_semgrep(targets: list[Target], *, jobs: int = 2, timeout: float = 3600,
             run.note = (run.note + f"; rule error: {str(err.get('message', ''))[:200]}").strip("; ")
     for res in data.get("results", []) if isinstance(data, dict) else []:
         p = res.get("path", "")
-        t = by_path.get(p) or by_path.get(str(Path(p).absolute()))
+        t = target(p)
         rel = t.rel if t else p
         extra = res.get("extra") or {}
         meta = extra.get("metadata") or {}
@@ -136,7 +146,7 @@ def run_semgrep(targets: list[Target], *, jobs: int = 2, timeout: float = 3600,
             title=str(meta.get("title", "")), message=str(extra.get("message", "")),
             severity=Severity.parse(extra.get("severity")), confidence=conf if conf in ("low", "medium", "high") else "medium",
             location=Location(file=rel, start_line=max(1, start), end_line=max(1, end),
-                              snippet=_lines(Path(p), start, min(end, start + 5))),
+                              snippet=_lines(t.path if t else root / p, start, min(end, start + 5))),
             cwe=[str(c).split(":")[0] for c in (meta.get("cwe") or [])]))
     run.seconds, run.findings = time.time() - t0, len(out)
     return out, run, skipped

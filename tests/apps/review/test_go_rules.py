@@ -1,0 +1,146 @@
+"""The shipped Go semgrep rules on small programs written for these tests: one semgrep run over a
+folder of positive and negative cases (tainted XPath/LDAP/divisor/e-mail, regexp checks, URL
+scheme deny-lists, redirect checks, constant OAuth2 state) and the engine's path mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from secfoundry.apps.review.code_engines import run_semgrep
+from secfoundry.apps.review.files import walk
+
+from .conftest import require_engine
+
+HANDLER = '''package main
+
+import (
+\t"net/http"
+\t"net/smtp"
+\t"strconv"
+
+\t"github.com/antchfx/xpath"
+\tldap "github.com/go-ldap/ldap/v3"
+\t"golang.org/x/oauth2"
+)
+
+func lookup(w http.ResponseWriter, r *http.Request) {
+\tname := r.URL.Query().Get("name")
+\t_, _ = xpath.Compile("//user[name='" + name + "']")
+\tldap.NewSearchRequest("dc=example,dc=org", 2, 0, 0, 0, false, "(uid="+name+")", []string{"cn"}, nil)
+\tn, _ := strconv.Atoi(r.FormValue("n"))
+\tw.Write([]byte(strconv.Itoa(100 / n)))
+\tif n != 0 {
+\t\t_ = 100 / n
+\t}
+\tsmtp.SendMail("mx:25", nil, "a@example.org", []string{"b@example.org"}, []byte("reset: "+r.Host))
+}
+
+func login(c *oauth2.Config) string {
+\treturn c.AuthCodeURL("state")
+}
+'''
+# line numbers of the expected findings in HANDLER
+EXPECT = {("go-tainted-xpath", 15), ("go-tainted-ldap", 16), ("go-divide-by-untrusted", 18),
+          ("go-tainted-smtp", 22), ("go-oauth2-constant-state", 26)}
+NOT_EXPECT = {("go-divide-by-untrusted", 20)}
+
+CHECKS = '''package main
+
+import (
+\t"net/url"
+\t"regexp"
+)
+
+func hostOK(h string) bool {
+\tok, _ := regexp.MatchString(`^(www\\.)?example.com$`, h)
+\treturn ok
+}
+
+func hostOK2(h string) bool {
+\tok, _ := regexp.MatchString(`^(www\\.)?example\\.com$`, h)
+\treturn ok
+}
+
+var word = regexp.MustCompile("\\bfoo")
+var word2 = regexp.MustCompile(`\\bfoo`)
+
+var site = regexp.MustCompile(`https?://www\\.example\\.com/`)
+var alt = regexp.MustCompile(`^a|b`)
+
+func unsafeURL(s string) bool {
+\tu, _ := url.Parse(s)
+\tif u.Scheme == "javascript" {
+\t\treturn true
+\t}
+\treturn false
+}
+
+func safeURL(s string) bool {
+\tu, _ := url.Parse(s)
+\tif u.Scheme == "javascript" || u.Scheme == "vbscript" || u.Scheme == "data" {
+\t\treturn true
+\t}
+\treturn false
+}
+
+func local(redir string) string {
+\tif len(redir) > 0 && redir[0] == '/' {
+\t\treturn redir
+\t}
+\treturn "/"
+}
+
+func local2(redir string) string {
+\tif len(redir) > 1 && redir[0] == '/' && redir[1] != '/' && redir[1] != '\\\\' {
+\t\treturn redir
+\t}
+\treturn "/"
+}
+'''
+CHECKS_EXPECT = {("go-regexp-unescaped-host-dot", 9), ("go-regexp-suspicious-escape", 18),
+                 ("go-regexp-url-unanchored", 21), ("go-regexp-alternation-anchor", 22),
+                 ("go-incomplete-url-scheme-check", 26), ("go-redirect-check-single-slash", 41)}
+CHECKS_NOT = {("go-regexp-unescaped-host-dot", 14), ("go-regexp-suspicious-escape", 19),
+              ("go-incomplete-url-scheme-check", 34), ("go-redirect-check-single-slash", 48)}
+
+
+@pytest.fixture(scope="module")
+def go_findings(tmp_path_factory):
+    require_engine("semgrep")
+    root = tmp_path_factory.mktemp("gorules")
+    (root / "a").mkdir()
+    (root / "b" / "c").mkdir(parents=True)
+    (root / "a" / "handler.go").write_text(HANDLER)
+    (root / "b" / "c" / "checks.go").write_text(CHECKS)
+    w = walk([str(root / "a"), str(root / "b")], "code")
+    found, run, skipped = run_semgrep(w.targets, jobs=1)
+    assert run.status == "ok", run.note
+    assert "rule error" not in run.note, run.note
+    return {(f.rule_id, Path(f.location.file).name, f.location.start_line): f for f in found}
+
+
+def _hits(found, name):
+    return {(r, line) for (r, n, line) in found if n == name}
+
+
+def test_taint_rules(go_findings) -> None:
+    hits = _hits(go_findings, "handler.go")
+    assert EXPECT <= hits, EXPECT - hits
+    assert not (NOT_EXPECT & hits)
+    f = go_findings[("go-tainted-xpath", "handler.go", 15)]
+    assert f.cwe == ["CWE-643"] and f.engine == "semgrep" and "xpath.Compile" in f.location.snippet
+
+
+def test_validation_checks(go_findings) -> None:
+    hits = _hits(go_findings, "checks.go")
+    assert CHECKS_EXPECT <= hits, CHECKS_EXPECT - hits
+    assert not (CHECKS_NOT & hits), CHECKS_NOT & hits
+
+
+def test_paths_map_back_from_common_root(go_findings) -> None:
+    files = {f.location.file for f in go_findings.values()}
+    # targets given as two folders: each finding keeps the path as walked, not semgrep's relative one
+    assert all(Path(p).name in ("handler.go", "checks.go") for p in files)
+    assert all(f.location.snippet for f in go_findings.values())
