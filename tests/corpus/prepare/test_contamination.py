@@ -77,11 +77,21 @@ def test_exact_and_reformatted_copies_are_cut_with_evidence():
     assert "Study notes on persistence." in out and "Answer discussion elsewhere." in out
 
 
+def test_one_edited_word_does_not_hide_a_short_item():
+    ix = index()
+    assert int(ix.item_n[6]) == 8  # the 31-word MCQ question is indexed with 8-grams
+    edited = MCQ_Q.replace("whenever a chosen", "whenever some chosen")
+    ms = ix.find("Notes.\n\n" + edited + "\n\nMore notes about unrelated matters here.")
+    assert [ix.items[m.item].key for m in ms] == ["ctibench-mcq:7"]
+    out = C.cut_spans("Notes.\n\n" + edited + "\n\nMore notes.", ms[0].spans)
+    assert "Windows Management" not in out and "chosen" not in out and out.startswith("Notes.")
+
+
 def test_short_question_long_quote_and_cjk():
     ix = index()
     t = "FAQ\n\nWhich property makes a biometric system trustworthy overall?\n\nMore text follows here."
     ms = ix.find(t)
-    assert [(ix.items[m.item].key, m.why) for m in ms] == [("cybermetric-80:3", "exact question (8 words)")]
+    assert [(ix.items[m.item].key, m.why) for m in ms] == [("cybermetric-80:3", "share 1.00 of 1 informative 8-grams")]
     # a 40-word verbatim quote of a 360-word report: under the share, over the run length
     words = REPORT.split()
     quote = " ".join(words[30:72])
@@ -97,12 +107,12 @@ def test_corpus_common_grams_are_templates_unless_the_item_is_copied():
     ix = C.ItemIndex(items())
     cand = ix.build_items()
     # A phrase of item 0 is in 50 corpus documents (boilerplate): it stops counting for item 0.
-    g0 = C.text_grams(vuldb(0), 13)
+    g0 = ix.text_grams(vuldb(0))
     freq = np.zeros(len(cand), dtype=np.int64)
     common = g0[:5]
     freq[np.searchsorted(cand, common[np.isin(common, cand)])] = 50
     # The whole MCQ item is in 50 documents: it is copied around, its grams stay.
-    gm = C.text_grams(MCQ_Q, 13)
+    gm = ix.text_grams(MCQ_Q)
     freq[np.searchsorted(cand, gm[np.isin(gm, cand)])] = 50
     before = int(ix.total[0])
     ix.apply_corpus_counts(cand, freq)

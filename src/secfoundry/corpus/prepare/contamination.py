@@ -4,9 +4,10 @@ Decontamination (the ``decontaminate`` step) and the eval-side contamination che
 (``secfoundry eval contamination``) share this module. The unit is a benchmark *item*, not an
 n-gram: a piece of corpus text contaminates item X only when
 
-* it holds a substantial share (``min_share``, default 0.5) of X's *informative* word n-grams,
-  or a verbatim run of ``min_run`` consecutive informative n-grams of X (a long quote of a threat
-  report item), or
+* it holds a substantial share (``min_share``, default 0.5) of X's *informative* word n-grams
+  (13-grams; 8-grams for items whose question has under 40 words, so that one edited word does
+  not hide a short item) or of its question's, or a verbatim run of ``min_run`` consecutive
+  informative n-grams of X (a long quote of a threat report item), or
 * X's whole question is short (``min_words`` .. ``ngram`` - 1 words) and occurs verbatim, or
 * (CTIBench RCM / RCM-2021 / VSP) the text is about X's CVE id (handled by the step).
 
@@ -44,6 +45,8 @@ _LINE_REST = re.compile(r"^[\s\W]*(?:(?:[A-Ea-e]|\d{1,3})[).:\]]|Q\d*[.:]|Questi
 @dataclass
 class MatchConfig:
     ngram: int = 13
+    short_ngram: int = 8  # for items whose question has fewer than short_item_tokens words
+    short_item_tokens: int = 40
     min_words: int = 8  # shorter item texts are not indexed (too generic to match safely)
     min_share: float = 0.5  # share of an item's informative n-grams that must be present
     min_run: int = 20  # or this many consecutive informative n-grams of one item (a long quote)
@@ -180,8 +183,12 @@ class Match:
 
 
 class ItemIndex:
-    """Informative n-grams of every item (CSR: sorted gram hashes -> item ids) and the exact
-    hashes of short questions, by length."""
+    """Informative n-grams of every item (CSR: sorted gram hashes -> item ids, and whether the
+    gram is in the item's question) and the exact hashes of short questions, by length.
+
+    An item is indexed with ``ngram``-grams (13) when its question has at least
+    ``short_item_tokens`` words, else with ``short_ngram``-grams (8): one edited word kills 13
+    windows, which would leave nothing of a 20-word question to match."""
 
     def __init__(self, items: list[BenchItem], cfg: MatchConfig | None = None):
         self.items = items
@@ -189,36 +196,53 @@ class ItemIndex:
         self.gram = np.zeros(0, dtype=np.uint64)  # sorted unique informative gram hashes
         self.ptr = np.zeros(1, dtype=np.int64)
         self.owner = np.zeros(0, dtype=np.int32)
+        self.qflag = np.zeros(0, dtype=bool)  # owner's gram is in its question
         self.total = np.zeros(len(items), dtype=np.int32)  # informative grams per item
+        self.qtotal = np.zeros(len(items), dtype=np.int32)  # ... of its question
+        self.item_n = np.zeros(len(items), dtype=np.int16)  # the n-gram size of each item
         self.short: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # length -> (sorted hashes, item ids)
         self.stats: dict[str, Any] = {}
-        self._pairs: tuple[np.ndarray, np.ndarray] | None = None  # (gram, item) before corpus filtering
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (gram, item, in question)
+
+    @property
+    def sizes(self) -> list[int]:
+        """The n-gram sizes in use (corpus text is windowed at each)."""
+        return sorted({int(n) for n in np.unique(self.item_n) if n > 0}) or [self.cfg.ngram]
 
     # build -------------------------------------------------------------------------------------
     def build_items(self) -> np.ndarray:
         """Index the items, dropping benchmark templates. Returns the candidate gram hashes whose
         corpus document frequency ``apply_corpus_counts`` should be given."""
         c = self.cfg
-        gh, gi = [], []
+        gh, gi, gq = [], [], []
         short_h: dict[int, list[tuple[int, int]]] = {}
         for i, it in enumerate(self.items):
-            for u, text in enumerate(it.units()):
-                th = token_hashes(tokens(text)[0])
-                if len(th) >= c.ngram:
-                    g = np.unique(window_hashes(th, c.ngram))
+            units = [token_hashes(tokens(t)[0]) for t in it.units()]
+            n = c.ngram if len(units[0]) >= c.short_item_tokens else c.short_ngram
+            self.item_n[i] = n
+            for u, th in enumerate(units):
+                if len(th) >= n:
+                    g = np.unique(window_hashes(th, n))
                     gh.append(g)
                     gi.append(np.full(len(g), i, dtype=np.int32))
+                    gq.append(np.full(len(g), u == 0))
                 elif u == 0 and len(th) >= c.min_words:  # a short question: matched whole
                     short_h.setdefault(len(th), []).append((int(window_hashes(th, len(th))[0]), i))
         h = np.concatenate(gh) if gh else np.zeros(0, dtype=np.uint64)
         o = np.concatenate(gi) if gi else np.zeros(0, dtype=np.int32)
-        pairs = np.unique(np.stack([h.view(np.int64), o.astype(np.int64)]), axis=1) if len(h) else np.zeros((2, 0), np.int64)
-        h, o = pairs[0].view(np.uint64), pairs[1].astype(np.int32)
+        q = np.concatenate(gq) if gq else np.zeros(0, dtype=bool)
+        # one row per (gram, item); in question if any unit that has it is the question
+        order = np.lexsort((~q, o, h))
+        h, o, q = h[order], o[order], q[order]
+        first = np.ones(len(h), dtype=bool)
+        first[1:] = (h[1:] != h[:-1]) | (o[1:] != o[:-1])
+        h, o, q = h[first], o[first], q[first]
         uh, inv, cnt = np.unique(h, return_inverse=True, return_counts=True)
         template = cnt[inv] >= c.bench_template_items
         self.stats.update(items=len(self.items), grams=int(len(uh)),
-                          bench_template_grams=int((cnt >= c.bench_template_items).sum()))
-        self._pairs = (h[~template], o[~template])
+                          bench_template_grams=int((cnt >= c.bench_template_items).sum()),
+                          items_by_ngram={str(k): int(v) for k, v in zip(*np.unique(self.item_n, return_counts=True))})
+        self._pairs = (h[~template], o[~template], q[~template])
         for n, lst in short_h.items():
             arr = np.array(lst, dtype=np.uint64).reshape(-1, 2)
             order = np.argsort(arr[:, 0], kind="stable")
@@ -231,7 +255,7 @@ class ItemIndex:
         """Drop grams found in >= ``corpus_template_docs`` documents, except for items that are
         mostly made of such grams (the item itself is copied around)."""
         assert self._pairs is not None
-        h, o = self._pairs
+        h, o, q = self._pairs
         common = grams[doc_freq >= self.cfg.corpus_template_docs]
         if not len(common):
             self.stats.update(corpus_template_grams=0, items_common_in_corpus=0)
@@ -242,19 +266,21 @@ class ItemIndex:
         mostly = common_item >= self.cfg.item_common_share * np.maximum(per_item, 1)
         keep_item = mostly & (per_item > 0)
         drop = is_common & ~keep_item[o]
-        self.stats.update(corpus_template_grams=int(len(common)), items_common_in_corpus=int((keep_item & (common_item > 0)).sum()))
-        self._pairs = (h[~drop], o[~drop])
+        self.stats.update(corpus_template_grams=int(len(common)),
+                          items_common_in_corpus=int((keep_item & (common_item > 0)).sum()))
+        self._pairs = (h[~drop], o[~drop], q[~drop])
         self._finish()
 
     def _finish(self) -> None:
         assert self._pairs is not None
-        h, o = self._pairs
+        h, o, q = self._pairs
         order = np.lexsort((o, h))
-        h, o = h[order], o[order]
+        h, o, q = h[order], o[order], q[order]
         self.gram, starts = np.unique(h, return_index=True)
         self.ptr = np.append(starts, len(h)).astype(np.int64)
-        self.owner = o
+        self.owner, self.qflag = o, q
         self.total = np.bincount(o, minlength=len(self.items)).astype(np.int32)
+        self.qtotal = np.bincount(o[q], minlength=len(self.items)).astype(np.int32)
         self.stats["informative_grams"] = int(len(self.gram))
         indexed = self.total > 0
         for _, ids in self.short.values():
@@ -263,7 +289,8 @@ class ItemIndex:
 
     # persistence -------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
-        out = {"gram": self.gram, "ptr": self.ptr, "owner": self.owner, "total": self.total}
+        out = {"gram": self.gram, "ptr": self.ptr, "owner": self.owner, "qflag": self.qflag, "total": self.total,
+               "qtotal": self.qtotal, "item_n": self.item_n}
         for n, (h, i) in self.short.items():
             out[f"short{n}_h"], out[f"short{n}_i"] = h, i
         return out
@@ -271,7 +298,8 @@ class ItemIndex:
     @classmethod
     def from_arrays(cls, items: list[BenchItem], cfg: MatchConfig, z: Any, stats: dict[str, Any]) -> "ItemIndex":
         ix = cls(items, cfg)
-        ix.gram, ix.ptr, ix.owner, ix.total = z["gram"], z["ptr"], z["owner"], z["total"]
+        for k in ("gram", "ptr", "owner", "qflag", "total", "qtotal", "item_n"):
+            setattr(ix, k, z[k])
         for k in z.files if hasattr(z, "files") else z:
             if k.startswith("short") and k.endswith("_h"):
                 n = int(k[5:-2])
@@ -280,11 +308,10 @@ class ItemIndex:
         return ix
 
     # matching ----------------------------------------------------------------------------------
-    def doc_gram_hits(self, grams: np.ndarray) -> np.ndarray:
-        """Which of ``grams`` (unique) are informative grams of some item (for corpus counting)."""
-        if len(self.gram) == 0 or len(grams) == 0:
-            return np.zeros(0, dtype=np.uint64)
-        return grams[np.isin(grams, self.gram, assume_unique=True)]
+    def text_grams(self, text: str) -> np.ndarray:
+        """Unique window hashes of ``text`` at every n-gram size in use (for corpus counting)."""
+        th = token_hashes(tokens(text)[0])
+        return np.unique(np.concatenate([window_hashes(th, n) for n in self.sizes]))
 
     def find(self, text: str) -> list[Match]:
         """Every item ``text`` contaminates, with the character spans to cut."""
@@ -294,7 +321,8 @@ class ItemIndex:
             return []
         th = token_hashes(toks)
         out: list[Match] = []
-        g = window_hashes(th, c.ngram)
+        g = np.concatenate([window_hashes(th, n) for n in self.sizes])
+        gpos = np.concatenate([np.arange(max(0, len(th) - n + 1)) for n in self.sizes])
         if len(g) and len(self.gram):
             pos = np.searchsorted(self.gram, g)
             pos = np.minimum(pos, len(self.gram) - 1)
@@ -302,25 +330,30 @@ class ItemIndex:
             if len(hit):
                 gidx = pos[hit]
                 counts = self.ptr[gidx + 1] - self.ptr[gidx]
-                rep_pos = np.repeat(hit, counts)
+                rep = np.repeat(hit, counts)
                 starts = np.repeat(self.ptr[gidx], counts)
                 offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-                items = self.owner[starts + offs]
-                grams_of = g[rep_pos]
+                rows = starts + offs
+                items, inq = self.owner[rows], self.qflag[rows]
+                grams_of, tokpos = g[rep], gpos[rep]
                 for it in np.unique(items):
                     sel = items == it
-                    p = np.sort(rep_pos[sel])
-                    n_distinct = len(np.unique(grams_of[sel]))
-                    share = n_distinct / max(1, int(self.total[it]))
+                    n = int(self.item_n[it])
+                    p = np.sort(tokpos[sel])
+                    share = len(np.unique(grams_of[sel])) / max(1, int(self.total[it]))
+                    qshare = (len(np.unique(grams_of[sel & inq])) / int(self.qtotal[it])) if self.qtotal[it] else 0.0
                     run = _longest_run(p)
                     if share >= c.min_share:
-                        why = f"share {share:.2f} of {int(self.total[it])} informative {c.ngram}-grams"
+                        why = f"share {share:.2f} of {int(self.total[it])} informative {n}-grams"
+                    elif qshare >= c.min_share:
+                        why = f"question share {qshare:.2f} of {int(self.qtotal[it])} informative {n}-grams"
+                        p = np.sort(tokpos[sel & inq])
                     elif run >= c.min_run:
-                        why = f"verbatim run of {run} informative {c.ngram}-grams"
+                        why = f"verbatim run of {run} informative {n}-grams"
                         p = _run_positions(p, c.min_run)
                     else:
                         continue
-                    out.append(Match(int(it), why, self._spans(p, c.ngram, spans, text), round(share, 3)))
+                    out.append(Match(int(it), why, self._spans(p, n, spans, text), round(max(share, qshare), 3)))
         for n, (sh, si) in self.short.items():
             w = window_hashes(th, n)
             if not len(w):

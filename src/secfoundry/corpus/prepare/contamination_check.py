@@ -124,7 +124,7 @@ def check_corpus(corpus: str | Path, benchmarks: list[str] | None = None, *, dat
     hits, n_docs = [], 0
     for _, d in iter_corpus(files, text_field, q):
         n_docs += 1
-        g = C.text_grams(d.text, cfg.ngram)
+        g = ix.text_grams(d.text)
         if len(g) and len(cand):
             hits.append(g[np.isin(g, cand, assume_unique=True)])
     if hits:

@@ -40,6 +40,8 @@ CVE_BENCHMARKS = C.CVE_BENCHMARKS
 class DecontaminateConfig:
     benchmarks: list[str] = field(default_factory=list)  # empty: every benchmark that loads
     ngram: int = 13
+    short_ngram: int = 8  # n-gram size for items whose question is under short_item_tokens words
+    short_item_tokens: int = 40
     min_words: int = 8  # benchmark texts shorter than this are not indexed (too generic)
     min_share: float = 0.5  # share of an item's informative n-grams that makes a match
     min_run: int = 20  # or a verbatim run of this many informative n-grams
@@ -55,12 +57,13 @@ class DecontaminateConfig:
     download: bool = False  # fetch download-only benchmarks (CyberMetric-2000/10000) when not on disk
 
     def match_config(self) -> C.MatchConfig:
-        return C.MatchConfig(ngram=self.ngram, min_words=self.min_words, min_share=self.min_share,
+        return C.MatchConfig(ngram=self.ngram, short_ngram=self.short_ngram, short_item_tokens=self.short_item_tokens,
+                             min_words=self.min_words, min_share=self.min_share,
                              min_run=self.min_run, bench_template_items=self.bench_template_items,
                              corpus_template_docs=self.corpus_template_docs)
 
 
-def _count_partition(path: str, cand_path: str, ngram: int) -> tuple[np.ndarray, int]:
+def _count_partition(path: str, cand_path: str, sizes: list[int]) -> tuple[np.ndarray, int]:
     """Candidate grams present in each document of one partition (concatenated, unique per
     document), and the number of documents: the corpus document frequency of benchmark grams."""
     import pyarrow.parquet as pq
@@ -70,7 +73,8 @@ def _count_partition(path: str, cand_path: str, ngram: int) -> tuple[np.ndarray,
     for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=2048):
         for text in batch.column(0).to_pylist():
             n += 1
-            g = C.text_grams(text or "", ngram)
+            th = C.token_hashes(C.tokens(text or "")[0])
+            g = np.unique(np.concatenate([C.window_hashes(th, n) for n in sizes]))
             if len(g) and len(cand):
                 out.append(g[np.isin(g, cand, assume_unique=True)])
     return (np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)), n
@@ -97,7 +101,7 @@ class Decontaminate(GlobalStep):
             cand_path = ctx.state_dir / "candidates.npy"
             np.save(cand_path, cand)
             hits, n_docs = [], 0
-            for h, n in ctx.map_partitions(_count_partition, str(cand_path), c.ngram):
+            for h, n in ctx.map_partitions(_count_partition, str(cand_path), self.index.sizes):
                 hits.append(h)
                 n_docs += n
             allh = np.concatenate(hits) if hits else np.zeros(0, dtype=np.uint64)
