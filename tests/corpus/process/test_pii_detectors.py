@@ -111,3 +111,16 @@ def test_iocs_next_to_pii_are_kept():
          "d41d8cd98f00b204e9800998ecf8427e, CVE-2024-3400, T1059.001, build 10.0.19045.3693, "
          "fe80::1ff:fe23:4567:890a, C:\\Windows\\Temp\\a.exe")
     assert scrub(t + "; contact Ana Lima at ana.lima@gmail.com") == t + "; contact <NAME> at <EMAIL>"
+
+
+@pytest.mark.parametrize("kept", [
+    "password_hash=HASH(password)",  # code, not a password
+    "selection_password:\n        CommandLine|contains|all:",  # a Sigma selection name
+    '<!ENTITY user SYSTEM "http://username:password@example.com:8080">',  # placeholder credentials
+    'CONTENT="0;url=data:text/html base64,PHNjcmlwdD5hbGVydCgnWFNTJyk8L3NjcmlwdD4K">',  # base64 XSS payload
+    "client = MongoClient(uri, tls=True)", "- **Client**: Generally refers to an application",
+    "Code: e5 <41> 57 41 56 41 55 41 54 53 b0 01 48 85 f6 0f 84 a4 01 00 00 48 89\nRSP: 0018",  # kernel oops bytes
+    "- G0045 menuPass: [menuPass](https://attack.mitre.org/groups/G0045) has used a script",
+])
+def test_security_text_false_positives_found_on_the_mirror(kept):
+    assert scrub(kept) == kept

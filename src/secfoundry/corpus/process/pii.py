@@ -146,7 +146,7 @@ PHONE_RE = re.compile(
 PHONE_CONTEXT_RE = re.compile(
     r"\b(?:phone|tel|telephone|mobile|cell|fax|call(?: me| us)?|whatsapp|sms|contact number)\b\.?(?:\s*(?:no\.?|number|#))?"
     r"\s*[:=]?\s*(?P<num>\+?\d[\d ().-]{6,18}\d)", re.I)
-CARD_RE = re.compile(r"(?<![0-9A-Za-z_.-])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z_-]|\.\w)")
+CARD_RE = re.compile(r"(?<![0-9A-Za-z_.-])(?:\d[ -]?){11,18}\d(?![0-9A-Za-z_-]|\.\w)")
 SSN_RE = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
 SSN_CONTEXT_RE = re.compile(r"\b(?:SSN|social security(?: number| no\.?)?)\s*[:#]?\s*(?P<num>\d{9}|\d{3} \d{2} \d{4})\b", re.I)
 NINO_RE = re.compile(r"\b(?![DFIQUV])[A-CEGHJ-PR-TW-Z](?![DFIOQUV])[A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
@@ -300,7 +300,7 @@ class PIIScrubber:
 
         for m in CARD_RE.finditer(text):
             digits = re.sub(r"\D", "", m.group(0))
-            if 13 <= len(digits) <= 19 and card_issuer_ok(digits) and luhn_ok(digits) \
+            if 12 <= len(digits) <= 19 and card_issuer_ok(digits) and luhn_ok(digits) \
                     and self._card_groups_ok(m.group(0)):
                 add(m.start(), m.end(), "CREDIT_CARD")
         for m in SSN_RE.finditer(text):

@@ -49,7 +49,8 @@ MYNAME_RE = re.compile(rf"\b[Mm]y name is\s+(?P<n>{_FULL})\b")
 FIELD_RE = re.compile(
     rf"(?im:^[\s>*_|-]*(?:full name|contact name|customer name|employee name|contact(?: person)?|employee|customer|patient|client|applicant|"
     rf"account holder|cardholder|card holder|guardian|from|to|cc|sender|recipient|attn|attention|signed|"
-    rf"submitted by|assigned to|owner)\s*[*_]*\s*[:=|]\s*[*_]*\s*)(?P<n>(?-i:{_FULL}))")
+    rf"submitted by|assigned to|owner)[ \t]*[*_]*[ \t]*:[ \t]*[*_]*[ \t]*)"
+    rf"(?P<n>(?-i:{_NAME}(?:[ \t]+(?:[A-Z]\.[ \t]+)?{_NAME}){{1,2}}))(?=[ \t]*(?:$|[,;<(]))")
 DISPLAY_RE = re.compile(rf"(?P<n>{_NAME}(?:\s+{_NAME}){{1,2}})\s*<[^<>@\s]+@[^<>\s]+>|\"(?P<q>{_FULL})\"\s*<[^<>@\s]+@")
 SIGNATURE_RE = re.compile(
     rf"(?im:^[ \t]*(?:best regards|kind regards|warm regards|regards|sincerely|yours truly|best|cheers|"

@@ -20,6 +20,7 @@ CAND_RE = re.compile(
     r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?(?![\w/@-]|\.\d)")
 _EXT_RE = re.compile(r"\s?(?:x|ext\.?|extension)\s?\d{1,6}$")
 CUE_RE = re.compile(r"\b(?:call|phone|tel|mobile|cell|fax|text|sms|whatsapp|message[sd]?|reach|dial|number)\b", re.I)
+HEX_BYTE_RE = re.compile(r"(?<![\w])(?=\d?[a-f])[0-9a-f]{2}(?![\w])|<[0-9a-f]{2}>")
 TRUNK_REGIONS = ("GB", "DE", "FR", "NL", "IT", "ES", "AU", "BE", "CH", "AT", "SE", "IN", "JP")
 
 
@@ -48,7 +49,7 @@ def phone_spans(text: str) -> list[tuple[int, int]]:
         groups = re.findall(r"\d+", core)
         if len(groups) == 1 and not intl and not (len(digits) in (10, 11) and CUE_RE.search(text, max(0, m.start() - 40), m.start())):
             continue  # a bare digit run: ids and counters unless a phone cue precedes it (module docstring)
-        if not intl and (max(map(len, groups)) > 8 or sum(len(g) == 1 for g in groups[1:]) > 0):
+        if not intl and len(groups) > 1 and (max(map(len, groups)) > 8 or sum(len(g) == 1 for g in groups[1:]) > 0):
             continue
         if sum(len(g) <= 1 for g in groups) > 2:
             continue
@@ -63,6 +64,7 @@ def phone_spans(text: str) -> list[tuple[int, int]]:
             lens = [len(g) for g in groups]
             ok = ((lens in ([3, 3, 4], [1, 3, 3, 4]) and (lens[0] == 3 or groups[0] == "1") or len(groups) == 1)
                   and _possible(core, ("US",)))
-        if ok:
-            out.append((m.start(), m.start() + len(s)))
+        if ok and not (HEX_BYTE_RE.search(text, max(0, m.start() - 15), m.start())
+                       or HEX_BYTE_RE.search(text, m.start() + len(s), m.start() + len(s) + 15)):
+            out.append((m.start(), m.start() + len(s)))  # (hex dumps: kernel "Code:" lines are not numbers)
     return out

@@ -43,7 +43,7 @@ AWS_SECRET_RE = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+
 PASSWORD_KEY_RE = re.compile(r"pass(?:word|wd|phrase|code)?|pwd|secret", re.I)
 # password-named keys: any non-space value (generated passwords use ( ) , ; & | too)
 PASSWORD_KV_RE = re.compile(
-    r"(?P<key>\b[\w.-]*(?:pass(?:word|wd|phrase|code)?|pwd)[\w.-]*)[\"']?\s*(?:=|:|=>|:=)\s*[\"'`]?"
+    r"(?P<key>\b[\w.-]*(?:pass(?:word|wd|phrase|code)?|pwd)[\w.-]*)[\"']?[ \t]*(?:=|:|=>|:=)[ \t]*[\"'`]?"
     r"(?P<val>[^\s\"'`]{8,64})", re.I)
 PASSWORD_PROSE_RE = re.compile(
     r"\b(?:password|passphrase|passcode|pwd)\s+(?:is|was|set to|changed to|reset to)\s*:?\s*"
@@ -74,7 +74,8 @@ def password_is_secret(val: str) -> bool:
     val = val.strip("\"'`")
     if len(val) < 8 or len(val) > 64 or PLACEHOLDER_RE.match(val) or val.lower() in KNOWN_PASSWORDS:
         return False
-    if val.startswith(("/", "./", "../", "~/", "\\", "http")) or re.fullmatch(r"[\d.:/-]+", val):
+    if val.startswith(("/", "./", "../", "~/", "\\", "http", "[", "(")) or re.fullmatch(r"[\d.:/-]+", val) \
+            or "](" in val or "://" in val or re.match(r"[A-Za-z_][\w.]*\(", val) or re.search(r"&\w+=", val):
         return False
     return char_classes(val) >= 3
 
@@ -88,8 +89,21 @@ def aws_secret_spans(text: str) -> list[tuple[int, int]]:
         if (re.fullmatch(r"[0-9a-fA-F]+", v) or not re.search(r"[a-z]", v) or not re.search(r"[A-Z]", v)
                 or not re.search(r"\d", v) or entropy(v) < 4.0 or v.count("/") >= 3):  # >= 3 slashes: a path
             continue
+        if _decodes_to_text(v):
+            continue  # base64 of text (an XSS payload, a command): an indicator, not a key
         out.append(m.span())
     return out
+
+
+def _decodes_to_text(v: str) -> bool:
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(v + "=" * (-len(v) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return bool(raw) and sum(32 <= b < 127 or b in (9, 10, 13) for b in raw) / len(raw) > 0.9
 
 
 def password_prose_spans(text: str) -> list[tuple[int, int]]:
@@ -162,6 +176,7 @@ def detect_secrets_spans(text: str) -> list[tuple[int, int, str]]:
                 i = line.find(val)
                 while i != -1:
                     a, b = _widen(line, i, i + len(val)) if len(val) < 20 or "." in val else (i, i + len(val))
-                    out.append((pos + a, pos + b, type(p).__name__))
+                    if not (re.fullmatch(r"[A-Za-z]{1,15}", line[a:b]) or PLACEHOLDER_RE.match(line[a:b])):
+                        out.append((pos + a, pos + b, type(p).__name__))
                     i = line.find(val, i + len(val))
     return out
