@@ -18,7 +18,8 @@ Measured:
    item share (how much of the benchmark item is in the document: a real overlap by construction).
 3. **Completeness on planted items**: ``--per-benchmark`` items of every benchmark that loads are
    planted into mirror documents as (a) exact copies (question + lettered options), (b) lightly
-   reformatted copies (case, markdown, line breaks, punctuation, "(a)" options), and (c) for
+   reformatted copies (case, markdown, line breaks, punctuation, "(a)" options), (b') edited
+   copies (one word in 25 of the question replaced; reported, not part of the target), and (c) for
    CTIBench RCM/VSP/RCM-2021, the item's CVE description as a new CVE-style record under an
    unrelated id (so the CVE-id rule cannot help). An item counts as removed when its host
    document was dropped or no word 13-gram of its question (the whole question, if shorter)
@@ -56,14 +57,14 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
 
 
-def collect(mirror: Path, general: Path | None, max_general: int) -> list[Document]:
+def collect(mirror: Path, general: Path | None, max_general: int, only: list[str] | None = None) -> list[Document]:
     from secfoundry.corpus.collect.general import general_files, iter_general_documents
     from secfoundry.corpus.collect.sources import iter_source_documents, source_names
     from secfoundry.core.errors import Quarantine
 
     docs: list[Document] = []
     q = Quarantine()
-    for name in source_names(["all"], ["epss"]):
+    for name in source_names(only or ["all"], ["epss"]):
         try:
             docs += list(iter_source_documents(name, mirror=mirror, quarantine=q))
         except Exception as e:  # noqa: BLE001 - a source that fails is reported, the others go on
@@ -220,7 +221,7 @@ def plant(docs: list[Document], items: list[C.BenchItem], per_bench: int, seed: 
         pool = sorted(set(by_bench[bench]))
         for i in rng.sample(pool, min(per_bench, len(pool))):
             it = items[i]
-            for form in ("exact", "reformatted") + (("cve-text",) if it.cves else ()):
+            for form in ("exact", "reformatted", "edited") + (("cve-text",) if it.cves else ()):
                 if form == "cve-text":
                     fake = f"CVE-2099-{70000 + len(planted)}"
                     d = Document(id=f"cve:{fake}", source="cve", text=f"# {fake}\n\n{it.question}\n\n- **Published**: 2024-01-02\n",
@@ -233,6 +234,14 @@ def plant(docs: list[Document], items: list[C.BenchItem], per_bench: int, seed: 
                 host = hosts[h % len(hosts)]
                 used_hosts.add(host.id)
                 block = it.question + "\n" + "\n".join(f"{l}. {o}" for l, o in zip("ABCDE", it.options))
+                if form == "edited":  # one word in 25 replaced (at least one), options unchanged
+                    words = it.question.split(" ")
+                    for k in range(len(words) // 2, len(words), 25):
+                        words[k] = "thing"
+                    if len(words) > 50:
+                        for k in range(len(words) // 2 - 25, 0, -25):
+                            words[k] = "thing"
+                    block = " ".join(words) + "\n" + "\n".join(f"{l}. {o}" for l, o in zip("ABCDE", it.options))
                 if form == "reformatted":
                     block = "Q: " + reformat(it.question, rng) + "\n" + "\n".join(
                         f"({l.lower()}) {o.lower()}" for l, o in zip("ABCDE", it.options))
@@ -279,6 +288,8 @@ def completeness(planted, items_by_key, kept, dropped) -> dict:
                 res["options_checked"] += 1
                 res["options_left"] += any(o.lower() in out.text.lower() for o in long_opts)
     res["removed_pct"] = round(100 * res["removed"] / max(1, res["planted"]), 2)
+    target = [v for k, v in res["by_form"].items() if k != "edited"]
+    res["target_removed"], res["target_planted"] = sum(v[0] for v in target), sum(v[1] for v in target)
     return res
 
 
@@ -303,8 +314,9 @@ def markdown(r: dict) -> str:
         f"| non-benchmark CVE records keep their full description ≥ 99% | {cve['kept_full']}/{cve['records']} = "
         f"{cve['kept_full_pct']}% (CVE-2024-3905: {'kept' if r['cve_2024_3905_kept'] else 'CUT'}) | "
         f"{'yes' if cve['kept_full_pct'] >= 99 else 'no'} |",
-        f"| planted benchmark items removed = 100% | {pl['removed']}/{pl['planted']} = {pl['removed_pct']}% | "
-        f"{'yes' if pl['removed'] == pl['planted'] else 'no'} |",
+        f"| planted benchmark items removed = 100% (exact, reformatted, CVE text) | {pl['target_removed']}/{pl['target_planted']} "
+        f"= {round(100 * pl['target_removed'] / max(1, pl['target_planted']), 2)}% | "
+        f"{'yes' if pl['target_removed'] == pl['target_planted'] else 'no'} |",
         "",
         f"Before this change (issue #14, quickstart run): 26 of 119 ordinary CVE records lost their description, "
         f"31.8% of CVE characters and 11.9% of ATT&CK characters were removed. The CTIBench CVE record in the mirror "
@@ -358,11 +370,12 @@ def main() -> None:
     ap.add_argument("--max-general", type=int, default=400)
     ap.add_argument("--per-benchmark", type=int, default=15)
     ap.add_argument("--write", action="store_true", help="splice the section into BENCHMARKS.md")
+    ap.add_argument("--sources", default="", help="comma-separated connectors (default: all but EPSS; a smoke test)")
     a = ap.parse_args()
     os.environ.setdefault("SECFOUNDRY_OFFLINE", "1")
     mirror = Path(a.mirror)
     t0 = time.time()
-    docs = collect(mirror, Path(a.general), a.max_general)
+    docs = collect(mirror, Path(a.general), a.max_general, [x for x in a.sources.split(",") if x] or None)
     print(f"collected {len(docs):,} documents in {time.time() - t0:.0f} s", file=sys.stderr)
     originals = {d.id: Document.from_row(d.to_row()) for d in docs}
     cfg = DecontaminateConfig()

@@ -145,3 +145,43 @@ def test_items_round_trip_through_arrays(tmp_path):
         ix2 = C.ItemIndex.from_arrays(again_items, ix.cfg, {k: z[k] for k in z.files}, ix.stats)
     t = "x\n\nWhich property makes a biometric system trustworthy overall?\n\n" + vuldb(3)
     assert keys(ix2, t) == keys(ix, t) == {"cybermetric-80:3", "ctibench-rcm:3"}
+
+
+def test_edited_long_item_matches_by_coverage_and_boilerplate_runs_do_not():
+    ix = index()
+    words = REPORT.split(" ")
+    for k in range(10, len(words), 25):  # one word in 25 edited: 13-gram share falls under 0.5
+        words[k] = "edited"
+    ms = ix.find("Intro.\n\n" + " ".join(words) + "\n\nOutro.")
+    assert [ix.items[m.item].key for m in ms] == ["ctibench-taa:1"] and "covers" in ms[0].why
+    # a 33-word run of a short item (VulDB boilerplate + product) is not a quote of it
+    short = C.BenchItem("ctibench-rcm:50", ["ctibench-rcm:50"], vuldb(50))
+    ix2 = C.ItemIndex([short])
+    ix2.build_items()
+    half = " ".join(vuldb(50).split(" ")[:33])
+    assert all("verbatim run" not in m.why for m in ix2.find(half + " and then something else entirely"))
+
+
+def test_question_goes_with_a_match_on_long_options():
+    it = C.BenchItem("ctibench-mcq:1922", ["ctibench-mcq:1922"], "CWE-45 involves which primary risk?",
+                     ["Disclosure of sensitive information due to stored cross-site scripting (XSS).",
+                      "Unauthorized access through poorly validated path inputs and other traversal tricks.",
+                      "Denial of Service (DoS) attacks against web services from many distributed hosts.",
+                      "Escalation of privileges by injecting SQL code into the login form fields."])
+    ix = C.ItemIndex([it])
+    ix.build_items()
+    text = "Intro line.\n\nCWE-45 involves which primary risk?\n" + "\n".join(
+        f"{l}) {o}" for l, o in zip("ABCD", it.options)) + "\n\nOutro line."
+    out = C.cut_spans(text, ix.find(text)[0].spans)
+    assert "CWE-45" not in out and "SQL" not in out and out.startswith("Intro line.")
+
+
+def test_entity_guard_keeps_another_cves_record_but_not_a_full_copy():
+    ix = index()
+    m = C.Match(0, "share 0.88", [(0, 10)], 0.88)
+    it = ix.items[0]  # about CVE-2024-1000
+    assert C.entity_guarded(it, {"CVE-2024-3905"}, m)
+    assert not C.entity_guarded(it, {"CVE-2024-1000"}, m)
+    assert not C.entity_guarded(it, set(), m)  # a blog post is not a CVE record
+    assert not C.entity_guarded(it, {"CVE-2099-1"}, C.Match(0, "share 1.00", [(0, 10)], 1.0))
+    assert C.document_cves("nvd:CVE-2024-3905", "", "text", {}) == {"CVE-2024-3905"}

@@ -49,7 +49,8 @@ class MatchConfig:
     short_item_tokens: int = 40
     min_words: int = 8  # shorter item texts are not indexed (too generic to match safely)
     min_share: float = 0.5  # share of an item's informative n-grams that must be present
-    min_run: int = 20  # or this many consecutive informative n-grams of one item (a long quote)
+    min_coverage: float = 0.8  # or this share of the item's informative words covered (edited copies)
+    min_run: int = 20  # or this many consecutive informative n-grams of a long item (a long quote)
     bench_template_items: int = 3  # an n-gram in >= this many distinct items is a template
     corpus_template_docs: int = 20  # an n-gram in >= this many corpus documents is a template ...
     item_common_share: float = 0.8  # ... unless >= this share of the item is that common
@@ -200,6 +201,11 @@ class ItemIndex:
         self.total = np.zeros(len(items), dtype=np.int32)  # informative grams per item
         self.qtotal = np.zeros(len(items), dtype=np.int32)  # ... of its question
         self.item_n = np.zeros(len(items), dtype=np.int16)  # the n-gram size of each item
+        self.seq_h = np.zeros(0, dtype=np.uint64)  # every window of every item, in item order
+        self.seq_pos = np.zeros(0, dtype=np.int32)  # its word position in the item
+        self.seq_ptr = np.zeros(len(items) + 1, dtype=np.int64)  # item i: seq[seq_ptr[i]:seq_ptr[i+1]]
+        self.seq_inf = np.zeros(0, dtype=bool)  # the window is informative (not a template)
+        self.cover = np.zeros(len(items), dtype=np.int32)  # words covered by informative windows
         self.short: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # length -> (sorted hashes, item ids)
         self.stats: dict[str, Any] = {}
         self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (gram, item, in question)
@@ -215,19 +221,26 @@ class ItemIndex:
         corpus document frequency ``apply_corpus_counts`` should be given."""
         c = self.cfg
         gh, gi, gq = [], [], []
+        sh_, sp_, si_ = [], [], []  # every window of every item, in order: hash, token position, item
         short_h: dict[int, list[tuple[int, int]]] = {}
         for i, it in enumerate(self.items):
             units = [token_hashes(tokens(t)[0]) for t in it.units()]
             n = c.ngram if len(units[0]) >= c.short_item_tokens else c.short_ngram
             self.item_n[i] = n
+            base = 0
             for u, th in enumerate(units):
                 if len(th) >= n:
-                    g = np.unique(window_hashes(th, n))
+                    w = window_hashes(th, n)
+                    sh_.append(w)
+                    sp_.append(np.arange(len(w), dtype=np.int32) + base)
+                    si_.append(np.full(len(w), i, dtype=np.int32))
+                    g = np.unique(w)
                     gh.append(g)
                     gi.append(np.full(len(g), i, dtype=np.int32))
                     gq.append(np.full(len(g), u == 0))
                 elif u == 0 and len(th) >= c.min_words:  # a short question: matched whole
                     short_h.setdefault(len(th), []).append((int(window_hashes(th, len(th))[0]), i))
+                base += len(th) + n  # a gap: windows never bridge two units
         h = np.concatenate(gh) if gh else np.zeros(0, dtype=np.uint64)
         o = np.concatenate(gi) if gi else np.zeros(0, dtype=np.int32)
         q = np.concatenate(gq) if gq else np.zeros(0, dtype=bool)
@@ -243,6 +256,10 @@ class ItemIndex:
                           bench_template_grams=int((cnt >= c.bench_template_items).sum()),
                           items_by_ngram={str(k): int(v) for k, v in zip(*np.unique(self.item_n, return_counts=True))})
         self._pairs = (h[~template], o[~template], q[~template])
+        self.seq_h = np.concatenate(sh_) if sh_ else np.zeros(0, dtype=np.uint64)
+        self.seq_pos = np.concatenate(sp_) if sp_ else np.zeros(0, dtype=np.int32)
+        seq_item = np.concatenate(si_) if si_ else np.zeros(0, dtype=np.int32)
+        self.seq_ptr = np.searchsorted(seq_item, np.arange(len(self.items) + 1)).astype(np.int64)
         for n, lst in short_h.items():
             arr = np.array(lst, dtype=np.uint64).reshape(-1, 2)
             order = np.argsort(arr[:, 0], kind="stable")
@@ -282,15 +299,40 @@ class ItemIndex:
         self.total = np.bincount(o, minlength=len(self.items)).astype(np.int32)
         self.qtotal = np.bincount(o[q], minlength=len(self.items)).astype(np.int32)
         self.stats["informative_grams"] = int(len(self.gram))
+        # which windows of each item are informative, and how many of its words they cover
+        seq_item = np.repeat(np.arange(len(self.items), dtype=np.int64), np.diff(self.seq_ptr))
+        K = np.uint64(0x9E3779B97F4A7C15)
+        with np.errstate(over="ignore"):
+            inf_keys = np.unique(h ^ (o.astype(np.uint64) * K))
+            self.seq_inf = np.isin(self.seq_h ^ (seq_item.astype(np.uint64) * K), inf_keys)
+        self.cover = np.array([self._covered(i, self.seq_inf[self.seq_ptr[i]:self.seq_ptr[i + 1]])
+                               for i in range(len(self.items))], dtype=np.int32)
         indexed = self.total > 0
         for _, ids in self.short.values():
             indexed[ids] = True
         self.stats["items_indexed"] = int(indexed.sum())
 
+    def _covered(self, i: int, mask: np.ndarray) -> int:
+        """Words of item ``i`` covered by its windows selected by ``mask``."""
+        pos = self.seq_pos[self.seq_ptr[i]:self.seq_ptr[i + 1]][mask]
+        if not len(pos):
+            return 0
+        n = int(self.item_n[i])
+        return int(len(np.unique((pos[:, None] + np.arange(n)[None, :]).ravel())))
+
+    def coverage(self, i: int, matched: np.ndarray) -> float:
+        """Share of item ``i``'s informative words covered by the informative windows found."""
+        if not self.cover[i]:
+            return 0.0
+        a, b = self.seq_ptr[i], self.seq_ptr[i + 1]
+        mask = self.seq_inf[a:b] & np.isin(self.seq_h[a:b], matched)
+        return self._covered(i, mask) / int(self.cover[i])
+
     # persistence -------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"gram": self.gram, "ptr": self.ptr, "owner": self.owner, "qflag": self.qflag, "total": self.total,
-               "qtotal": self.qtotal, "item_n": self.item_n}
+               "qtotal": self.qtotal, "item_n": self.item_n, "seq_h": self.seq_h, "seq_pos": self.seq_pos,
+               "seq_ptr": self.seq_ptr, "seq_inf": self.seq_inf, "cover": self.cover}
         for n, (h, i) in self.short.items():
             out[f"short{n}_h"], out[f"short{n}_i"] = h, i
         return out
@@ -298,7 +340,8 @@ class ItemIndex:
     @classmethod
     def from_arrays(cls, items: list[BenchItem], cfg: MatchConfig, z: Any, stats: dict[str, Any]) -> "ItemIndex":
         ix = cls(items, cfg)
-        for k in ("gram", "ptr", "owner", "qflag", "total", "qtotal", "item_n"):
+        for k in ("gram", "ptr", "owner", "qflag", "total", "qtotal", "item_n", "seq_h", "seq_pos", "seq_ptr",
+                  "seq_inf", "cover"):
             setattr(ix, k, z[k])
         for k in z.files if hasattr(z, "files") else z:
             if k.startswith("short") and k.endswith("_h"):
@@ -348,7 +391,9 @@ class ItemIndex:
                     elif qshare >= c.min_share:
                         why = f"question share {qshare:.2f} of {int(self.qtotal[it])} informative {n}-grams"
                         p = np.sort(tokpos[sel & inq])
-                    elif run >= c.min_run:
+                    elif len(p) >= 2 and (cov := self.coverage(int(it), np.unique(grams_of[sel]))) >= c.min_coverage:
+                        why = f"covers {cov:.2f} of the item's {int(self.cover[it])} informative words (edited copy)"
+                    elif run >= c.min_run and self.total[it] >= 3 * c.min_run:  # a long quote of a long item
                         why = f"verbatim run of {run} informative {n}-grams"
                         p = _run_positions(p, c.min_run)
                     else:
@@ -368,7 +413,7 @@ class ItemIndex:
                                          self._spans(np.array([k]), n, spans, text)))
                     j += 1
         for m in out:
-            m.spans = _merge(m.spans + self._option_spans(m, toks, spans, text))
+            m.spans = _merge(m.spans + self._unit_spans(m, toks, spans, text))
         return out
 
     def _spans(self, positions: np.ndarray, n: int, spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]]:
@@ -389,26 +434,44 @@ class ItemIndex:
             out.append((lo, hi))
         return [_widen(text, spans[a][0], spans[min(b, len(spans) - 1)][1]) for a, b in out]
 
-    def _option_spans(self, m: Match, toks: list[str], spans: list[tuple[int, int]], text: str
-                      ) -> list[tuple[int, int]]:
-        """The options of a matched multiple-choice item, where they follow (or precede) the
-        question within ``option_window`` words."""
+    def _unit_spans(self, m: Match, toks: list[str], spans: list[tuple[int, int]], text: str
+                    ) -> list[tuple[int, int]]:
+        """The rest of a matched item where it stands verbatim within ``option_window`` words of
+        the match: a multiple-choice item's options (often too short to index), or its question
+        when the match came from long options."""
         it = self.items[m.item]
-        if not it.options or not m.spans:
+        if not m.spans or not (it.options or it.extra):
             return []
         first = _token_at(spans, m.spans[0][0])
         last = _token_at(spans, m.spans[-1][1] - 1)
-        lo, hi = max(0, first - self.cfg.option_window), min(len(toks), last + self.cfg.option_window)
+        w = self.cfg.option_window
         out = []
-        for opt in it.options:
+        for opt in it.units():
             ot = tokens(opt)[0]
+            lo, hi = max(0, first - w - len(ot)), min(len(toks), last + w + len(ot))
             if not ot:
                 continue
+            head = ot[0] if ot else None
             for s in range(lo, hi - len(ot) + 1):
-                if toks[s:s + len(ot)] == ot:
+                if toks[s] == head and toks[s:s + len(ot)] == ot:
                     out.append(_widen(text, spans[s][0], spans[s + len(ot) - 1][1]))
                     break
         return out
+
+
+def document_cves(doc_id: str, title: str, text: str, metadata: dict[str, Any]) -> set[str]:
+    """The CVE ids a document is *about*: its record id, id, title, aliases or first line."""
+    first = text.lstrip()[:300].split("\n", 1)[0]
+    named = " ".join([str(metadata.get("record_id", "")), doc_id, title or "", first,
+                      " ".join(map(str, metadata.get("aliases") or []))])
+    return {m.upper() for m in CVE_RE.findall(named)}
+
+
+def entity_guarded(item: BenchItem, about: set[str], m: Match) -> bool:
+    """A CVE record is not a copy of a benchmark item about *another* CVE just because their
+    descriptions follow one template (two versions of one plugin, one vendor's boilerplate) —
+    unless the item's text is there in full (share 1.0: copied under a new id)."""
+    return bool(item.cves and about and not (about & set(item.cves)) and m.share < 1.0)
 
 
 def _token_at(spans: list[tuple[int, int]], char: int) -> int:

@@ -141,7 +141,10 @@ def check_corpus(corpus: str | Path, benchmarks: list[str] | None = None, *, dat
     found: dict[int, set[str]] = {}
     # pass 2: findings
     for f, d in iter_corpus(files, text_field, None):
+        about = C.document_cves(d.id, d.title, d.text, d.metadata)
         for m in ix.find(d.text):
+            if C.entity_guarded(items[m.item], about, m):
+                continue
             _add(rep, found, items[m.item], m.item, d, f, m.why, [list(s) for s in m.spans])
         if cves:
             first = d.text.lstrip()[:300].split("\n", 1)[0].upper()

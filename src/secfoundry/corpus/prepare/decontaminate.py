@@ -10,8 +10,10 @@ Per document, in order:
   (``decontam:cve:<benchmark>``); in any other document only the paragraphs naming it are cut;
 * **item match** (``prepare/contamination.py``): the spans that contain a substantial share of
   one item's informative n-grams (templates shared by many items or common in the corpus do not
-  count), a long verbatim run of them, or a short question verbatim, are cut; the document is
-  dropped (``decontam:ngram:<benchmark>``) only when almost nothing is left.
+  count), most of its words in an edited copy, a long verbatim run of them, or a short question
+  verbatim, are cut; the document is dropped (``decontam:ngram:<benchmark>``) only when almost
+  nothing is left. A CVE record is not matched to an item about *another* CVE unless it holds
+  the item's text in full (entity guard: one vendor template, two CVEs).
 
 Every decision keeps its evidence: dropped documents carry ``metadata.decontaminated``; each cut
 span is written by the engine to the phase's ``cuts/`` Parquet (document, span, removed text,
@@ -153,10 +155,7 @@ class Decontaminate(GlobalStep):
         return None
 
     def _about(self, doc: Document, cve: str) -> bool:
-        m = doc.metadata
-        named = [str(m.get("record_id", "")), doc.title or "", doc.id, " ".join(map(str, m.get("aliases") or []))]
-        first_line = doc.text.lstrip()[:300].split("\n", 1)[0]
-        return any(cve in s.upper() for s in named) or cve in first_line.upper()
+        return cve in C.document_cves(doc.id, doc.title, doc.text, doc.metadata)
 
     def evidence(self, doc: Document, text: str) -> list[dict[str, Any]]:
         """Everything in ``text`` that contaminates a benchmark item: item, benchmarks, why, spans."""
@@ -171,8 +170,11 @@ class Decontaminate(GlobalStep):
                     out.append({"item": it.key, "benchmarks": _benches(it), "why": f"cve {cve}" + (
                         " (the document is about it)" if about else " (mentioned)"), "spans": spans,
                         "whole": about})
+        about = C.document_cves(doc.id, doc.title, text, doc.metadata)
         for m in self.index.find(text):
             it = self.index.items[m.item]
+            if C.entity_guarded(it, about, m):
+                continue
             out.append({"item": it.key, "benchmarks": _benches(it), "why": m.why, "share": m.share,
                          "spans": [list(s) for s in m.spans], "whole": False})
         return out
