@@ -128,7 +128,7 @@ ROLE_TOKENS = {"announce", "security", "abuse", "psirt", "cert", "csirt", "cna",
                "list", "lists", "users", "devel", "discuss", "bugs", "issues", "advisories", "advisory",
                "alerts", "secalert", "incident", "noc", "soc", "support"}
 DOC_DOMAINS_RE = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net|edu)|example|test|invalid|localhost|"
-                            r"local|lan|internal|corp|domain\.tld|contoso\.com|fabrikam\.com)$", re.I)
+                            r"local|lan|internal|corp|domain\.tld|your-?domain\.\w+|contoso[\w-]*\.\w+|fabrikam\.com)$", re.I)
 IOC_CONTEXT_RE = re.compile(r"\b(?:IOCs?|IoCs?|indicators?(?: of compromise)?|phishing|sender|senders|"
                             r"C2|C&C|command[- ]and[- ]control|malicious|attacker|threat actor|spoofed|"
                             r"lure|dropper|payload|exfiltrat\w*|observables?|blocklist|denylist)\b", re.I)

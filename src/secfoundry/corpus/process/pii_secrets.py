@@ -16,8 +16,9 @@ Hand-written, because no plugin finds them without quotes or a file type:
 * a **bare AWS secret access key** (40 base64 characters mixing upper, lower and digits, high
   entropy, not hex) anywhere in text;
 * **password values** in prose and configs (``password: Hunter2Secret!``, ``the password is
-  ...``): a value of ≥ 8 characters with ≥ 3 of the 4 character classes that is not a
-  placeholder nor one of the well-known default/example passwords.
+  ...``): a value of ≥ 8 characters with ≥ 3 of the 4 character classes, at least one digit,
+  that is not a placeholder, code (``HASH(x)``, ``New-Object``), a query string, nor one of the
+  well-known default/example passwords.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def password_is_secret(val: str) -> bool:
     if val.startswith(("/", "./", "../", "~/", "\\", "http", "[", "(")) or re.fullmatch(r"[\d.:/-]+", val) \
             or "](" in val or "://" in val or re.match(r"[A-Za-z_][\w.]*\(", val) or re.search(r"&\w+=", val):
         return False
-    return char_classes(val) >= 3
+    if re.search(r"[a-z_]{3,}=", val):
+        return False  # key=value pairs run together (a config dump), not one value
+    return char_classes(val) >= 3 and any(c.isdigit() for c in val)  # chosen passwords carry a digit
 
 
 def aws_secret_spans(text: str) -> list[tuple[int, int]]:
