@@ -7,6 +7,11 @@ Security-aware details:
 
 * n-grams are salted with the paragraph's entity set (CVE/CWE/ATT&CK/... ids), so a templated
   paragraph that differs only in its id is *new* text, while a mirrored copy is a repeat;
+* **entity guard**: in a document about an entity (ids in its title / first heading / alias
+  line, see ``identity.py``) every paragraph is also salted with the document's canonical id, so
+  its paragraphs can only be repeats of paragraphs of documents about the *same* entity (an OSV
+  record and its GHSA mirror, both keyed by their CVE). Oracle advisories and kernel CVEs whose
+  paragraphs follow one template are never trimmed or emptied by other advisories' text;
 * short paragraphs (headings, "## Related", list stubs) are never removed — removing shared
   boilerplate headings only breaks document structure;
 * fenced code blocks are one paragraph, never split at blank lines inside them.
@@ -23,6 +28,7 @@ import numpy as np
 
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.bloom import BloomFilter
+from secfoundry.corpus.prepare.identity import identity, identity_key
 from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, words
 from secfoundry.core.documents import Document
 
@@ -36,6 +42,7 @@ class ParagraphDedupConfig:
     min_words: int = 10  # shorter paragraphs are never removed
     min_keep_chars: int = 200  # a document left shorter than this (and < half its size) is dropped
     error_rate: float = 1e-4
+    entity_guard: bool = True  # salt every paragraph of a document about an entity with its id
 
 
 def split_paragraphs(text: str) -> list[str]:
@@ -57,22 +64,26 @@ def split_paragraphs(text: str) -> list[str]:
     return blocks
 
 
-def paragraph_hashes(path: str, ngram: int) -> dict:
+def paragraph_hashes(path: str, ngram: int, entity_guard: bool = True) -> dict:
     """Per paragraph of every document in one partition: its entity-salted n-gram hashes (one
     flat array with offsets, so a task returns a few numpy arrays, not 100k small objects),
     word count and length."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=["id", "text"])
+    cols = ["id", "text"] + (["title"] if "title" in pq.read_schema(path).names else [])
+    table = pq.read_table(path, columns=cols)
     ids = table.column("id").to_pylist()
+    titles = table.column("title").to_pylist() if "title" in cols else [""] * len(ids)
     text_len, n_words, n_chars, chunks = [], [], [], []
     para_off, hash_off = [0], [0]
-    for text in table.column("text").to_pylist():
+    for text, title in zip(table.column("text").to_pylist(), titles):
         text = text or ""
         text_len.append(len(text))
+        key = identity_key(identity(text, title or "")) if entity_guard else ""
         for p in split_paragraphs(text):
             toks = words(p)
-            h = ngram_hashes(toks, ngram, salt=entity_salt(entities(p)))
+            ents = entities(p)
+            h = ngram_hashes(toks, ngram, salt=entity_salt(ents | {key} if key else ents))
             chunks.append(h)
             hash_off.append(hash_off[-1] + len(h))
             n_words.append(len(toks))
@@ -145,7 +156,7 @@ class ParagraphDedup(GlobalStep):
         bloom = BloomFilter(capacity=max(1000, total_chars // 5), error_rate=c.error_rate)
         removed: dict[str, list[int]] = {}
         drop: list[str] = []
-        for part in ctx.map_partitions(paragraph_hashes, c.ngram):
+        for part in ctx.map_partitions(paragraph_hashes, c.ngram, c.entity_guard):
             part_removed, part_drop = partition_pass(bloom, part, c)
             removed.update(part_removed)
             drop += part_drop

@@ -1,0 +1,49 @@
+"""What a document is *about*: the identifiers in its title, first heading and alias line.
+
+Dedup must never remove a document about a distinct entity (a CVE, CWE, ATT&CK technique,
+GHSA/OSV/RUSTSEC advisory, NIST control ...) because another document about a *different* entity
+looks alike: Oracle advisories and kernel CVEs share template paragraphs, CWE pages share a
+template. A document's identity is the set of ids in its title, in its first Markdown heading
+(the connectors render ``# CVE-2017-10262``, ``# Extra Window Memory Injection (T1055.011)``,
+``# PYSEC-2020-342: ...``) and on an ``Aliases`` line near the top (OSV/GHSA mirrors name the
+CVE there). Ids merely *mentioned* in a body (a KEV list, references) do not make an identity.
+
+:func:`identity_key` picks one canonical id so that mirrors of one vulnerability agree: the
+lowest CVE id if there is one, else the lowest GHSA id, else the lowest id. An OSV record
+(``PYSEC-X``, alias ``CVE-Y``), its GHSA mirror and the NVD/CVE/KEV records of ``CVE-Y`` all
+get ``CVE-Y``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from secfoundry.corpus.prepare.text import entities
+
+_HEAD_CHARS = 1500  # the first heading and alias line are looked for this far into the text
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+)$", re.M)
+_ALIASES = re.compile(r"^\W*(?:aliases|also known as|cve ids?|related cves?)\W*[:|]\s*(.+)$", re.I | re.M)
+
+
+def identity(text: str, title: str = "") -> frozenset[str]:
+    """Ids in the title, the first Markdown heading and an ``Aliases:`` line near the top."""
+    head = (text or "")[:_HEAD_CHARS]
+    parts = [title or ""]
+    m = _HEADING.search(head)
+    if m:
+        parts.append(m.group(1))
+    a = _ALIASES.search(head)
+    if a:
+        parts.append(a.group(1))
+    return entities(" \n ".join(parts))
+
+
+def identity_key(ids: frozenset[str]) -> str:
+    """One canonical id (see the module docstring); '' when the document has no identity."""
+    if not ids:
+        return ""
+    for prefix in ("CVE-", "GHSA-"):
+        sel = sorted(i for i in ids if i.startswith(prefix))
+        if sel:
+            return sel[0]
+    return sorted(ids)[0]
