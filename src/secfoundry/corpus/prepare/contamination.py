@@ -49,6 +49,7 @@ class MatchConfig:
     short_item_tokens: int = 40
     min_words: int = 8  # shorter item texts are not indexed (too generic to match safely)
     min_share: float = 0.5  # share of an item's informative n-grams that must be present
+    min_hits: int = 3  # a match needs at least this many informative n-grams (or all the item has)
     min_coverage: float = 0.8  # or this share of the item's informative words covered (edited copies)
     min_run: int = 20  # or this many consecutive informative n-grams of a long item (a long quote)
     bench_template_items: int = 3  # an n-gram in >= this many distinct items is a template
@@ -386,6 +387,8 @@ class ItemIndex:
                     share = len(np.unique(grams_of[sel])) / max(1, int(self.total[it]))
                     qshare = (len(np.unique(grams_of[sel & inq])) / int(self.qtotal[it])) if self.qtotal[it] else 0.0
                     run = _longest_run(p)
+                    if len(np.unique(grams_of[sel])) < min(c.min_hits, int(self.total[it])):
+                        continue  # one or two n-grams are not evidence of a whole item
                     if share >= c.min_share:
                         why = f"share {share:.2f} of {int(self.total[it])} informative {n}-grams"
                     elif qshare >= c.min_share:

@@ -7,7 +7,7 @@ Per document, in order:
   CVE published, crawled pages Last-Modified/WARC-Date, ...) is dropped (``decontam:date``);
 * **CVE id** (CTIBench RCM / RCM-2021 / VSP, which ask CVE -> CWE and CVE -> CVSS): a document
   *about* one of those CVEs (its record id, title, aliases or first line name it) is dropped
-  (``decontam:cve:<benchmark>``); in any other document only the paragraphs naming it are cut;
+  (``decontam:cve:<benchmark>``); in any other document only the sentences naming it are cut;
 * **item match** (``prepare/contamination.py``): the spans that contain a substantial share of
   one item's informative n-grams (templates shared by many items or common in the corpus do not
   count), most of its words in an edited copy, a long verbatim run of them, or a short question
@@ -220,12 +220,19 @@ def _benches(it: C.BenchItem) -> list[str]:
 
 
 def _paragraphs_naming(text: str, cve: str) -> list[list[int]]:
-    """Character spans of the paragraphs (blank-line separated; list items count as one line
-    each) that name ``cve``."""
+    """Character spans of the sentences (or lines) that name ``cve``: what a document that is not
+    about the CVE says about it, and nothing else."""
     import re
 
-    out = []
-    for m in re.finditer(r"[^\n]+(?:\n(?![ \t]*\n)(?![ \t]*[-*+] )[^\n]+)*", text):
-        if cve in m.group().upper():
-            out.append([m.start(), m.end()])
+    out: list[list[int]] = []
+    for m in re.finditer(re.escape(cve), text, flags=re.IGNORECASE):
+        a = max(text.rfind("\n", 0, m.start()), *(text.rfind(p, 0, m.start()) + 1 for p in (". ", "! ", "? ")))
+        a = a + 1 if a >= 0 and text[a:a + 1] in "\n " else max(a, 0)
+        ends = [e for e in (text.find("\n", m.end()), *(text.find(p, m.end()) for p in (". ", "! ", "? "))) if e >= 0]
+        b = min(ends) + 1 if ends else len(text)
+        a, b = C._widen(text, a, b)
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
     return out
