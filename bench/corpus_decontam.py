@@ -164,30 +164,55 @@ def source_changes(originals: dict[str, Document], kept: dict[str, Document], dr
     return dict(sorted(per.items()))
 
 
+ATTACK_URL = re.compile(r"attack\.mitre\.org/\w+/([TSGMC]A?\d{4})(?:/(\d{3}))?")
+
+
+def attack_id_of(url: str) -> str:
+    m = ATTACK_URL.search(url or "")
+    return (m.group(1) + (f".{m.group(2)}" if m.group(2) else "")) if m else ""
+
+
 def attack_detail(originals, kept, dropped, index_items) -> dict:
+    """ATT&CK documents that matched benchmark items: by rule and benchmark, the item share, and
+    whether the item names this very ATT&CK object as its source (CTIBench MCQ/ATE items link
+    the ATT&CK page they were written from): a real overlap, not a template."""
+    by_key = {it.key: it for it in index_items}
     rows = []
     by_rule: Counter[str] = Counter()
     by_bench: Counter[str] = Counter()
+    same_object = other_object = 0
     shares = []
+    chars_cut = chars = 0
     for did, d in originals.items():
         if d.source != "attack":
             continue
+        chars += len(d.text)
         out = kept.get(did)
         ev = (out.metadata if out else d.metadata).get("decontaminated") or []
         if not ev:
             continue
+        chars_cut += len(d.text) - (len(out.text) if out else 0)
+        own = str(d.metadata.get("record_id") or did.split(":", 1)[-1]).upper()
         for e in ev:
-            rule = "cve" if e["why"].startswith("cve") else e["why"].split(" ")[0] + (" " + e["why"].split(" ")[1] if e["why"].startswith("verbatim") else "")
+            rule = "cve" if e["why"].startswith("cve") else " ".join(e["why"].split(" ")[:2 if e["why"].startswith(("verbatim", "question", "exact")) else 1])
             by_rule[rule] += 1
             by_bench[e["benchmarks"][0]] += 1
             if "share" in e:
                 shares.append(e["share"])
+            src = attack_id_of(by_key[e["item"]].url) if e["item"] in by_key else ""
+            if src and src.upper() == own:
+                same_object += 1
+            else:
+                other_object += 1
         rows.append({"id": did, "dropped": dropped.get(did), "chars_before": len(d.text),
                      "chars_after": len(out.text) if out else 0,
                      "items": [(e["item"], e["why"]) for e in ev][:5]})
+    shares.sort()
     return {"docs_with_matches": len(rows), "by_rule": dict(by_rule), "by_benchmark": dict(by_bench),
-            "median_item_share": sorted(shares)[len(shares) // 2] if shares else None,
-            "min_item_share": min(shares) if shares else None, "examples": rows[:8]}
+            "item_from_this_object": same_object, "item_from_another_object": other_object,
+            "chars_removed": chars_cut, "chars": chars,
+            "median_item_share": shares[len(shares) // 2] if shares else None,
+            "min_item_share": shares[0] if shares else None, "examples": rows[:12]}
 
 
 # -- 3. planting ----------------------------------------------------------------------------------
@@ -340,10 +365,13 @@ def markdown(r: dict) -> str:
                          f"({v['chars_removed_pct']}%) |")
     untouched = [s for s, v in r["by_source"].items() if not (v["cut_docs"] or v["dropped_docs"])]
     lines += ["", f"No cuts in: {', '.join(untouched)}.", "",
-              f"ATT&CK: {att['docs_with_matches']} documents matched; by rule {att['by_rule']}; by benchmark "
-              f"{att['by_benchmark']}; item share median {att['median_item_share']}, minimum {att['min_item_share']} "
-              "(share = fraction of the benchmark item's informative 13-grams found in the document: every ATT&CK cut is "
-              "a verbatim copy of at least half of an item, e.g. CTIBench-ATE items are ATT&CK software descriptions).",
+              f"ATT&CK: {att['docs_with_matches']} documents matched, {att['chars_removed']:,} of {att['chars']:,} "
+              f"characters removed ({round(100 * att['chars_removed'] / max(1, att['chars']), 2)}%); matches by rule "
+              f"{att['by_rule']}, by benchmark {att['by_benchmark']}; item share median {att['median_item_share']}, "
+              f"minimum {att['min_item_share']} (the fraction of the item's informative n-grams found in the document). "
+              f"{att['item_from_this_object']} of {att['item_from_this_object'] + att['item_from_another_object']} "
+              "matched items name this very ATT&CK object as their source (CTIBench MCQ/ATE items link the ATT&CK page "
+              "they were written from): a real overlap, the benchmark quoting ATT&CK, not a shared template.",
               "",
               f"Time: fit {r['clean_timing']['fit_wall_s']} s wall / {r['clean_timing']['fit_cpu_s']} s CPU (index of every "
               f"benchmark + corpus n-gram counts), apply {r['clean_timing']['apply_wall_s']} s wall / "

@@ -197,3 +197,20 @@ def test_required_fields_and_caps_quarantine_naming_the_file(tmp_path):
     assert len(big.description) < 70_000 and "truncated: 22,499,999 characters" in big.description
     assert big.attributes["truncated"] == {"description": 22_499_999}  # stripped
     assert "accepted with truncation" in errs["CVE-2024-0104.json"]
+
+
+def test_kb_sync_quarantines_a_record_without_containers(tmp_path):
+    """The KB path: a record with only dataType and cveMetadata.cveId is not a vulnerability
+    with an empty description; the KB quarantine names the file."""
+    from secfoundry.kb import KnowledgeBase
+
+    d = tmp_path / "mirror" / "cve" / "records"
+    d.mkdir(parents=True)
+    (d / "CVE-2024-0201.json").write_text(json.dumps({"dataType": "CVE_RECORD", "cveMetadata": {"cveId": "CVE-2024-0201"}}))
+    (d / "CVE-2024-0202.json").write_text(json.dumps(_rec("CVE-2024-0202")))
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        rep = kb.sync(mirror=tmp_path / "mirror", sources=["cve"], dense=False)
+        assert kb.store.records_by_id("CVE-2024-0202") and not kb.store.records_by_id("CVE-2024-0201")
+    assert [q["entry"] for q in rep.quarantine] == ["CVE-2024-0201.json"]
+    assert "dataVersion" in rep.quarantine[0]["error"] and str(d) in rep.quarantine[0]["error"]
+    assert "CVE-2024-0201.json" in (tmp_path / "kb" / "quarantine" / "cve.jsonl").read_text()

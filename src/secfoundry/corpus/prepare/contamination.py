@@ -106,6 +106,7 @@ class BenchItem:
     options: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)  # long free-text answers (SecBench SAQ)
     cves: list[str] = field(default_factory=list)  # CTIBench RCM/VSP: the CVE the item is about
+    url: str = ""  # where the benchmark says the item comes from (CTIBench: ATT&CK page, NVD entry)
 
     @property
     def benchmark(self) -> str:
@@ -116,7 +117,7 @@ class BenchItem:
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "owners": self.owners, "question": self.question, "options": self.options,
-                "extra": self.extra, "cves": self.cves}
+                "extra": self.extra, "cves": self.cves, "url": self.url}
 
 
 def _not_on_disk(task: Any, data_dir: str | None) -> str | None:
@@ -166,7 +167,7 @@ def load_benchmark_items(names: list[str] | None = None, data_dir: str | None = 
             ref = f"{name}:{it.id}"
             cur = by_text.get(norm)
             if cur is None:
-                cur = by_text[norm] = BenchItem(ref, [], q, opts, extra)
+                cur = by_text[norm] = BenchItem(ref, [], q, opts, extra, url=str(it.meta.get("url", "") or ""))
             cur.owners.append(ref)
             if name in CVE_BENCHMARKS:
                 found = {m.upper() for m in CVE_RE.findall(" ".join([q, str(it.meta.get("url", ""))]))}
