@@ -140,3 +140,43 @@ def test_bulk_path_matches_python_path(tmp_path: Path, monkeypatch) -> None:
     assert res[0] == res[1]
     assert {r[0] for r in res[0][2]} >= {"sigma:11111111-1111-4111-8111-000000000001", "suricata:2034647"}
     assert len(res[0][0]) == len(win) + 2 + 2 + 1  # the generic line is the same event in all three files
+
+
+def test_damaged_evtx_reported_and_other_files_kept(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    """An ``.evtx`` whose header is damaged goes through python-evtx, fails with one error naming
+    the file; the other inputs of the same run are ingested. (No real ``.evtx`` sample is available
+    offline: see docs/soc.md, Limits.)"""
+    bad = tmp_path / "Security.evtx"
+    bad.write_bytes(b"ElfFile\x00" + bytes(range(256)) * 40)
+    with Store(tmp_path / "s.duckdb") as st:
+        rep = ingest([str(bad), str(inputs["suricata"])], st)
+        errs = [e for e in rep.errors if Path(e.file).name == "Security.evtx"]
+        assert errs and all("evtx" in e.error for e in errs) and "header invalid" in errs[0].error
+        assert rep.inserted == 2 and st.count() == 2
+
+
+def test_bulk_path_blocks_truncated_gz_crlf_and_bad_utf8(tmp_path: Path, monkeypatch) -> None:
+    """Block splitting: CRLF lines, a block boundary inside a line, invalid UTF-8 (row kept,
+    reported), a truncated .gz (whole lines before the damage kept) — same as the Python path."""
+    from secfoundry.apps.soc import blocks, fastpath
+
+    monkeypatch.setattr(fastpath, "MIN_BYTES", 1)
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 700)  # several blocks, lines cut across them
+    recs = [json.dumps(dict(r, flow_id=i)) for i, r in enumerate(fx.SURICATA * 6)]
+    recs[3] = recs[3].replace('"dest_ip"', '"note": "\\u00e9", "x": "caf\xe9", "dest_ip"')
+    raw = "\r\n".join(recs).encode("utf-8") + b"\r\n"
+    raw = raw.replace("caf\xe9".encode(), b"caf\xe9")  # latin-1 byte in a JSON string
+    (tmp_path / "eve.json").write_bytes(raw)
+    blob = gzip.compress(raw)
+    (tmp_path / "eve2.json.gz").write_bytes(blob[: len(blob) * 2 // 3])
+    res = []
+    for no_fast in (False, True):
+        with Store(tmp_path / f"s{no_fast}.duckdb") as st:
+            rep = ingest([str(tmp_path / "eve.json"), str(tmp_path / "eve2.json.gz")], st, no_fastpath=no_fast)
+            errs = sorted((Path(e.file).name, e.line, e.error.split(":")[0]) for e in rep.errors)
+            res.append((st.con.execute("SELECT * EXCLUDE (fields, message) FROM events ORDER BY event_id").fetchall(),
+                        errs))
+    assert res[0][1] == res[1][1]
+    assert [e for e in res[0][1] if e[0] == "eve.json"] == [("eve.json", 4, "not valid UTF-8 at byte 155")]
+    assert any(e[0] == "eve2.json.gz" and e[2].startswith("input ends early") for e in res[0][1])
+    assert res[0][0] == res[1][0] and len(res[0][0]) >= len(recs)

@@ -25,6 +25,7 @@ import xxhash
 
 from secfoundry.apps.soc.rules import CompiledRule, RuleSet
 from secfoundry.apps.soc.schemas import Alert
+from secfoundry.apps.soc.sigma_backend import CASE_PREFIX, KEYWORD_FIELD, event_codes, fold_case, referenced_fields
 from secfoundry.apps.soc.store import Store
 
 QUERY_BATCH = 48
@@ -82,56 +83,93 @@ def _jpath(name: str) -> str:
     return "'$.\"" + name.replace("'", "''").replace('"', '\\"') + "\"'"
 
 
-def run_sigma(store: Store, ruleset: RuleSet, report: DetectReport, *, progress: Any = None
-              ) -> dict[str, list[str]]:
-    """rule id -> matching event ids."""
-    con = store.con
-    groups: dict[str, list[CompiledRule]] = defaultdict(list)
+def _column(name: str, i: int) -> str:
+    """The materialized column for a referenced name: lowercased field, case-kept copy, or ``_raw``."""
+    if name == KEYWORD_FIELD:
+        # the record's own text (JSON: its values, unescaped; TSV/XML: as read)
+        return (f"lower(CASE WHEN json_valid(raw) THEN array_to_string(json_extract_string(raw, '$.*'), chr(10)) "
+                f"ELSE raw END) AS {_ident(name)}")
+    if name.startswith(CASE_PREFIX):
+        return f"x[{i}] AS {_ident(name)}"
+    return f"lower(x[{i}]) AS {_ident(name)}"
+
+
+def plan(ruleset: RuleSet) -> tuple[dict[tuple[str, tuple[str, ...]], list[tuple[CompiledRule, str]]], int]:
+    """Rules grouped by (log-source predicate, EventIDs they require), each with its case-folded
+    condition; and how many rules have a log source we never ingest."""
+    groups: dict[tuple[str, tuple[str, ...]], list[tuple[CompiledRule, str]]] = defaultdict(list)
+    unrouted = 0
     for r in ruleset.rules:
         key = routing(r)
         if key is None:
-            report.rules_without_events += 1
+            unrouted += 1
             continue
-        groups[key].append(r)
+        codes = tuple(event_codes(r.condition) or ()) if r.product == "windows" else ()
+        groups[(key, codes)].append((r, fold_case(r.condition)))
+    return groups, unrouted
+
+
+def run_sigma(store: Store, ruleset: RuleSet, report: DetectReport, *, progress: Any = None
+              ) -> dict[str, list[str]]:
+    """rule id -> matching event ids.
+
+    Per group: the group's events (log source, and the EventIDs its rules require) are read once
+    into a narrow table holding, per field the rules use, its lowercased value (plus a case-kept
+    copy for regular expressions, the event text for keyword rules); the rules' case-folded
+    conditions then run as ``UNION ALL`` batches over it (columnar: each rule reads only its
+    fields)."""
+    con = store.con
+    groups, _ = plan(ruleset)
     hits: dict[str, list[str]] = defaultdict(list)
-    con.execute("SET default_collation='nocase'")
-    try:
-        for key, rules in groups.items():
-            n = con.execute(f"SELECT count(*) FROM events WHERE {key}").fetchone()[0]
-            if not n:
-                report.rules_without_events += len(rules)
-                continue
-            fields = sorted({f for r in rules for f in r.fields})
-            paths = ", ".join(_jpath(f) for f in fields)
-            cols = ", ".join(f"x[{i + 1}] AS {_ident(f)}" for i, f in enumerate(fields))
-            con.execute(f"CREATE OR REPLACE TEMP TABLE sg AS SELECT event_id, {cols} FROM "
-                        f"(SELECT event_id, json_extract_string(COALESCE(fields, raw), [{paths}]) x FROM events WHERE {key})")
-            for i in range(0, len(rules), QUERY_BATCH):
-                _run_batch(con, rules[i:i + QUERY_BATCH], hits, report)
-                if progress:
-                    progress(len(rules[i:i + QUERY_BATCH]))
-            con.execute("DROP TABLE IF EXISTS sg")
-    finally:
-        con.execute("SET default_collation=''")
+    ran: set[str] = set()
+    failed: set[str] = set()
+    # one scan: which (log source, event code) combinations exist; a group with none is skipped
+    con.execute('CREATE OR REPLACE TEMP TABLE sg_sources AS SELECT log_product, log_category, log_service, '
+                '"event.code", count(*) AS n FROM events GROUP BY ALL')
+    for (key, codes), rules in groups.items():
+        where = key + (f' AND "event.code" IN ({", ".join(repr(c) for c in codes)})' if codes else "")
+        if not con.execute(f"SELECT sum(n) FROM sg_sources WHERE {where}").fetchone()[0]:
+            continue
+        names = sorted({f for _, cond in rules for f in referenced_fields(cond)})
+        base = sorted({f.removeprefix(CASE_PREFIX) for f in names if f != KEYWORD_FIELD})
+        pos = {f: i + 1 for i, f in enumerate(base)}
+        cols = ", ".join(_column(f, pos.get(f.removeprefix(CASE_PREFIX), 0)) for f in names)
+        paths = ", ".join(_jpath(f) for f in base) or "'$.\"\"'"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE sg AS SELECT event_id{', ' + cols if cols else ''} FROM "
+                    f"(SELECT event_id, raw, json_extract_string(doc, [{paths}]) x FROM "
+                    f"(SELECT event_id, raw, COALESCE(fields, raw) AS doc FROM events WHERE {where}))")
+        for i in range(0, len(rules), QUERY_BATCH):
+            _run_batch(con, rules[i:i + QUERY_BATCH], hits, report, ran, failed)
+            if progress:
+                progress(len(rules[i:i + QUERY_BATCH]))
+        con.execute("DROP TABLE IF EXISTS sg")
+    con.execute("DROP TABLE IF EXISTS sg_sources")
+    # counted per rule (a rule may run as two variants: Sysmon and Security audit events)
+    ids = {r.id for r in ruleset.rules}
+    report.rules_run = len(ran - failed)
+    report.rules_failed = len(failed)
+    report.rules_without_events = len(ids - ran - failed)
     return hits
 
 
-def _run_batch(con: Any, rules: list[CompiledRule], hits: dict[str, list[str]], report: DetectReport) -> None:
-    sql = " UNION ALL ".join(f"SELECT {i} AS r, event_id FROM sg WHERE {r.condition}" for i, r in enumerate(rules))
+def _run_batch(con: Any, rules: list[tuple[CompiledRule, str]], hits: dict[str, list[str]],
+               report: DetectReport, ran: set[str], failed: set[str]) -> None:
+    sql = " UNION ALL ".join(f"SELECT {i} AS r, event_id FROM sg WHERE {c}" for i, (_, c) in enumerate(rules))
     try:
         rows = con.execute(sql).fetchall()
-        report.rules_run += len(rules)
+        ran.update(r.id for r, _ in rules)
     except Exception:  # noqa: BLE001 - find the rule(s) at fault, run the rest
         rows = []
-        for i, r in enumerate(rules):
+        for i, (r, c) in enumerate(rules):
             try:
-                rows += [(i, e) for (e,) in con.execute(f"SELECT event_id FROM sg WHERE {r.condition}").fetchall()]
-                report.rules_run += 1
+                rows += [(i, e) for (e,) in con.execute(f"SELECT event_id FROM sg WHERE {c}").fetchall()]
+                ran.add(r.id)
             except Exception as e:  # noqa: BLE001
-                report.rules_failed += 1
-                report.failures.append(f"{r.id} ({r.path}): {str(e).splitlines()[0][:200]}")
+                failed.add(r.id)
+                report.failures.append(f"{r.id} ({r.path}{', ' + r.variant if r.variant else ''}): "
+                                       f"{str(e).splitlines()[0][:200]}")
     for i, eid in rows:
-        hits[rules[i].id].append(eid)
+        hits[rules[i][0].id].append(eid)
     report.hits += len(rows)
 
 
@@ -181,18 +219,23 @@ _EV_COLS = 'event_id, "@timestamp", "host.name", "user.name", "source.ip", "dest
 
 
 def sigma_alerts(store: Store, ruleset: RuleSet, hits: dict[str, list[str]], gap: timedelta) -> list[Alert]:
+    import pyarrow as pa
+
     by_id = {r.id: r for r in ruleset.rules}
+    rids = sorted(hits)
+    h = pa.table({"r": pa.array([i for i, rid in enumerate(rids) for _ in hits[rid]], pa.int32()),  # noqa: F841
+                  "event_id": pa.array([e for rid in rids for e in hits[rid]], pa.string())})
+    rows = store.con.execute(
+        f"SELECT DISTINCT h.r, {', '.join('e.' + c for c in _EV_COLS.split(', '))} FROM h JOIN events e "
+        'USING (event_id) ORDER BY h.r, e."@timestamp" NULLS LAST, e.event_id').fetchall()
+    per: dict[tuple[int, str], list[tuple[Any, ...]]] = defaultdict(list)
+    for row in rows:
+        per[(row[0], row[3] or "")].append(row[1:])
     out: list[Alert] = []
-    for rid, ids in hits.items():
-        r = by_id[rid]
-        rows = store.con.execute(f"SELECT {_EV_COLS} FROM events WHERE event_id IN (SELECT unnest(?)) "
-                                 'ORDER BY "@timestamp" NULLS LAST, event_id', [list(set(ids))]).fetchall()
-        per_host: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-        for row in rows:
-            per_host[row[2] or ""].append(row)
-        for host_rows in per_host.values():
-            for run in _split(host_rows, gap):
-                out.append(_make_alert("sigma", rid, r.title, r.level, r.techniques, r.tactics, run))
+    for (ri, _host), host_rows in per.items():
+        r = by_id[rids[ri]]
+        for run in _split(host_rows, gap):
+            out.append(_make_alert("sigma", r.id, r.title, r.level, r.techniques, r.tactics, run))
     return out
 
 
@@ -245,7 +288,7 @@ def detect(store: Store, ruleset: RuleSet | None, *, gap: timedelta = timedelta(
     rep = DetectReport()
     alerts: list[Alert] = []
     if ruleset is not None:
-        rep.rules_total = len(ruleset.rules)
+        rep.rules_total = len({r.id for r in ruleset.rules})
         rep.skipped = dict(ruleset.skipped)
         hits = run_sigma(store, ruleset, rep, progress=progress)
         alerts = sigma_alerts(store, ruleset, hits, gap)

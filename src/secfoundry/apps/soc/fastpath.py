@@ -1,12 +1,20 @@
 """Bulk ingest in DuckDB for large homogeneous JSON-lines files (Windows flat exports, Suricata
-EVE, flat Zeek JSON): DuckDB reads the lines, checks them, extracts the ECS columns, corrects the
-clock skew and deduplicates in SQL (C++, all cores) — the per-record Python parsers are the
-reference and handle everything else (archives, mixed files, TSV, evtx, small files).
+EVE, flat Zeek JSON). The per-record Python parsers are the reference and handle everything else
+(archives, mixed files, TSV, evtx, small files).
 
-Same results as the Python path: same event ids (md5 of format + raw line), same columns, same
-skew rule; lines of another format inside the file are handed to the Python parsers; invalid
-lines become errors with their line number. ``fields`` stays NULL (Sigma reads ``raw``, which for
-these flat formats holds the same keys).
+One pass per block of lines (:mod:`.blocks`: numpy splits the lines, Arrow hands them to DuckDB
+without a copy per line): each line is parsed once (``json_extract_string`` with every needed path
+in one call, under ``TRY`` so a broken line yields NULLs instead of failing the block), hashed
+(md5 of format + line, the same event id as the Python path) and typed into the ECS columns; then
+the block's rows already stored (a semi-join on the block's ids) or repeated inside it are
+dropped and the rest appended. No validation pass, no insertion-order window: line numbers come
+with the block. Lines without the format's key field (not JSON, not an object, another format)
+go to the Python parsers, which report errors with file and line exactly as they would alone.
+
+Same results as the Python path (a parity test compares them row for row): same ids, columns and
+clock-skew rule (the median offset per host is fixed once a host has 3 samples, learnt and applied
+block by block as the Python path does batch by batch). ``fields`` stays NULL (Sigma reads
+``raw``, which for these flat formats holds the same keys).
 """
 
 from __future__ import annotations
@@ -132,54 +140,21 @@ def _maps(con: Any) -> None:
     con.executemany("INSERT INTO fp_cat VALUES (?, ?, ?)", cats)
 
 
-def _others(con: Any, not_mine: str) -> list[tuple[int, str]]:
-    rows = con.execute(f"SELECT line, raw FROM fp_stg WHERE {not_mine} ORDER BY line").fetchall()
-    if rows:
-        con.execute(f"DELETE FROM fp_stg WHERE {not_mine}")
-    return rows
-
-
-def ingest_file(store: Any, path: str, fmt: str, name: str, zeek_hint: str = "") -> dict[str, Any]:
-    """Returns {read, inserted, duplicates, missing, errors: [RowError], python_rows: [(line, raw)], notes}."""
-    con = store.con
-    con.execute("SET preserve_insertion_order=true")
-    con.execute("SET TimeZone='UTC'")
-    try:
-        con.execute("CREATE OR REPLACE TEMP TABLE fp_lines AS SELECT row_number() OVER () AS line, raw FROM "
-                    "read_csv(?, columns={'raw': 'VARCHAR'}, header=false, delim=?, quote='', escape='', "
-                    "auto_detect=false, strict_mode=false, null_padding=true)", [path, chr(1)])
-    finally:
-        con.execute("SET preserve_insertion_order=false")
-    con.execute("CREATE OR REPLACE TEMP TABLE fp_ok AS SELECT line, raw, CASE WHEN raw IS NULL OR trim(raw) = '' "
-                "THEN 'EMPTY' WHEN json_valid(raw) THEN json_type(raw) ELSE 'INVALID' END AS jt FROM fp_lines")
-    con.execute("DROP TABLE fp_lines")
-    bad = con.execute("SELECT line, left(raw, 120) FROM fp_ok WHERE jt NOT IN ('EMPTY', 'OBJECT') ORDER BY line"
-                      ).fetchall()
-    errors = [RowError(file=name, line=int(n), error="not JSON (or not a JSON object)", snippet=s or "")
-              for n, s in bad]
-    con.execute("DELETE FROM fp_ok WHERE jt <> 'OBJECT'")
-    # Rows without the format's key field (found in the same extraction as the columns) are another
-    # format and go to the Python parsers.
-    notes: list[str] = []
+def _stage(fmt: str, zeek_hint: str) -> tuple[str, str, str]:
+    """(SELECT over the block ``blk`` -> staged columns, predicate of lines not of ``fmt``, body
+    SELECT over the staged rows ``s`` -> the events table's columns, file name as parameter)."""
+    nz = "NULLIF(raw, '')"
     if fmt == "windows":
-        _maps(con)
         lst, sel = _windows_select()
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE fp_stg AS
-            SELECT line, raw, md5('windows' || chr(0) || raw)[1:16] AS event_id, {sel}
-            FROM (SELECT line, raw, json_extract_string(raw, {lst}) AS x FROM fp_ok)""")
-        others = _others(con, "eid IS NULL")  # no EventID: not a Windows record
-        con.execute("""CREATE OR REPLACE TEMP TABLE fp_off AS
-            WITH d AS (SELECT host, epoch(utc) - epoch(exp) AS dt FROM fp_stg WHERE utc IS NOT NULL AND exp IS NOT NULL),
-                 m AS (SELECT host, median(dt) AS med, count(*) AS n FROM d GROUP BY host)
-            SELECT m.host, round(m.med) AS off, m.n FROM m JOIN d USING (host) GROUP BY m.host, m.med, m.n
-            HAVING m.n >= 3 AND abs(m.med) >= 60 AND sum(CASE WHEN abs(d.dt - m.med) <= 60 THEN 1 ELSE 0 END) >= 0.8 * m.n""")
-        ts = ("CASE WHEN s.utc IS NOT NULL THEN s.utc WHEN o.off IS NOT NULL AND s.exp IS NOT NULL "
+        stage = f"""SELECT line, raw, left(md5('windows' || chr(0) || raw), 16) AS event_id, {sel}
+            FROM (SELECT line, raw, TRY(json_extract_string({nz}, {lst})) AS x FROM blk)"""
+        ts = ("CASE WHEN s.utc IS NOT NULL THEN s.utc WHEN o.off <> 0 AND s.exp IS NOT NULL "
               "THEN s.exp + to_seconds(CAST(o.off AS BIGINT)) ELSE s.exp END")
-        note = ("CASE WHEN s.utc IS NOT NULL THEN '' WHEN s.exp IS NULL THEN 'missing' WHEN o.off IS NOT NULL THEN "
+        note = ("CASE WHEN s.utc IS NOT NULL THEN '' WHEN s.exp IS NULL THEN 'missing' WHEN o.off <> 0 THEN "
                 "'skew-corrected ' || (CASE WHEN o.off >= 0 THEN '+' ELSE '-' END) || "
                 "CAST(CAST(floor(abs(o.off) / 3600) AS BIGINT) AS VARCHAR) || 'h' || "
                 "lpad(CAST(CAST(floor((abs(o.off) % 3600) / 60) AS BIGINT) AS VARCHAR), 2, '0') || 'm' ELSE '' END")
-        svc = ("COALESCE(v.service, replace(split_part(lower(s.channel), '/', 1), 'microsoft-windows-', ''))")
+        svc = "COALESCE(v.service, replace(split_part(lower(s.channel), '/', 1), 'microsoft-windows-', ''))"
         body = f"""SELECT s.event_id, {ts}, {note}, 'windows', {svc}, 'event',
             CASE WHEN c.cats IS NOT NULL THEN split_part(c.cats, ',', 1)
                  WHEN s.eid IN (4624, 4625, 4648, 4776) THEN 'authentication' ELSE '' END,
@@ -189,23 +164,15 @@ def ingest_file(store: Any, path: str, fmt: str, name: str, zeek_hint: str = "")
             '', '', NULL, s.message, 'windows', COALESCE(c.cats, ''), {svc}, NULL, s.raw, ?, s.line
             FROM fp_stg s LEFT JOIN fp_svc v ON v.channel = lower(s.channel)
             LEFT JOIN fp_cat c ON c.service = {svc} AND c.eid = s.eid LEFT JOIN fp_off o ON o.host = s.host"""
-        for host, off, n in con.execute("SELECT host, off, n FROM fp_off ORDER BY host").fetchall():
-            from datetime import timedelta
-
-            cnt = con.execute("SELECT count(*) FROM fp_stg WHERE host = ? AND utc IS NULL AND exp IS NOT NULL",
-                              [host]).fetchone()[0]
-            notes.append(f"host {host or '?'}: exporter timestamps differ from Sysmon UtcTime by "
-                         f"{fmt_offset(timedelta(seconds=off))} (median of {n} events); {cnt} events without "
-                         "UtcTime shifted to UTC")
-    elif fmt == "suricata":
+        return stage, "eid IS NULL", body  # no EventID: not a Windows record
+    if fmt == "suricata":
         keys = ["event_type", "timestamp", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "app_proto",
                 "alert.signature_id", "alert.signature", "alert.category", "alert.severity", "alert.action", "host"]
         paths = "[" + ", ".join(_q("$." + k) for k in keys) + "]"
         x = {k: f"x[{i + 1}]" for i, k in enumerate(keys)}
         al = f"{x['event_type']} = 'alert'"
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE fp_stg AS SELECT line, raw, md5('suricata' || chr(0) || raw)[1:16]
-            AS event_id, x FROM (SELECT line, raw, json_extract_string(raw, {paths}) AS x FROM fp_ok)""")
-        others = _others(con, "x[1] IS NULL")  # no event_type: not EVE
+        stage = f"""SELECT line, raw, left(md5('suricata' || chr(0) || raw), 16) AS event_id, x
+            FROM (SELECT line, raw, TRY(json_extract_string({nz}, {paths})) AS x FROM blk)"""
         tsx = _ts(x["timestamp"])
         body = f"""SELECT event_id, {tsx}, CASE WHEN {tsx} IS NULL THEN 'missing' ELSE '' END, 'suricata',
             'suricata.' || COALESCE({x['event_type']}, ''), CASE WHEN {al} THEN 'alert' ELSE 'event' END,
@@ -219,39 +186,114 @@ def ingest_file(store: Any, path: str, fmt: str, name: str, zeek_hint: str = "")
             CASE WHEN {al} THEN COALESCE({x['alert.signature']}, '') ELSE '' END,
             CASE WHEN {al} THEN TRY_CAST({x['alert.severity']} AS INTEGER) END,
             left(CASE WHEN {al} THEN COALESCE({x['alert.signature']}, '') ELSE '' END, 300), 'suricata',
-            COALESCE({x['event_type']}, ''), COALESCE({x['event_type']}, ''), NULL, raw, ?, line FROM fp_stg"""
-    else:  # zeek (flat JSON)
-        keys = ["_path", "ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "note", "msg", "src", "dst", "p",
-                "service", "proto", "query", "host", "server_name", "uri", "user", "username", "_system_name"]
-        lst, x = _paths(keys)
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE fp_stg AS SELECT line, raw, md5('zeek' || chr(0) || raw)[1:16]
-            AS event_id, x FROM (SELECT line, raw, json_extract_string(raw, {lst}) AS x FROM fp_ok)""")
-        others = _others(con, "x[2] IS NULL")  # no ts: not Zeek
-        path_e = f"COALESCE(NULLIF({x['_path']}, ''), {_q(zeek_hint)})"
-        notice = f"({path_e} = 'notice' OR ({x['note']} IS NOT NULL AND {x['msg']} IS NOT NULL))"
-        path2 = f"CASE WHEN {notice} THEN 'notice' ELSE {path_e} END"
-        tsx = _ts(x["ts"])
-        body = f"""SELECT event_id, {tsx}, CASE WHEN {tsx} IS NULL THEN 'missing' ELSE '' END, 'zeek',
-            CASE WHEN {path2} <> '' THEN 'zeek.' || {path2} ELSE 'zeek' END,
-            CASE WHEN {notice} THEN 'alert' ELSE 'event' END, CASE WHEN {path2} = 'conn' THEN 'network' ELSE {path2} END,
-            CASE WHEN {notice} THEN COALESCE({x['note']}, '') ELSE {path2} END,
-            CASE WHEN {notice} THEN COALESCE({x['note']}, '') ELSE '' END, COALESCE({x['_system_name']}, ''),
-            COALESCE({x['user']}, {x['username']}, ''), COALESCE({x['id.orig_h']}, {x['src']}, ''),
-            TRY_CAST({x['id.orig_p']} AS INTEGER), COALESCE({x['id.resp_h']}, {x['dst']}, ''),
-            TRY_CAST(COALESCE({x['id.resp_p']}, {x['p']}) AS INTEGER), lower(COALESCE({x['service']}, {x['proto']}, '')),
-            NULL, '', '', '', '', '', CASE WHEN {notice} THEN 'zeek:' || COALESCE({x['note']}, '') ELSE '' END,
-            CASE WHEN {notice} THEN COALESCE({x['note']}, '') ELSE '' END, NULL,
-            left(CASE WHEN {notice} THEN COALESCE({x['msg']}, '') ELSE COALESCE({x['query']}, {x['host']},
-                 {x['server_name']}, {x['uri']}, {x['service']}, '') END, 300),
-            'zeek', CASE WHEN {path2} = 'dns' THEN 'dns' ELSE '' END, {path2}, NULL, raw, ?, line FROM fp_stg"""
-    read = con.execute("SELECT count(*) FROM fp_stg").fetchone()[0]
-    before = store.count()
-    con.execute(f"""INSERT INTO events SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER
-        (PARTITION BY event_id ORDER BY line) AS rn FROM ({body}) q) b WHERE rn = 1
-        AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)""", [name])
-    inserted = store.count() - before
-    missing = con.execute("SELECT count(*) FROM events WHERE file = ? AND \"@timestamp\" IS NULL", [name]).fetchone()[0]
-    for t in ("fp_stg", "fp_ok", "fp_off"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+            COALESCE({x['event_type']}, ''), COALESCE({x['event_type']}, ''), NULL, raw, ?, line FROM fp_stg s"""
+        return stage, "x[1] IS NULL", body  # no event_type: not EVE
+    keys = ["_path", "ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "note", "msg", "src", "dst", "p",
+            "service", "proto", "query", "host", "server_name", "uri", "user", "username", "_system_name"]
+    lst, x = _paths(keys)
+    stage = f"""SELECT line, raw, left(md5('zeek' || chr(0) || raw), 16) AS event_id, x
+        FROM (SELECT line, raw, TRY(json_extract_string({nz}, {lst})) AS x FROM blk)"""
+    path_e = f"COALESCE(NULLIF({x['_path']}, ''), {_q(zeek_hint)})"
+    notice = f"({path_e} = 'notice' OR ({x['note']} IS NOT NULL AND {x['msg']} IS NOT NULL))"
+    path2 = f"CASE WHEN {notice} THEN 'notice' ELSE {path_e} END"
+    tsx = _ts(x["ts"])
+    body = f"""SELECT event_id, {tsx}, CASE WHEN {tsx} IS NULL THEN 'missing' ELSE '' END, 'zeek',
+        CASE WHEN {path2} <> '' THEN 'zeek.' || {path2} ELSE 'zeek' END,
+        CASE WHEN {notice} THEN 'alert' ELSE 'event' END, CASE WHEN {path2} = 'conn' THEN 'network' ELSE {path2} END,
+        CASE WHEN {notice} THEN COALESCE({x['note']}, '') ELSE {path2} END,
+        CASE WHEN {notice} THEN COALESCE({x['note']}, '') ELSE '' END, COALESCE({x['_system_name']}, ''),
+        COALESCE({x['user']}, {x['username']}, ''), COALESCE({x['id.orig_h']}, {x['src']}, ''),
+        TRY_CAST({x['id.orig_p']} AS INTEGER), COALESCE({x['id.resp_h']}, {x['dst']}, ''),
+        TRY_CAST(COALESCE({x['id.resp_p']}, {x['p']}) AS INTEGER), lower(COALESCE({x['service']}, {x['proto']}, '')),
+        NULL, '', '', '', '', '', CASE WHEN {notice} THEN 'zeek:' || COALESCE({x['note']}, '') ELSE '' END,
+        CASE WHEN {notice} THEN COALESCE({x['note']}, '') ELSE '' END, NULL,
+        left(CASE WHEN {notice} THEN COALESCE({x['msg']}, '') ELSE COALESCE({x['query']}, {x['host']},
+             {x['server_name']}, {x['uri']}, {x['service']}, '') END, 300),
+        'zeek', CASE WHEN {path2} = 'dns' THEN 'dns' ELSE '' END, {path2}, NULL, raw, ?, line FROM fp_stg s"""
+    return stage, "x[2] IS NULL", body  # no ts: not Zeek
+
+
+def _learn_skew(con: Any) -> None:
+    """Samples (Sysmon UtcTime - exporter clock) of this block; hosts reaching 3 samples get their
+    offset fixed (median if >= 60 s and 80% of samples agree within 60 s, else 0), as in the Python path."""
+    con.execute("INSERT INTO fp_skew SELECT host, epoch(utc) - epoch(exp) FROM fp_stg "
+                "WHERE utc IS NOT NULL AND exp IS NOT NULL")
+    con.execute("""INSERT INTO fp_off
+        WITH d AS (SELECT * FROM fp_skew WHERE host NOT IN (SELECT host FROM fp_off)),
+             m AS (SELECT host, median(dt) AS med, count(*) AS n FROM d GROUP BY host HAVING count(*) >= 3)
+        SELECT m.host, CASE WHEN abs(m.med) >= 60 AND sum(CASE WHEN abs(d.dt - m.med) <= 60 THEN 1 ELSE 0 END)
+                                 >= 0.8 * m.n THEN round(m.med) ELSE 0 END
+        FROM m JOIN d USING (host) GROUP BY m.host, m.med, m.n""")
+    for host, n in con.execute("SELECT s.host, count(*) FROM fp_stg s JOIN fp_off o ON o.host = s.host "
+                               "WHERE s.utc IS NULL AND s.exp IS NOT NULL AND o.off <> 0 GROUP BY s.host").fetchall():
+        con.execute("INSERT INTO fp_fixed VALUES (?, ?)", [host, n])
+
+
+def _skew_notes(con: Any) -> list[str]:
+    from datetime import timedelta
+
+    rows = con.execute("""SELECT o.host, o.off, (SELECT count(*) FROM fp_skew k WHERE k.host = o.host),
+        (SELECT COALESCE(sum(n), 0) FROM fp_fixed f WHERE f.host = o.host) FROM fp_off o WHERE o.off <> 0
+        ORDER BY o.host""").fetchall()
+    return [f"host {host or '?'}: exporter timestamps differ from Sysmon UtcTime by "
+            f"{fmt_offset(timedelta(seconds=off))} (median of {n} events); {cnt} events without UtcTime shifted to UTC"
+            for host, off, n, cnt in rows]
+
+
+def ingest_file(store: Any, path: str, fmt: str, name: str, zeek_hint: str = "") -> dict[str, Any]:
+    """Returns {read, inserted, duplicates, missing, errors: [RowError], python_rows: [(line, raw)], notes}."""
+    import pyarrow as pa
+
+    from secfoundry.apps.soc.blocks import iter_blocks
+
+    con = store.con
+    con.execute("SET TimeZone='UTC'")
+    stage, not_mine, body = _stage(fmt, zeek_hint)
+    if fmt == "windows":
+        _maps(con)
+    con.execute("CREATE OR REPLACE TEMP TABLE fp_skew(host VARCHAR, dt DOUBLE)")
+    con.execute("CREATE OR REPLACE TEMP TABLE fp_off(host VARCHAR, off DOUBLE)")
+    con.execute("CREATE OR REPLACE TEMP TABLE fp_fixed(host VARCHAR, n BIGINT)")
+    errors: list[RowError] = []
+    others: list[tuple[int, str]] = []
+    read = inserted = missing = 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for blk_ in iter_blocks(path, name):
+            errors += blk_.errors
+            if blk_.table is None:
+                continue
+            blk = pa.Table.from_batches(blk_.table.to_batches(max_chunksize=4096))  # noqa: F841 - DuckDB scans it
+            con.execute(f"CREATE OR REPLACE TEMP TABLE fp_stg AS {stage}")
+            rows = con.execute(f"SELECT line, raw FROM fp_stg WHERE {not_mine} AND length(trim(raw)) > 0 "
+                               "ORDER BY line").fetchall()
+            others += rows
+            con.execute(f"DELETE FROM fp_stg WHERE {not_mine}")
+            if fmt == "windows":
+                _learn_skew(con)
+                ts_null = "utc IS NULL AND exp IS NULL"
+            else:  # suricata's timestamp and zeek's ts are both x[2]
+                ts_null = f"{_ts('x[2]')} IS NULL"
+            n, miss = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {ts_null}) FROM fp_stg").fetchone()
+            read += n
+            # already stored (semi-join: the block's ids probe the events table), then repeats inside the block
+            con.execute("DELETE FROM fp_stg WHERE event_id IN (SELECT event_id FROM events "
+                        "WHERE event_id IN (SELECT event_id FROM fp_stg))")
+            if con.execute("SELECT count(*) - count(DISTINCT event_id) FROM fp_stg").fetchone()[0]:
+                con.execute("""DELETE FROM fp_stg USING (SELECT event_id, min(line) AS m FROM fp_stg GROUP BY event_id
+                    HAVING count(*) > 1) d WHERE fp_stg.event_id = d.event_id AND fp_stg.line > d.m""")
+            k = con.execute("SELECT count(*) FROM fp_stg").fetchone()[0]
+            if k:
+                con.execute(f"INSERT INTO events {body}", [name])
+            inserted += k
+            missing += miss
+        notes = _skew_notes(con) if fmt == "windows" else []
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for t in ("fp_stg", "fp_skew", "fp_off", "fp_fixed"):
+            con.execute(f"DROP TABLE IF EXISTS {t}")
     return {"read": read, "inserted": inserted, "duplicates": read - inserted, "missing": missing, "errors": errors,
             "python_rows": others, "notes": notes}

@@ -192,11 +192,14 @@ def _json_array(unit: Unit, first: str, lines: Iterator[tuple[int, bytes]], erro
 def _evtx_rows(unit: Unit, errors: list[RowError]) -> Iterator[tuple[str, dict[str, Any]]]:
     from secfoundry.apps.soc.parsers.evtx import iter_evtx, record_to_dict
 
+    got = 0
     try:
         for n, xml, err in iter_evtx(unit.path):
             if xml is None:
-                errors.append(RowError(file=unit.name, line=n, error=f"evtx record unreadable: {err}"))
+                errors.append(RowError(file=unit.name, line=n, error=f"evtx record unreadable: {err}" if n
+                                       else str(err)))
                 continue
+            got += 1
             try:
                 row = windows.parse(record_to_dict(xml), fmt="evtx")
             except Exception as e:  # noqa: BLE001
@@ -205,19 +208,31 @@ def _evtx_rows(unit: Unit, errors: list[RowError]) -> Iterator[tuple[str, dict[s
             yield "evtx", _finish_row(row, "evtx", xml, unit.name, n)
     except Exception as e:  # noqa: BLE001 - damaged header/chunk: keep what was read
         errors.append(RowError(file=unit.name, line=-1, error=f"evtx file unreadable from here on: {e}"))
+        return
+    if not got:
+        errors.append(RowError(file=unit.name, line=0, error="evtx: no record could be read"))
 
 
 def _python_rows(name: str, rows: list[tuple[int, str]], errors: list[RowError]
                  ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Lines the bulk path left to the per-record parsers (another format inside the file)."""
+    """Lines the bulk path left to the per-record parsers (not JSON, not an object, another format),
+    reported with the same messages as :func:`_json_rows`."""
     hint = zeek_path_hint(name)
     for n, text in rows:
         try:
             obj = orjson.loads(text)
-            fmt = classify(obj)
+        except orjson.JSONDecodeError as e:
+            errors.append(RowError(file=name, line=n, error=f"not JSON: {e}", snippet=text[:120]))
+            continue
+        if not isinstance(obj, dict):
+            errors.append(RowError(file=name, line=n, error=f"a JSON {type(obj).__name__}, not an object",
+                                   snippet=text[:120]))
+            continue
+        fmt = classify(obj)
+        try:
             yield fmt, _finish_row(parse_record(obj, fmt, hint), fmt, text, name, n)
         except Exception as e:  # noqa: BLE001
-            errors.append(RowError(file=name, line=n, error=f"{type(e).__name__}: {e}", snippet=text[:120]))
+            errors.append(RowError(file=name, line=n, error=f"{fmt}: {type(e).__name__}: {e}", snippet=text[:120]))
 
 
 def ingest(inputs: list[str], store: Store, *, progress: Callable[[int], None] | None = None,

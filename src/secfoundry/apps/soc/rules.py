@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import tarfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,6 +26,8 @@ import yaml
 
 SKIP_STATUS = {"deprecated", "unsupported"}
 HUNTING_PREFIX = "rules-threat-hunting/"
+# Sigma log source categories pySigma's windows_audit_pipeline maps onto Security events.
+AUDIT_CATEGORIES = ("process_creation", "registry_event", "registry_set", "registry_add")
 
 
 @dataclass
@@ -45,6 +47,7 @@ class CompiledRule:
     description: str = ""
     falsepositives: list[str] = field(default_factory=list)
     path: str = ""
+    variant: str = ""  # "" (as written, Sysmon/Windows pipelines) or "security-audit" (the rule on Security 4688/4657)
 
 
 @dataclass
@@ -106,7 +109,7 @@ def _digest(src: Path) -> str:
                 h.update(chunk)
     for pkg in ("pysigma", "pysigma-backend-sqlite", "pysigma-pipeline-sysmon", "pysigma-pipeline-windows"):
         h.update(version(pkg).encode())
-    h.update(b"v2")
+    h.update(b"v3")
     return h.hexdigest()[:20]
 
 
@@ -154,6 +157,7 @@ def load_rules(rules: str | os.PathLike[str] | None = None, kb: Any = None, *, h
     from secfoundry.apps.soc.sigma_backend import make_backend, referenced_fields, where_clause
 
     backend = make_backend()
+    audit = make_backend(audit=True)
     compiled: list[CompiledRule] = []
     skipped: dict[str, int] = {}
     errors: list[str] = []
@@ -183,13 +187,23 @@ def load_rules(rules: str | os.PathLike[str] | None = None, kb: Any = None, *, h
         ls = doc.get("logsource") or {}
         tech, tac, cves = _tags(doc.get("tags") or [])
         fps = doc.get("falsepositives") or []
-        compiled.append(CompiledRule(
+        rule = CompiledRule(
             id=f"sigma:{str(doc.get('id', '')).lower()}", title=str(doc.get("title", "")),
             level=str(doc.get("level") or ""), status=str(doc.get("status") or ""),
             product=str(ls.get("product") or ""), category=str(ls.get("category") or ""),
             service=str(ls.get("service") or ""), condition=cond, fields=referenced_fields(cond),
             techniques=tech, tactics=tac, cves=cves, description=str(doc.get("description") or "").strip(),
-            falsepositives=[str(x) for x in (fps if isinstance(fps, list) else [fps])], path=name))
+            falsepositives=[str(x) for x in (fps if isinstance(fps, list) else [fps])], path=name)
+        compiled.append(rule)
+        if rule.product == "windows" and rule.category in AUDIT_CATEGORIES:
+            # The same rule on Windows Security events (4688 process creation, 4657 registry), as
+            # pySigma's windows_audit_pipeline maps it (Image -> NewProcessName, ...).
+            try:
+                acond = where_clause(audit.convert(SigmaCollection.from_dicts([doc]))[0])
+            except (SigmaError, ValueError, NotImplementedError, TypeError, KeyError, AttributeError, IndexError):
+                continue  # e.g. fields with no Security-event equivalent: the Sysmon variant alone
+            compiled.append(replace(rule, category="", service="security", condition=acond,
+                                    fields=referenced_fields(acond), variant="security-audit"))
     if cache_file is not None:
         tmp = cache_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"rules": [asdict(r) for r in compiled], "skipped": skipped, "errors": errors}))

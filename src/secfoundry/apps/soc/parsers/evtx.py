@@ -53,6 +53,10 @@ def iter_evtx(path: str) -> Iterator[tuple[int, str | None, str | Exception]]:
     from Evtx.Evtx import Evtx
 
     with Evtx(path) as log:
+        fh = log.get_file_header()
+        if not fh.verify():  # magic, versions or header checksum wrong: say so, then read what parses
+            why = "bad magic" if not fh.check_magic() else "header checksum/version mismatch"
+            yield 0, None, ValueError(f"evtx file header invalid ({why}); reading the chunks that parse")
         for i, rec in enumerate(log.records(), 1):
             try:
                 yield i, rec.xml(), ""
