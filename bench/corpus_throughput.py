@@ -221,6 +221,11 @@ EQUIVALENT = {"process": [{"step": "extract"}, {"step": "contenttype"}, {"step":
                           {"step": "pack", "tokenizer": "smollm2-135m-instruct", "seq_len": 2048, "test_fraction": 0.01}]}
 
 
+# The three dedup passes as three recipe steps (three phases) — `--variant separate-dedup`; the
+# full run uses the one-phase `dedup` step (exact -> MinHash -> paragraphs, corpus/prepare/dedup.py).
+DEDUP_SEPARATE = [{"step": "exact_dedup"}, {"step": "minhash_dedup"}, {"step": "paragraph_dedup"}]
+
+
 def our_recipe(jsonl_dir: str, cpus: int, variant: str = "full") -> Any:
     from secfoundry.corpus.engine.recipe import Recipe
 
@@ -237,13 +242,36 @@ def our_recipe(jsonl_dir: str, cpus: int, variant: str = "full") -> Any:
                     "url_field": "url", "title_field": "title", "metadata_fields": ["format"]}],
         "stages": [
             {"name": "process", "steps": PROCESS_STEPS},
-            {"name": "prepare", "steps": [{"step": "exact_dedup"}, {"step": "paragraph_dedup"}, {"step": "minhash_dedup"},
+            {"name": "prepare", "steps": (DEDUP_SEPARATE if variant == "separate-dedup" else [{"step": "dedup"}]) + [
                                           {"step": "decontaminate"},
                                           {"step": "pack", "tokenizer": "smollm2-135m-instruct", "seq_len": 2048,
                                            "test_fraction": 0.01}]},
         ],
         "engine": {"num_cpus": cpus, "partition_rows": 2000, "batch_size": 512},
     })
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process, its finished children and every live
+    descendant (Ray's raylet, workers and object store; datatrove's pool) — the machine is
+    shared, so CPU seconds per pipeline are reported beside wall seconds. Descendants that exit
+    without being waited for are not counted (Ray keeps its worker pool alive, so few do)."""
+    import resource
+
+    import psutil
+
+    me = psutil.Process()
+    t = me.cpu_times()
+    total = t.user + t.system
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total += ch.ru_utime + ch.ru_stime
+    for p in me.children(recursive=True):
+        try:
+            c = p.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def warm_up(recipe: Any) -> None:
@@ -276,15 +304,16 @@ def run_ours(info: dict[str, Any], work: Path, cpus: int, variant: str = "full")
     t = time.perf_counter()
     init_ray(None, num_cpus=cpus, object_store_mb=256)
     ray_start = time.perf_counter() - t
-    t = time.perf_counter()
+    t, c0 = time.perf_counter(), cpu_seconds()
     summary = run_recipe(recipe, out, progress=False)
     seconds = time.perf_counter() - t
+    cpu = cpu_seconds() - c0
     write_report(out)
     rep = collect_run(out)
     phases = [{"phase": p.phase, "docs_in": p.docs_in, "docs_out": p.docs_out, "seconds": p.seconds,
                "docs_per_s": p.docs_in / p.seconds if p.seconds else 0.0} for p in summary.phases]
     rows = {r["source"]: r for r in source_table(rep)}
-    return {"seconds": seconds, "ray_start": ray_start, "warmup": warm, "phases": phases,
+    return {"seconds": seconds, "cpu_seconds": cpu, "ray_start": ray_start, "warmup": warm, "phases": phases,
             "collected": rep.collected_by_source,
             "kept": {s: r.get("final_originals", 0) for s, r in rows.items()},
             "dropped": {s: r["dropped"] for s, r in rows.items()},
@@ -319,7 +348,8 @@ def profile_steps(run: Path) -> list[dict[str, Any]]:
         secs = time.perf_counter() - t
         rows.append({"step": spec["step"], "docs": len(sel), "chars": chars, "seconds": secs})
         docs = kept + rest
-    texts = [r["text"] for r in pq.read_table(sorted((run / "02-prepare-5-pack" / "data").glob("*.parquet"))[0],
+    pack_dir = sorted(run.glob("02-prepare-*-pack"))[-1]
+    texts = [r["text"] for r in pq.read_table(sorted((pack_dir / "data").glob("*.parquet"))[0],
                                                columns=["text"]).to_pylist()]
     tok = load_tokenizer("smollm2-135m-instruct")
     t = time.perf_counter()
@@ -383,21 +413,22 @@ def render(info: dict[str, Any], ours: dict[str, Any], dtr: dict[str, Any], load
         f"{info['by_format'].get('html', 0):,} HTML pages (site boilerplate + `<pre>` code) built from other documents "
         "of both kinds; 10 JSONL files, read by both pipelines.",
         "",
-        "| pipeline | end-to-end docs/s | wall s | tokens out |",
-        "|---|---:|---:|---:|",
+        "| pipeline | end-to-end docs/s | wall s | CPU s | tokens out |",
+        "|---|---:|---:|---:|---:|",
         f"| secfoundry (Ray Data engine; collect → process → prepare incl. pack) | **{o_e2e:,.1f}** | {ours['seconds']:,.1f} "
-        f"| {ours['tokens']:,} |",
+        f"| {ours.get('cpu_seconds', float('nan')):,.0f} | {ours['tokens']:,} |",
         f"| datatrove (FineWeb-style: Trafilatura, LID, Gopher ×2, MinHash ×4 stages, tokenizer) | **{d_e2e:,.1f}** | "
-        f"{dtr['seconds']:,.1f} | {dtr['tokens']:,} |",
-        f"| **ratio (secfoundry / datatrove)** | **{o_e2e / d_e2e:.2f}×** | | |",
+        f"{dtr['seconds']:,.1f} | {dtr.get('cpu_seconds', float('nan')):,.0f} | {dtr['tokens']:,} |",
+        f"| **ratio (secfoundry / datatrove)** | **{o_e2e / d_e2e:.2f}×** | | "
+        f"{dtr.get('cpu_seconds', float('nan')) / max(ours.get('cpu_seconds', float('nan')), 1e-9):.2f}× less CPU | |",
     ]
     if equivalent:
         e_e2e = n / equivalent["seconds"]
         la = equivalent.get("load_before", [0, 0, 0])
         lines += [f"| secfoundry, equivalent steps only (extract, contenttype, langid, quality → minhash_dedup → pack); "
                   f"run alone, load {la[0]:.1f} before | {e_e2e:,.1f} | {equivalent['seconds']:,.1f} | "
-                  f"{equivalent['tokens']:,} |",
-                  f"| ratio (equivalent steps / datatrove) | {e_e2e / d_e2e:.2f}× | | |"]
+                  f"{equivalent.get('cpu_seconds', float('nan')):,.0f} | {equivalent['tokens']:,} |",
+                  f"| ratio (equivalent steps / datatrove) | {e_e2e / d_e2e:.2f}× | | | |"]
     lines += [
         "",
         f"Ours excludes Ray start-up ({ours['ray_start']:.1f} s, once per driver) and first-use set-up done before timing "
@@ -470,7 +501,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="write the figures to BENCHMARKS.md")
     ap.add_argument("--concurrent", action="store_true",
                     help="run datatrove in a subprocess at the same time as ours (same load for both)")
-    ap.add_argument("--variant", choices=["full", "equivalent"], default="full",
+    ap.add_argument("--variant", choices=["full", "equivalent", "separate-dedup"], default="full",
                     help="equivalent: only the kinds of work the datatrove baseline does (with --only ours)")
     ap.add_argument("--render-only", action="store_true", help="re-render saved results (results-N.json)")
     ap.add_argument("--no-profile", dest="profile", action="store_false",
@@ -522,7 +553,7 @@ def main() -> None:
                                    stdout=open(args.work / f"datatrove-{args.docs}.log", "w"), stderr=subprocess.STDOUT)
     if args.only in (None, "ours"):
         print("secfoundry pipeline ...", flush=True)
-        results["ours"] = run_ours(info, args.work, args.cpus)
+        results["ours"] = run_ours(info, args.work, args.cpus, args.variant)
         print(json.dumps({k: results["ours"][k] for k in ("seconds", "ray_start", "warmup", "tokens")}), flush=True)
     if dt_proc is not None:
         if dt_proc.wait() != 0:
@@ -534,12 +565,14 @@ def main() -> None:
 
         print("datatrove pipeline ...", flush=True)
         tok = str(ensure_converted() / "tokenizer.json")
+        c0 = cpu_seconds()
         results["datatrove"] = run_datatrove(Path(info["dir"]), args.work / "datatrove", tok, workers=args.cpus)
+        results["datatrove"]["cpu_seconds"] = cpu_seconds() - c0
         dt_file.write_text(json.dumps(results["datatrove"], default=str))
         print(json.dumps({k: results["datatrove"][k] for k in ("seconds", "walls", "tokens")}), flush=True)
     if "ours" in results and args.profile:
         print("profiling our process steps on one partition ...", flush=True)
-        results["step_profile"] = profile_steps(args.work / "ours")
+        results["step_profile"] = profile_steps(args.work / ("ours" if args.variant == "full" else f"ours-{args.variant}"))
     results["load_after"] = os.getloadavg()
     (args.work / f"results-{args.docs}.json").write_text(json.dumps(results, indent=1, default=str))
     if "ours" in results and "datatrove" in results:

@@ -83,3 +83,27 @@ def test_pair_stats():
     ps = pair_stats([("x", "y"), ("x", "z")], [D("x", a), D("y", "Posted 2025-01-01\n\n" + a)])
     assert ps.pairs == 2 and ps.both_kept == 1 and ps.median_jaccard > 0.9
     assert jaccard(a, prose(4, 200)) < 0.2
+
+
+def test_fused_dedup_step_one_phase(tmp_path):
+    """`dedup` = exact, then MinHash on whole documents, then paragraphs of the survivors."""
+    from secfoundry.corpus.prepare.dedup import Dedup
+
+    from .test_dedup import planted_set
+
+    docs, truth = planted_set()
+    shared = prose(7, 60)
+    docs = docs + [D("x1", docs[0].text, source="web")]  # an exact copy
+    docs += [D(f"p{i}", f"# Page {i}\n\n{shared}\n\n{prose(300 + i)}", source="web") for i in range(3)]
+    docs += [D(f"o{i}", f"# {cve}\n\n{ORACLE.format(p='WebLogic Server')}\n") for i, cve in
+             enumerate(["CVE-2018-2711", "CVE-2021-2394"])]
+    kept, dropped = fit_and_run(Dedup(), docs, tmp_path, parts=3)
+    reasons = {d.doc.id: d.reason for d in dropped}
+    assert reasons["x1"] == "dedup:exact"
+    near = {(d.doc.id, d.doc.metadata["duplicate_of"]) for d in dropped if d.reason == "dedup:near"}
+    assert near <= truth and len(near) >= 0.95 * len(truth)
+    by_id = {d.id: d for d in kept}
+    assert shared in by_id["p0"].text and shared not in by_id["p1"].text and by_id["p1"].metadata["paragraphs_removed"] == 1
+    assert all(by_id[f"o{i}"].text.strip() == docs[-2 + i].text.strip() for i in range(2))
+    assert sum(d.id.startswith("cwe") for d in kept) == 30
+    assert entities_lost(docs, kept).n_lost == 0

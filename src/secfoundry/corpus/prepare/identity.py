@@ -3,7 +3,8 @@
 Dedup must never remove a document about a distinct entity (a CVE, CWE, ATT&CK technique,
 GHSA/OSV/RUSTSEC advisory, NIST control ...) because another document about a *different* entity
 looks alike: Oracle advisories and kernel CVEs share template paragraphs, CWE pages share a
-template. A document's identity is the set of ids in its title, in its first Markdown heading
+template. A document's identity is the set of ids in its title, its first line when that is
+short (a title line), its first Markdown heading
 (the connectors render ``# CVE-2017-10262``, ``# Extra Window Memory Injection (T1055.011)``,
 ``# PYSEC-2020-342: ...``) and on an ``Aliases`` line near the top (OSV/GHSA mirrors name the
 CVE there). Ids merely *mentioned* in a body (a KEV list, references) do not make an identity.
@@ -32,6 +33,9 @@ def identity(text: str, title: str = "") -> frozenset[str]:
     m = _HEADING.search(head)
     if m:
         parts.append(m.group(1))
+    first = head.lstrip().split("\n", 1)[0]
+    if len(first) <= 200:  # a title-like first line ("CWE-79: Improper Neutralization ...")
+        parts.append(first)
     a = _ALIASES.search(head)
     if a:
         parts.append(a.group(1))

@@ -12,7 +12,7 @@ import xxhash
 ENTITY_RE = re.compile(
     r"\b(?:(?i:CVE-\d{4}-\d{4,}|CWE-\d+|CAPEC-\d+|GHSA(?:-[23456789cfghjmpqrvwx]{4}){3}|"
     r"(?:PYSEC|RUSTSEC|GO|OSV)-\d{4}-\d+)|T\d{4}(?:\.\d{3})?|TA\d{4}|[GSMC]\d{4}|D3-[A-Z]+|"
-    r"[A-Z]{2}-\d+(?:\(\d+\))?)\b"
+    r"[A-Z]{2}-\d+(?:\(\d+\))?)(?:\b|(?<=\)))"  # NIST control enhancements keep their "(1)"
 )
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _WS_RE = re.compile(r"\s+")
