@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--calibrated", action="store_true",
                     help="only the default settings, calibrated scores: choose the confidence threshold")
+    ap.add_argument("--alpha", default="0.3,0.5,0.7", help="hybrid: TF-IDF weights of the similarity to try")
     ap.add_argument("--out", default="bench/results/intel_ttps_tune.json")
     a = ap.parse_args()
     from secfoundry.apps.intel.ttps import ExtractOptions, get_extractor
@@ -66,13 +67,18 @@ def main() -> int:
         grid = {"k": [c.k], "min_sim": [c.min_sim], "power": [c.power], "mode": [c.mode]}
     elif ex.representation == "tfidf":
         grid = {"k": [8, 16], "min_sim": [0.15, 0.25], "power": [1.0, 2.0], "mode": ["share", "max"]}
+    elif ex.representation == "hybrid":
+        grid = {"k": [8, 16], "min_sim": [0.2, 0.3, 0.4], "power": [2.0], "mode": ["share"]}
     else:
         grid = {"k": [8, 16], "min_sim": [0.4, 0.5], "power": [2.0, 4.0], "mode": ["share", "max"]}
+    alphas = [float(x) for x in a.alpha.split(",")] if ex.representation == "hybrid" else [None]
     thresholds = [0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
     rows = []
     t0 = time.time()
     base = ex.model.config
-    for k, ms, pw, mode in product(grid["k"], grid["min_sim"], grid["power"], grid["mode"]):
+    for alpha, k, ms, pw, mode in product(alphas, grid["k"], grid["min_sim"], grid["power"], grid["mode"]):
+        if alpha is not None:
+            ex.model.embedder.alpha = alpha
         ex.model.config = type(base)(k=k, min_sim=ms, power=pw, mode=mode, scale=base.scale if a.calibrated else None, cut=base.cut)
         scored = []
         for o, dom, text, gold in docs:
@@ -83,10 +89,10 @@ def main() -> int:
         for thr in thresholds:
             preds = [{t for t, c in s.items() if c >= thr} for s, _ in scored]
             f, p, r = f1(preds, [g for _, g in scored])
-            rows.append({"k": k, "min_sim": ms, "power": pw, "mode": mode, "threshold": thr, "micro_f1": round(f, 4),
+            rows.append({"alpha": alpha, "k": k, "min_sim": ms, "power": pw, "mode": mode, "threshold": thr, "micro_f1": round(f, 4),
                          "precision": round(p, 4), "recall": round(r, 4)})
         print(json.dumps(max((r for r in rows if r["k"] == k and r["min_sim"] == ms and r["power"] == pw
-                              and r["mode"] == mode),
+                              and r["mode"] == mode and r["alpha"] == alpha),
                              key=lambda r: r["micro_f1"])), flush=True)
     ex.model.config = base
     best = max(rows, key=lambda r: r["micro_f1"])

@@ -15,7 +15,7 @@ _RECORDS = typer.Option(None, "--records", help="Labelled CVE records (default: 
 
 
 def _single_or_batch(kind: str, text: str | None, input: str | None, out: str | None, llm: str | None,
-                     evidence: bool, records: str | None, level: str = "nvd") -> None:
+                     evidence: bool, records: str | None, level: str = "nvd", convention: str = "cna") -> None:
     import json
     from functools import partial
 
@@ -33,7 +33,7 @@ def _single_or_batch(kind: str, text: str | None, input: str | None, out: str | 
         else:
             from secfoundry.apps.intel.cvss_predict import CvssPredictor
 
-            engine = CvssPredictor(records=records)
+            engine = CvssPredictor(records=records, convention=convention)
             predict, to_line = engine.predict_many, partial(batch.cvss_line, evidence=evidence)
         if input:
             if not out:
@@ -74,6 +74,9 @@ def map_cwe_cmd(
 def fit_cmd(
     records: str = _RECORDS,
     published_before: str = typer.Option(None, "--published-before", help="Fit only on CVEs published before this date."),
+    dense: bool = typer.Option(True, "--dense/--no-dense", help="Also build map-cwe's dense part (MiniLM vectors of "
+                                                                 "the labelled descriptions, cached per text; minutes once)."),
+    embedder: str = typer.Option(None, "--embedder", help="minilm (default) | minilm-int8 | hashing."),
 ) -> None:
     """Fit (or load) the cached map-cwe / predict-cvss model now, e.g. before starting the service."""
     import json
@@ -82,7 +85,8 @@ def fit_cmd(
     from secfoundry.core.errors import InputError
 
     try:
-        m = IntelModel.get(records=records, published_before=published_before)
+        m = IntelModel.get(records=records, published_before=published_before, dense=dense or False,
+                           embedder=embedder)
     except (InputError, ValueError, OSError) as e:
         _fail(e)
     typer.echo(json.dumps(m.manifest, indent=1))
@@ -95,9 +99,11 @@ def predict_cvss_cmd(
     out: str = typer.Option(None, "--out", help="PRED.jsonl: one {id, vector, score, ...} per line."),
     evidence: bool = typer.Option(False, "--evidence", help="Batch: include per-metric probabilities and neighbours."),
     records: str = _RECORDS,
+    convention: str = typer.Option("cna", "--convention", help="cna: as learned from CNA vectors | nvd: shifted "
+                                                                "toward NVD/CISA analysts' scoring."),
 ) -> None:
     """Predict a CVSS v3.1 base vector (per-metric probabilities) and its base score."""
-    _single_or_batch("cvss", text, input, out, None, evidence, records)
+    _single_or_batch("cvss", text, input, out, None, evidence, records, convention=convention)
 
 
 # -- extract-ttps / prioritize / emulate (issue #12, second half) -----------------------------------------

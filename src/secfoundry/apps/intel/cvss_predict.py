@@ -7,8 +7,10 @@ Engineer I2 (prioritize): call ``predict_cvss(description)`` (a process-wide pre
 once) or keep a ``CvssPredictor`` and call ``predict_many``; both return ``CvssPrediction``.
 
 Per metric (AV AC PR UI S C I A) a multinomial logistic regression on TF-IDF and the votes of
-the nearest CVSS-labelled CVEs are mixed into one distribution. The vector returned minimises
-the expected absolute base-score error: the candidate vectors (the two most likely values of
+the nearest CVSS-labelled CVEs are mixed into one distribution. ``convention="nvd"`` then shifts
+each metric's distribution toward the scoring conventions of NVD/CISA analysts (the training
+labels are mostly CNA vectors; ``cvss_convention``); ``"cna"`` (default) keeps it as learned.
+The vector returned minimises the expected absolute base-score error: the candidate vectors (the two most likely values of
 each metric) are weighted by the product of their metric probabilities, and the most likely
 vector whose base score is the weighted median is chosen. ``most_likely_vector`` is the
 per-metric argmax. Scores come from the ``cvss`` library (v3.1 rules).
@@ -48,8 +50,13 @@ def make_vector(values: dict[str, str]) -> str:
 
 class CvssPredictor:
     def __init__(self, model: IntelModel | None = None, *, records: str | None = None, kb_path: str | None = None,
-                 k_neighbours: int = K_NEIGHBOURS, exclude_self: bool = True):
+                 k_neighbours: int = K_NEIGHBOURS, exclude_self: bool = True, convention: str = "cna",
+                 offsets: dict[str, dict[str, float]] | None = None):
+        from secfoundry.apps.intel.cvss_convention import offsets_for
+
         self.model = model or IntelModel.get(records=records, kb_path=kb_path)
+        self.convention = convention
+        self.offsets = offsets if offsets is not None else offsets_for(convention)
         self.k = k_neighbours
         self.exclude_self = exclude_self
         self.mask = self.model.cvss_mask()
@@ -101,6 +108,10 @@ class CvssPredictor:
                 d = {v: (1 - W_NEIGHBOURS) * d[v] + W_NEIGHBOURS * votes[v] / total for v in d}
             z = sum(d.values()) or 1.0
             dist[m] = {v: x / z for v, x in d.items()}
+        if self.offsets:
+            from secfoundry.apps.intel.cvss_convention import shift
+
+            dist = shift(dist, self.offsets)
         best = {m: max(dist[m], key=lambda v: (dist[m][v], v)) for m in CVSS_METRICS}
         # candidate vectors: the two most likely values of each metric
         options = [sorted(dist[m], key=lambda v: -dist[m][v])[:2] for m in CVSS_METRICS]

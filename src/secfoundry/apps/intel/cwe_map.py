@@ -11,7 +11,11 @@ Signals, combined into one score per candidate:
 * ``neighbours``: similarity-weighted votes of the nearest labelled CVEs (the leakage rule
   removes the item itself and any record with the same normalized description);
 * ``keyword``: the CWE's name phrase or alternate terms appear in the description (the VulDB
-  template "... leads to sql injection" names the weakness).
+  template "... leads to sql injection" names the weakness);
+* ``dense_lr`` / ``dense_knn`` (when the model has its dense part, ``dense_cwe``): a logistic
+  regression on MiniLM vectors of the description and the votes of the nearest labelled CVEs in
+  that space; mixed with the classifier as ``w_svm * classifier + w_lr * dense_lr + w_knn *
+  dense_knn`` (weights from the dense part's config, chosen on the temporal dev split).
 Every candidate passes ``CweCatalog.validate`` (deprecated -> replacement, unknown -> dropped) and
 entries whose CWE mapping usage is "Prohibited" (categories, views) are never emitted.
 With an LLM (``llm=`` a model spec or a LanguageModel) the top candidates are reranked: the model
@@ -57,7 +61,8 @@ def _term_index(catalog: CweCatalog) -> dict[str, list[str]]:
 class CweMapper:
     def __init__(self, model: IntelModel | None = None, catalog: CweCatalog | None = None, *,
                  llm: Any = None, records: str | None = None, kb_path: str | None = None,
-                 k_neighbours: int = K_NEIGHBOURS, top: int = TOP, exclude_self: bool = True, level: str = "nvd"):
+                 k_neighbours: int = K_NEIGHBOURS, top: int = TOP, exclude_self: bool = True, level: str = "nvd",
+                 dense: bool = True, dense_config: Any = None):
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
         self.level = level
@@ -68,6 +73,13 @@ class CweMapper:
         self.exclude_self = exclude_self
         self.terms = _term_index(self.catalog)
         self.labelled = self.model.labelled_mask()
+        self.dense = self.model.dense if dense else None
+        self.dense_config = dense_config or (self.dense.config if self.dense is not None else None)
+        if self.dense is not None:
+            hidx = self.model.cwe_head.index
+            pairs = [(i, hidx[c]) for i, c in enumerate(self.dense.classes) if c in hidx]
+            self._lr_cols = np.array([p[0] for p in pairs], dtype=np.int64)
+            self._head_cols = np.array([p[1] for p in pairs], dtype=np.int64)
         self.reranker = None
         if llm is not None:
             from secfoundry.apps.intel.cwe_rerank import CweReranker
@@ -111,13 +123,34 @@ class CweMapper:
         Q = idx.transform([c for c, _ in cleaned])
         probs = self.model.cwe_head.probabilities(Q)
         sims = idx.similarities(Q)
-        return [self._one(it, cleaned[i][0], cleaned[i][1], probs[i], sims[i], exclusions[i])
+        p_lr = d_sims = None
+        if self.dense is not None:
+            if self.dense_config.svm_temperature:  # the mix was tuned with another softmax temperature
+                d = self.model.cwe_head.decision(Q) * self.dense_config.svm_temperature
+                e = np.exp(d - d.max(axis=1, keepdims=True))
+                probs = e / e.sum(axis=1, keepdims=True)
+            V = self.dense.embed([c for c, _ in cleaned])
+            lr = self.dense.lr_probabilities(V)
+            p_lr = np.zeros_like(probs)
+            p_lr[:, self._head_cols] = lr[:, self._lr_cols]
+            d_sims = self.dense.similarities(V)
+        return [self._one(it, cleaned[i][0], cleaned[i][1], probs[i], sims[i], exclusions[i],
+                          None if p_lr is None else p_lr[i], None if d_sims is None else d_sims[i])
                 for i, it in enumerate(items)]
 
     def _one(self, item: CveInput, text: str, dropped: list[str], p_clf: np.ndarray, sims: np.ndarray,
-             excl: Exclusion) -> CweMapping:
+             excl: Exclusion, p_lr: np.ndarray | None = None, d_sims: np.ndarray | None = None) -> CweMapping:
         head = self.model.cwe_head
         excluded = self.model.index.excluded_rows(excl)
+        w_svm, w_lr, w_knn = W_CLASSIFIER, 0.0, 0.0
+        p_dknn: dict[str, float] = {}
+        p_mix = p_clf
+        if p_lr is not None and d_sims is not None and self.dense_config is not None:
+            cfg = self.dense_config
+            w_svm, w_lr, w_knn = cfg.w_svm, cfg.w_lr, cfg.w_knn
+            p_mix = w_svm * p_clf + w_lr * p_lr
+            if w_knn > 0:
+                p_dknn, _ = self.dense.knn_votes(d_sims, excluded, self.model.cwe_labels, cfg.k)
         neigh = self.model.index.neighbours(sims, self.k, excluded, self.labelled)
         votes: dict[str, float] = {}
         support: dict[str, list[Neighbour]] = {}
@@ -139,8 +172,10 @@ class CweMapper:
             if f" {term} " in text_n:
                 for c in cwes:
                     matched.setdefault(c, []).append(term)
-        top_clf = np.argsort(-p_clf)[: self.top * 2]
+        top_clf = np.argsort(-p_mix)[: self.top * 2]
         cands = ({head.classes[j] for j in top_clf} if text.strip() else set()) | set(p_knn) | set(matched)
+        if text.strip():
+            cands |= set(p_dknn)
         scored: dict[str, tuple[float, dict[str, float]]] = {}
         for raw in cands:
             cwe = self.catalog.validate(raw)
@@ -149,7 +184,11 @@ class CweMapper:
             j = head.index.get(raw)
             sig = {"classifier": float(p_clf[j]) if j is not None else 0.0, "neighbours": p_knn.get(raw, 0.0),
                    "keyword": 1.0 if raw in matched else 0.0}
-            s = W_CLASSIFIER * sig["classifier"] + W_NEIGHBOURS * sig["neighbours"] + W_KEYWORD * sig["keyword"]
+            s = w_svm * sig["classifier"] + W_NEIGHBOURS * sig["neighbours"] + W_KEYWORD * sig["keyword"]
+            if p_lr is not None:
+                sig["dense_lr"] = float(p_lr[j]) if j is not None else 0.0
+                sig["dense_knn"] = p_dknn.get(raw, 0.0)
+                s += w_lr * sig["dense_lr"] + w_knn * sig["dense_knn"]
             if cwe in scored:  # a deprecated id folded into its replacement
                 prev, psig = scored[cwe]
                 sig = {k: max(v, psig.get(k, 0.0)) for k, v in sig.items()}

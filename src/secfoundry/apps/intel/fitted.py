@@ -58,6 +58,22 @@ def ctibench_exclusion(data_dir: str | os.PathLike[str] | None = None) -> tuple[
     return Exclusion.union(pairs), found
 
 
+def file_digest(path: Path) -> str:
+    """sha1 of a file's bytes (the records file is ~5 MB: ~20 ms)."""
+    h = hashlib.sha1()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_key(records: Path, catalog: CweCatalog, exclude: Exclusion, published_before: str | None) -> str:
+    """The cache key of a fit: the records file's content (not its path or mtime: a copied or
+    re-mounted data directory must not force a refit), the catalog, the exclusion, the cutoff."""
+    return hashlib.sha1(json.dumps([FORMAT, file_digest(records), catalog.version, len(catalog),
+                                    exclude.fingerprint(), published_before]).encode()).hexdigest()[:16]
+
+
 @dataclass
 class IntelModel:
     index: LexicalIndex
@@ -67,6 +83,8 @@ class IntelModel:
     cvss_vectors: list[str]  # per index row ("" when none)
     descriptions: list[str]  # per index row (evidence snippets)
     manifest: dict[str, Any] = field(default_factory=dict)
+    dense: Any = None  # dense_cwe.DenseCwe when its part exists next to the model (or was built)
+    directory: Path | None = None
 
     # -- building ---------------------------------------------------------------------------------
     @classmethod
@@ -151,8 +169,14 @@ class IntelModel:
     def get(cls, records: str | os.PathLike[str] | None = None, catalog: CweCatalog | None = None,
             kb_path: str | os.PathLike[str] | None = None, decontaminate: bool = True,
             exclude: Exclusion | None = None, published_before: str | None = None,
-            cache: Path | None = None, log: Callable[[str], None] | None = None) -> "IntelModel":
-        """The cached model for these inputs, fitted on first use."""
+            cache: Path | None = None, log: Callable[[str], None] | None = None,
+            dense: bool | None = None, embedder: Any = None) -> "IntelModel":
+        """The cached model for these inputs, fitted on first use.
+
+        ``dense``: None loads the dense part (``dense_cwe``) when it was built, True builds it
+        when missing (embeds ~23k descriptions once: minutes), False leaves it out. ``embedder``:
+        an embedder or a spec for ``vectors.intel_embedder`` (default ``SECFOUNDRY_INTEL_EMBEDDER``
+        or MiniLM)."""
         from secfoundry.core.paths import cache_dir
 
         catalog = catalog or CweCatalog.from_kb(kb_path)
@@ -161,19 +185,41 @@ class IntelModel:
         if decontaminate:
             bench, _ = ctibench_exclusion()
             excl = Exclusion(excl.ids | bench.ids, excl.desc_keys | bench.desc_keys)
-        st = rp.stat()
-        key = hashlib.sha1(json.dumps([FORMAT, str(rp.resolve()), st.st_size, int(st.st_mtime), catalog.version,
-                                       len(catalog), excl.fingerprint(), published_before]).encode()).hexdigest()[:16]
+        key = model_key(rp, catalog, excl, published_before)
         d = (cache or cache_dir("intel", "models")) / key
-        if (d / "manifest.json").is_file():
-            return cls.load(d)
         log = log or (lambda m: print(f"intel: {m}", file=sys.stderr))
-        log(f"building the intel model from {rp} (once; cached in {d})")
-        recs, stats = load_records(rp, validate=catalog.validate, errors=[])
-        model = cls.fit(recs, catalog, excl, published_before, log)
-        model.manifest.update(records_file=str(rp), load_stats=stats, key=key)
-        model.save(d)
+        if (d / "manifest.json").is_file():
+            model = cls.load(d)
+        else:
+            log(f"building the intel model from {rp} (once; cached in {d})")
+            recs, stats = load_records(rp, validate=catalog.validate, errors=[])
+            model = cls.fit(recs, catalog, excl, published_before, log)
+            model.manifest.update(records_file=str(rp), load_stats=stats, key=key)
+            model.save(d)
+        model.directory = d
+        if dense is not False:
+            model.attach_dense(embedder, build=bool(dense), log=log)
         return model
+
+    def attach_dense(self, embedder: Any = None, *, build: bool = False,
+                     log: Callable[[str], None] | None = None) -> Any:
+        """Load (or, with ``build``, fit and save) the dense part next to this model."""
+        from secfoundry.apps.intel.dense_cwe import DenseCwe
+        from secfoundry.apps.intel.vectors import intel_embedder
+
+        try:
+            emb = intel_embedder(embedder) if embedder is None or isinstance(embedder, str) else embedder
+        except (RuntimeError, ImportError, ValueError):
+            if build:
+                raise
+            emb = None
+        if emb is None or self.directory is None:
+            self.dense = None
+            return None
+        self.dense = DenseCwe.get(self.directory, self, emb, build=build, log=log)
+        if self.dense is not None:
+            self.manifest["dense"] = self.dense.manifest
+        return self.dense
 
     def labelled_mask(self) -> np.ndarray:
         return np.array([bool(x) for x in self.cwe_labels])

@@ -60,8 +60,8 @@ class CweAdapter(_Base):
         from secfoundry.apps.intel.cwe_map import CweMapper
 
         self.mapper = CweMapper(llm=self.llm, kb_path=options.get("kb"), records=options.get("records"),
-                                level=options.get("level", "nvd"))
-        self._manifest = {"intel_model": self.mapper.model.manifest}
+                                level=options.get("level", "nvd"), dense=options.get("dense", "1") != "0")
+        self._manifest = {"intel_model": self.mapper.model.manifest, "dense": self.mapper.dense is not None}
 
     def answer(self, texts: list[str]) -> list[str]:
         return self._answer(texts, self.mapper.map_many, lambda r: r.cwe[0] if r.cwe else "NVD-CWE-noinfo")
@@ -76,8 +76,10 @@ class CvssAdapter(_Base):
             raise ValueError("system:predict-cvss has no LLM option (the vector comes from the learned models)")
         from secfoundry.apps.intel.cvss_predict import CvssPredictor
 
-        self.predictor = CvssPredictor(kb_path=options.get("kb"), records=options.get("records"))
-        self._manifest = {"intel_model": self.predictor.model.manifest}
+        # CTIBench-VSP's gold is NVD's vector: NVD's conventions by default (``?convention=cna`` as learned)
+        self.predictor = CvssPredictor(kb_path=options.get("kb"), records=options.get("records"),
+                                       convention=options.get("convention", "nvd"))
+        self._manifest = {"intel_model": self.predictor.model.manifest, "convention": self.predictor.convention}
 
     def answer(self, texts: list[str]) -> list[str]:
         return self._answer(texts, self.predictor.predict_many, lambda r: r.vector)

@@ -26,7 +26,7 @@ from secfoundry.apps.intel.reports import ReportText, Sentence, load_report, sen
 from secfoundry.apps.intel.schemas_ttps import EntityHit, IgnoredSpan, Span, TechniqueHit, TTPResult
 from secfoundry.apps.intel.ttps_catalog import TECH_RE, AttackCatalog, catalog_for
 from secfoundry.apps.intel.ttps_lexicon import TechniqueNameMatcher
-from secfoundry.apps.intel.ttps_model import KNNConfig, TechniqueModel, TfidfEmbedder, default_knn
+from secfoundry.apps.intel.ttps_model import HybridEmbedder, KNNConfig, TechniqueModel, TfidfEmbedder, default_knn
 
 if TYPE_CHECKING:  # pragma: no cover
     from secfoundry.kb.knowledge import KnowledgeBase
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 EXPLICIT_CONF = 0.92
 LEX_CUT = 0.35  # the cut EXPLICIT_CONF and the name strengths (ttps_lexicon) are expressed against
 MIN_WORDS = 4
+HYBRID_ALPHA = 0.5  # representation "hybrid": weight of the TF-IDF similarity (the rest: MiniLM)
 # Clause boundaries inside a sentence that lists several behaviours ("it downloads files, and
 # can take screenshots; ..."): each clause is also scored, a technique keeps its best score.
 _CLAUSE = re.compile(r";\s+|,\s+(?:and|while|as well as|which|then|also|before|after)\s+|"
@@ -91,8 +92,9 @@ class TTPExtractor:
     def __init__(self, kb: "KnowledgeBase | None" = None, *, embedder: Any = None,
                  extra: Iterable[tuple[str, str]] = (), use_procedures: bool = True, knn: KNNConfig | None = None,
                  representation: str | None = None):
-        """``representation``: ``tfidf`` (default; ``SECFOUNDRY_TTPS_REPR`` overrides) or ``dense``
-        (the KB's embedder, MiniLM; ``embedder`` given means dense with that embedder)."""
+        """``representation``: ``tfidf`` (default; ``SECFOUNDRY_TTPS_REPR`` overrides), ``dense``
+        (the KB's embedder, MiniLM; ``embedder`` given means dense with that embedder) or
+        ``hybrid`` (both: ``HYBRID_ALPHA`` x TF-IDF + the rest x dense similarity)."""
         import os
 
         from secfoundry.kb.knowledge import KnowledgeBase
@@ -101,10 +103,17 @@ class TTPExtractor:
         self.catalog: AttackCatalog = catalog_for(self.kb)
         self.names = TechniqueNameMatcher(self.catalog)
         rep = representation or ("dense" if embedder is not None else os.environ.get("SECFOUNDRY_TTPS_REPR", "tfidf"))
-        if rep not in ("tfidf", "dense"):
-            raise ValueError(f"representation must be tfidf or dense, not {rep!r}")
+        if rep not in ("tfidf", "dense", "hybrid"):
+            raise ValueError(f"representation must be tfidf, dense or hybrid, not {rep!r}")
         if rep == "tfidf" or getattr(embedder, "sparse", False):  # fitted per model: never share one
             rep, emb = "tfidf", TfidfEmbedder()
+        elif rep == "hybrid":
+            alpha = float(os.environ.get("SECFOUNDRY_TTPS_ALPHA", HYBRID_ALPHA))
+            if embedder is None:  # the intel apps' embedder (SECFOUNDRY_INTEL_EMBEDDER), else the KB's
+                from secfoundry.apps.intel.vectors import intel_embedder
+
+                embedder = intel_embedder() or self.kb.embedder
+            emb = HybridEmbedder(embedder, alpha)
         else:
             emb: Any = embedder if embedder is not None else self.kb.embedder
         self.representation = rep

