@@ -107,3 +107,20 @@ def test_fused_dedup_step_one_phase(tmp_path):
     assert all(by_id[f"o{i}"].text.strip() == docs[-2 + i].text.strip() for i in range(2))
     assert sum(d.id.startswith("cwe") for d in kept) == 30
     assert entities_lost(docs, kept).n_lost == 0
+
+
+def test_minhash_guard_compares_what_documents_are_about(tmp_path):
+    """Parent/child CWE pages that name each other, and NIST "-1" controls of different families,
+    are near-identical templates about different entities: never merged."""
+    from secfoundry.corpus.prepare.dedup_minhash import MinHashDedup
+
+    body = prose(11, 240)
+    docs = [D("c162", f"# CWE-162: Improper Neutralization of Trailing Special Elements\n\n{body}\n\nParentOf CWE-163.", "cwe"),
+            D("c163", f"# CWE-163: Improper Neutralization of Multiple Trailing Special Elements\n\n{body}\n\nChildOf CWE-162.", "cwe"),
+            D("ac1", f"# AC-1: Policy and Procedures\n\n{body}", "nist80053"),
+            D("si1", f"# SI-1: Policy and Procedures\n\n{body}", "nist80053"),
+            D("osv", f"# PYSEC-2021-7: x\n\n- **Aliases**: CVE-2021-33203\n\n{body}", "osv"),
+            D("ghsa", f"# GHSA-68w8-qjq3-2gfm: x\n\n- **Aliases**: CVE-2021-33203\n\n{body}", "osv")]
+    kept, dropped = fit_and_run(MinHashDedup(), docs, tmp_path)
+    assert {(d.doc.id, d.doc.metadata["duplicate_of"]) for d in dropped} == {("ghsa", "osv")}
+    assert entities_lost(docs, kept).n_lost == 0

@@ -73,6 +73,7 @@ def partition_features(path: str, c: DedupConfig) -> dict:
     keys = np.zeros(len(ids), dtype=np.uint64)
     sigs = np.empty((len(ids), c.num_perm), dtype=np.uint64)
     ents: list[frozenset[str]] = []
+    about: list[str] = []
     text_len, n_words, n_chars, chunks = [], [], [], []
     para_off, hash_off = [0], [0]
     for i, (text, title) in enumerate(zip(table.column("text").to_pylist(), titles)):
@@ -83,6 +84,7 @@ def partition_features(path: str, c: DedupConfig) -> dict:
         doc_ents = entities(text) if (c.entity_guard and (c.near or c.paragraphs)) else frozenset()
         ents.append(doc_ents if c.near else frozenset())
         key = identity_key(identity(text, title or "")) if (c.entity_guard and doc_ents) else ""
+        about.append(key)
         doc_tokens: list[str] = []
         for p in split_paragraphs(text):
             toks = words(p)
@@ -97,7 +99,8 @@ def partition_features(path: str, c: DedupConfig) -> dict:
         para_off.append(len(n_words))
         if c.near:
             sigs[i] = mh.signature(ngram_hashes(doc_tokens, c.shingle))
-    return {"ids": ids, "keys": keys, "sigs": sigs if c.near else None, "ents": ents, "text_len": text_len,
+    return {"ids": ids, "keys": keys, "sigs": sigs if c.near else None, "ents": ents, "about": about,
+            "text_len": text_len,
             "words": np.asarray(n_words, dtype=np.int64), "chars": np.asarray(n_chars, dtype=np.int64),
             "para_off": para_off, "hash_off": hash_off,
             "hashes": np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint64)}
@@ -145,14 +148,15 @@ class Dedup(GlobalStep):
         # 2. near-duplicates among the documents exact dedup kept
         near_of: dict[str, str] = {}
         if c.near:
-            ids, sigs, ents = [], [], []
+            ids, sigs, ents, about = [], [], [], []
             for part in parts:
                 keep = np.array([i not in exact_of for i in part["ids"]], dtype=bool)
                 ids += [i for i, k in zip(part["ids"], keep) if k]
                 sigs.append(part["sigs"][keep])
                 ents += [e for e, k in zip(part["ents"], keep) if k]
+                about += [a for a, k in zip(part["about"], keep) if k]
             allsigs = np.concatenate(sigs) if sigs else np.zeros((0, c.num_perm), dtype=np.uint64)
-            near_of = MinHashDedup(c.minhash()).cluster(ids, allsigs, ents)
+            near_of = MinHashDedup(c.minhash()).cluster(ids, allsigs, ents, about)
         # 3. paragraphs of the survivors, in plan order
         removed: dict[str, list[int]] = {}
         drop: list[str] = []

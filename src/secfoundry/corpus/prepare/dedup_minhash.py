@@ -5,7 +5,11 @@ datasketch's one Python call per shingle), bucketed by LSH bands, and candidate 
 verified on the estimated Jaccard similarity. The entity guard keeps template pages apart:
 for every kind of identifier both documents mention (CVE, CWE, technique, ...), they must share
 at least one id of that kind. So CWE-79 and CWE-80 rendered from one template stay; a PyPA
-advisory and its GHSA mirror (different advisory ids, same CVE) merge.
+advisory and its GHSA mirror (different advisory ids, same CVE) merge. The guard also compares
+what the documents are *about* (``identity.py``: ids in the title / first heading / aliases):
+two clusters whose documents are about different entities never merge, even when each page
+mentions the other's id (CWE-162 "ParentOf CWE-163" and CWE-163 "ChildOf CWE-162") or their ids
+are of different kinds (NIST ``AC-1`` and ``SI-1``, both "Policy and Procedures").
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import xxhash
 
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.dedup_exact import drop_marked
+from secfoundry.corpus.prepare.identity import identity, identity_key
 from secfoundry.corpus.prepare.text import entities, ngram_hashes, words
 from secfoundry.core.documents import Document
 
@@ -75,22 +80,28 @@ class MinHasher:
         return z.min(axis=1)
 
 
-def signatures(texts: list[str], c: MinHashDedupConfig) -> tuple[np.ndarray, list[frozenset[str]]]:
+def signatures(texts: list[str], c: MinHashDedupConfig,
+               titles: list[str] | None = None) -> tuple[np.ndarray, list[frozenset[str]], list[str]]:
     mh = MinHasher(c.num_perm, c.seed)
     sigs = np.empty((len(texts), c.num_perm), dtype=np.uint64)
     ents: list[frozenset[str]] = []
+    keys: list[str] = []
     for i, text in enumerate(texts):
         sigs[i] = mh.signature(ngram_hashes(words(text or ""), c.shingle))
-        ents.append(entities(text or "") if c.entity_guard else frozenset())
-    return sigs, ents
+        e = entities(text or "") if c.entity_guard else frozenset()
+        ents.append(e)
+        keys.append(identity_key(identity(text or "", (titles[i] if titles else "") or "")) if e else "")
+    return sigs, ents, keys
 
 
-def partition_signatures(path: str, c: MinHashDedupConfig) -> tuple[list[str], np.ndarray, list[frozenset[str]]]:
+def partition_signatures(path: str, c: MinHashDedupConfig) -> tuple[list[str], np.ndarray, list[frozenset[str]], list[str]]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=["id", "text"])
-    sigs, ents = signatures(table.column("text").to_pylist(), c)
-    return table.column("id").to_pylist(), sigs, ents
+    cols = ["id", "text"] + (["title"] if "title" in pq.read_schema(path).names else [])
+    table = pq.read_table(path, columns=cols)
+    titles = table.column("title").to_pylist() if "title" in cols else None
+    sigs, ents, keys = signatures(table.column("text").to_pylist(), c, titles)
+    return table.column("id").to_pylist(), sigs, ents, keys
 
 
 class MinHashDedup(GlobalStep):
@@ -100,12 +111,15 @@ class MinHashDedup(GlobalStep):
         self.config = config or MinHashDedupConfig()
         self.duplicate_of: dict[str, str] = {}
 
-    def cluster(self, ids: list[str], sigs: np.ndarray, ents: list[frozenset[str]]) -> dict[str, str]:
-        """LSH bucketing + verification over precomputed signatures (rows in priority order)."""
+    def cluster(self, ids: list[str], sigs: np.ndarray, ents: list[frozenset[str]],
+                keys: list[str] | None = None) -> dict[str, str]:
+        """LSH bucketing + verification over precomputed signatures (rows in priority order);
+        ``keys``: each document's identity key ('' when it is about no entity)."""
         c = self.config
         rows = c.num_perm // c.bands
         items = ids
         ents = list(ents)
+        about = [frozenset({k}) if k else frozenset() for k in (keys or [""] * len(ids))]
         parent = list(range(len(items)))
 
         def find(x: int) -> int:
@@ -133,11 +147,13 @@ class MinHashDedup(GlobalStep):
                         ri, rj = find(i), find(j)
                         # Guard against whole clusters, not pairs: otherwise CWE-79 ~ X ~ CWE-80
                         # would chain two template pages together through a third document.
-                        if c.entity_guard and not entities_compatible(ents[ri], ents[rj]):
+                        if c.entity_guard and (not entities_compatible(ents[ri], ents[rj])
+                                               or (about[ri] and about[rj] and not about[ri] & about[rj])):
                             continue
                         lo, hi = min(ri, rj), max(ri, rj)
                         parent[hi] = lo  # the earlier document stays the root
                         ents[lo] = ents[lo] | ents[hi]
+                        about[lo] = about[lo] | about[hi]
         out: dict[str, str] = {}
         for i in range(len(items)):
             r = find(i)
@@ -151,12 +167,14 @@ class MinHashDedup(GlobalStep):
         ids: list[str] = []
         sigs: list[np.ndarray] = []
         ents: list[frozenset[str]] = []
-        for part_ids, part_sigs, part_ents in ctx.map_partitions(partition_signatures, self.config):
+        keys: list[str] = []
+        for part_ids, part_sigs, part_ents, part_keys in ctx.map_partitions(partition_signatures, self.config):
             ids += part_ids
             sigs.append(part_sigs)
             ents += part_ents
+            keys += part_keys
         allsigs = np.concatenate(sigs) if sigs else np.zeros((0, self.config.num_perm), dtype=np.uint64)
-        (ctx.state_dir / "near_duplicates.json").write_text(json.dumps(self.cluster(ids, allsigs, ents)))
+        (ctx.state_dir / "near_duplicates.json").write_text(json.dumps(self.cluster(ids, allsigs, ents, keys)))
 
     def load(self, state_dir: Path) -> None:
         self.duplicate_of = json.loads((Path(state_dir) / "near_duplicates.json").read_text())
