@@ -3,7 +3,8 @@
 A checkpoint directory holds ``model.safetensors``, ``optimizer.safetensors`` (AdamW moments
 and steps, flattened), ``rng.safetensors`` (torch RNG state) and ``trainer_state.json`` (step,
 data position, numpy/python RNG, optimizer param groups, config). Under DeepSpeed/FSDP the
-sharded states are written by ``accelerator.save_state`` into ``accelerate/`` instead.
+sharded states go to ``dcp/`` (FSDP: torch.distributed.checkpoint in safetensors storage,
+resharded on load to any number of processes) or ``accelerate/`` (DeepSpeed's own format).
 """
 
 from __future__ import annotations
@@ -68,9 +69,62 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
         raise ValueError(f"{path}: checkpoint has tensors the model lacks: {unexpected[:5]}")
     optimizer_from_tensors(opt, load_file(str(path / "optimizer.safetensors")), state["optimizer_param_groups"])
     torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch_rng"])
+    restore_python_rng(state)
+    return state
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def save_sharded_checkpoint(path: Path, model: torch.nn.Module, opt, state: dict[str, Any], *, main: bool,
+                            barrier) -> Path:
+    """A sharded run's checkpoint (every rank calls this): ``dcp/`` holds each rank's shard of the
+    model and optimizer (DCP, safetensors storage, train/distributed.py), ``rng_rank{r}.safetensors``
+    each rank's torch RNG, ``trainer_state.json`` the rest. Written to a temp dir renamed into
+    place by rank 0 once every rank has finished."""
+    from secfoundry.train import distributed
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if main:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        (tmp / distributed.DCP_DIR).mkdir(parents=True)
+    barrier()
+    settings = distributed.save_sharded(tmp / distributed.DCP_DIR, model, opt)
+    save_file({"torch_rng": torch.get_rng_state()}, str(tmp / f"rng_rank{_rank()}.safetensors"))
+    barrier()
+    if main:
+        py_state = random.getstate()
+        full = dict(state, optimizer_settings=settings, python_rng=[py_state[0], list(py_state[1]), py_state[2]])
+        (tmp / STATE).write_text(json.dumps(full, indent=1, default=_json_default))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    barrier()
+    return path
+
+
+def load_sharded_checkpoint(path: Path, model: torch.nn.Module, opt) -> dict[str, Any]:
+    """A ``dcp/`` checkpoint into this run (sharded or plain, any number of processes)."""
+    from secfoundry.train import distributed
+
+    path = Path(path)
+    state = json.loads((path / STATE).read_text())
+    distributed.load_sharded(path / distributed.DCP_DIR, model, opt, state["optimizer_settings"])
+    rng = path / f"rng_rank{_rank()}.safetensors"
+    if rng.exists():  # a rank the writing run did not have keeps its own seeded state
+        torch.set_rng_state(load_file(str(rng))["torch_rng"])
+    restore_python_rng(state)
+    return state
+
+
+def restore_python_rng(state: dict[str, Any]) -> None:
     v, internal, gauss = state["python_rng"]
     random.setstate((v, tuple(internal), gauss))
-    return state
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:

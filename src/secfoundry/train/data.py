@@ -108,11 +108,19 @@ class MixedBatches:
         self.rng = np.random.default_rng(seed)
         self.drawn = {n: 0 for n in self.names}
 
-    def next_batch(self) -> torch.Tensor:
-        picks = self.rng.choice(len(self.streams), size=self.micro_batch_size, p=self.probs)
+    def next_batch(self, rank: int = 0, world: int = 1) -> torch.Tensor:
+        """This rank's rows of the next global micro-batch (``micro_batch_size * world`` rows,
+        rank r taking rows ``r*mbs .. (r+1)*mbs``). Every rank draws the same global stream, so
+        the position is one state for all ranks, a run on N processes trains on exactly the rows
+        of a single-process run with an N-times larger micro-batch, and a checkpoint resumes
+        under any number of processes."""
+        picks = self.rng.choice(len(self.streams), size=self.micro_batch_size * world, p=self.probs)
+        mine = range(rank * self.micro_batch_size, (rank + 1) * self.micro_batch_size)
         rows = []
-        for k in picks:
-            rows.append(self.streams[k].next_row()[: self.seq_len])
+        for i, k in enumerate(picks):
+            row = self.streams[k].next_row()  # every rank advances every stream alike
+            if i in mine:
+                rows.append(row[: self.seq_len])
             self.drawn[self.names[k]] += 1
         return torch.from_numpy(np.stack(rows).astype(np.int64))
 

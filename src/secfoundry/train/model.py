@@ -112,11 +112,16 @@ def compile_model(model: torch.nn.Module, mode: str, *, base_only: bool = False)
         raise ValueError(f"unknown compile mode {mode!r}")
 
 
-def export_hf(model: torch.nn.Module, tokenizer, out: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
-    """An HF model directory (safetensors + tokenizer) that transformers and the eval harness load."""
+def export_hf(model: torch.nn.Module, tokenizer, out: Path, dtype: torch.dtype = torch.bfloat16,
+              state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """An HF model directory (safetensors + tokenizer) that transformers and the eval harness load.
+
+    ``state_dict``: the full weights when the model itself holds only a shard (FSDP/ZeRO-3).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    full = model.state_dict() if state_dict is None else state_dict
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in full.items()}
     model.save_pretrained(out, state_dict=state, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
@@ -135,7 +140,12 @@ def export_checkpoint(checkpoint: Path, out: Path, dtype: str = "bfloat16") -> P
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
     cfg = TrainConfig.from_dict(state["config"])
     model = load_model(cfg.model)
-    load_weights(model, str(Path(checkpoint) / "model.safetensors"), strict=False)
+    if (Path(checkpoint) / "dcp").is_dir():  # a sharded (FSDP) run's checkpoint: gathered here
+        from secfoundry.train.distributed import load_weights as load_sharded_weights
+
+        load_sharded_weights(Path(checkpoint) / "dcp", model)
+    else:
+        load_weights(model, str(Path(checkpoint) / "model.safetensors"), strict=False)
     try:
         tok = load_tokenizer(cfg.model)
     except Exception:  # noqa: BLE001 - a scratch model may have no tokenizer: export the weights alone

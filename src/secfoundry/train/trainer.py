@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from secfoundry.train import checkpoint as ckpt
+from secfoundry.train import distributed as dist_
 from secfoundry.train.config import TrainConfig, dumps
 from secfoundry.train.data import MixedBatches, eval_batches, is_general
 from secfoundry.train.loss import causal_lm_loss, supports_fused_loss
@@ -39,14 +40,22 @@ class TrainResult:
     wall_s: float = 0.0
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # No decay on norms, biases and embeddings: decaying them only hurts a pretrained model.
+def param_group_names(model: torch.nn.Module) -> list[list[str]]:
+    """Parameter names of the two AdamW groups, in optimizer order: decayed, then not decayed
+    (norms, biases and embeddings: decaying them only hurts a pretrained model)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "embed" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        (no_decay if p.ndim < 2 or "embed" in name else decay).append(name)
+    return [decay, no_decay]
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    params = dict(model.named_parameters())
+    decay, no_decay = param_group_names(model)
+    return [{"params": [params[n] for n in decay], "weight_decay": weight_decay},
+            {"params": [params[n] for n in no_decay], "weight_decay": 0.0}]
 
 
 class Trainer:
@@ -68,14 +77,15 @@ class Trainer:
                           cpu=not torch.cuda.is_available())
         self.acc = acc
         rank = acc.process_index
-        torch.manual_seed(cfg.seed + rank)
-        random.seed(cfg.seed + rank)
-        np.random.seed((cfg.seed + rank) % 2**32)
         self.out.mkdir(parents=True, exist_ok=True)
         if acc.is_main_process:
             (self.out / "config.json").write_text(dumps(cfg))
 
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank (scratch models)
         model = load_model(cfg.model)
+        torch.manual_seed(cfg.seed + rank)
+        random.seed(cfg.seed + rank)
+        np.random.seed((cfg.seed + rank) % 2**32)
         tokenizer = None
         if cfg.model.init_config is None or cfg.model.tokenizer:
             try:
@@ -84,18 +94,28 @@ class Trainer:
                 tokenizer = None
         data = MixedBatches(cfg.data.shards, weights=cfg.data.weights or None, replay_shards=cfg.data.replay_shards,
                             replay_ratio=cfg.data.replay_ratio, seq_len=cfg.data.seq_len,
-                            micro_batch_size=cfg.micro_batch_size, seed=cfg.seed * 1000 + rank)
+                            micro_batch_size=cfg.micro_batch_size, seed=cfg.seed * 1000)
         seq_len = data.seq_len
-        fused = cfg.optim.fused
+        fpt = flops_per_token(model, seq_len)  # before any sharding: counts the whole model
+        # FSDP on CPU: accelerate launched the processes but shards only on accelerators; the
+        # trainer applies FSDP2 itself (train/distributed.py) and keeps the optimizer its own.
+        self.own_fsdp = dist_.needs_own_fsdp(acc.distributed_type.value)
+        if self.own_fsdp:
+            dist_.shard_model(model, dist_.FsdpSettings.from_env())
         opt = torch.optim.AdamW(_param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
-                                betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps, fused=fused)
-        model, opt = acc.prepare(model, opt)
+                                betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps, fused=cfg.optim.fused)
+        if not self.own_fsdp:
+            model, opt = acc.prepare(model, opt)
+        self.sharded = self.own_fsdp or acc.distributed_type.value == "FSDP"
         # The fused loss reads the head weight directly, which only a bare (unwrapped) module
         # allows: DeepSpeed/FSDP shard parameters and gather them in module hooks, DDP expects
         # its own forward. Those runs keep the HF loss over full logits.
         self.fused_loss = (cfg.loss_chunk > 0 and acc.distributed_type.value == "NO"
                            and supports_fused_loss(acc.unwrap_model(model)))
-        self.compile_mode = compile_mode(cfg.compile, max_steps=cfg.max_steps, distributed=acc.distributed_type.value)
+        # "auto" leaves the CPU FSDP2 path eager: compiling around its per-layer gather hooks is
+        # untested here (an explicit `compile: layers` still asks for it).
+        self.compile_mode = ("none" if self.own_fsdp and str(cfg.compile).lower() == "auto" else
+                             compile_mode(cfg.compile, max_steps=cfg.max_steps, distributed=acc.distributed_type.value))
         t_compile = time.time()
         compile_model(acc.unwrap_model(model), self.compile_mode, base_only=self.fused_loss)
 
@@ -103,15 +123,7 @@ class Trainer:
         if resume:
             last = ckpt.latest_checkpoint(self.out)
             if last is not None:
-                if (last / "accelerate").is_dir():
-                    # DeepSpeed/FSDP: sharded model/optimizer states in the engine's own format.
-                    acc.load_state(str(last / "accelerate"))
-                    state = json.loads((last / ckpt.STATE).read_text())
-                else:
-                    state = ckpt.load_checkpoint(last, acc.unwrap_model(model), opt)
-                rank_file = last / f"data_rank{acc.process_index}.json"
-                if rank_file.exists():
-                    state.update(json.loads(rank_file.read_text()))
+                state = self._load(last, model, opt)
                 data.load_state_dict(state["data"])
                 np.random.set_state(_np_state_from_json(state["numpy_rng"]))
                 step, tokens_seen = state["step"], state["tokens"]
@@ -129,7 +141,6 @@ class Trainer:
             except ImportError:
                 acc.print("tensorboard not installed; logging JSONL only")
 
-        fpt = flops_per_token(acc.unwrap_model(model), seq_len)
         model.train()
         t_start = time.time()
         t_log, tok_log = time.time(), tokens_seen
@@ -146,14 +157,19 @@ class Trainer:
             for g in opt.param_groups:
                 g["lr"] = lr
             for micro in range(cfg.grad_accum):
-                batch = data.next_batch().to(acc.device)
-                ctx = acc.no_sync(model) if micro < cfg.grad_accum - 1 else _null()
+                batch = data.next_batch(rank, acc.num_processes).to(acc.device)
+                last_micro = micro == cfg.grad_accum - 1
+                if self.own_fsdp:
+                    dist_.set_gradient_sync(model, last_micro)
+                ctx = acc.no_sync(model) if not last_micro and not self.own_fsdp else _null()
                 with ctx, acc.autocast():
                     loss = self._loss(model, batch) / cfg.grad_accum
                 acc.backward(loss)
                 loss_acc += loss.detach()
             n_acc += 1
-            if cfg.optim.grad_clip and cfg.optim.grad_clip > 0:
+            if cfg.optim.grad_clip and cfg.optim.grad_clip > 0 and self.own_fsdp:
+                gnorm = dist_.clip_grad_norm(list(model.parameters()), cfg.optim.grad_clip)
+            elif cfg.optim.grad_clip and cfg.optim.grad_clip > 0:
                 gnorm = acc.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             else:
                 gnorm = torch.zeros(())
@@ -195,8 +211,15 @@ class Trainer:
         self._log({"step": step, **evals}, metrics_path, tb)
         self._save(model, opt, data, step, tokens_seen)
         export_dir = None
+        # Sharded weights are gathered first (a collective: every rank takes part).
+        if self.sharded:
+            weights = dist_.full_state_dict(model)
+        elif acc.distributed_type.value == "DEEPSPEED":
+            weights = acc.get_state_dict(model)
+        else:
+            weights = None
         if acc.is_main_process:
-            export_dir = export_hf(acc.unwrap_model(model), tokenizer, self.out / "final")
+            export_dir = export_hf(acc.unwrap_model(model), tokenizer, self.out / "final", state_dict=weights)
         acc.wait_for_everyone()
         return TrainResult(self.out, step, tokens_seen, final_loss, evals, export_dir, time.time() - t_start)
 
@@ -240,22 +263,47 @@ class Trainer:
     def _save(self, model, opt, data: MixedBatches, step: int, tokens: int) -> None:
         acc = self.acc
         path = self.out / "checkpoints" / f"step-{step:07d}"
+        # The data position is one global stream, the same on every rank (data.next_batch).
         state = {"step": step, "tokens": tokens, "data": data.state_dict(),
-                 "numpy_rng": _np_state_to_json(np.random.get_state()), "config": self.cfg.to_dict()}
-        if acc.distributed_type.value in {"DEEPSPEED", "FSDP"}:
-            acc.save_state(str(path / "accelerate"))  # sharded states, the engine's own format
+                 "numpy_rng": _np_state_to_json(np.random.get_state()), "config": self.cfg.to_dict(),
+                 "world_size": acc.num_processes,
+                 "global_batch_rows": self.cfg.micro_batch_size * self.cfg.grad_accum * acc.num_processes}
+        if self.sharded:
+            ckpt.save_sharded_checkpoint(path, model, opt, state, main=acc.is_main_process,
+                                         barrier=acc.wait_for_everyone)
+        elif acc.distributed_type.value == "DEEPSPEED":
+            acc.save_state(str(path / "accelerate"))  # ZeRO partitions in DeepSpeed's own format
             if acc.is_main_process:
                 (path / ckpt.STATE).write_text(json.dumps(state, default=ckpt._json_default))
         elif acc.is_main_process:
             ckpt.save_checkpoint(path, acc.unwrap_model(model), opt, state)
         acc.wait_for_everyone()
-        if acc.num_processes > 1:
-            # Every rank reads its own data stream: keep each rank's position, not just rank 0's.
-            per_rank = {"data": state["data"], "numpy_rng": state["numpy_rng"]}
-            (path / f"data_rank{acc.process_index}.json").write_text(json.dumps(per_rank, default=ckpt._json_default))
-            acc.wait_for_everyone()
         if acc.is_main_process:
             ckpt.prune_checkpoints(self.out, self.cfg.keep_checkpoints)
+
+    def _load(self, last: Path, model, opt) -> dict[str, Any]:
+        """Any checkpoint kind into this run, whatever world size wrote it (sharded ones reshard)."""
+        acc = self.acc
+        if (last / "accelerate").is_dir():
+            # DeepSpeed: ZeRO partitions in the engine's own format (same world size only).
+            acc.load_state(str(last / "accelerate"))
+            state = json.loads((last / ckpt.STATE).read_text())
+        elif (last / dist_.DCP_DIR).is_dir():
+            state = ckpt.load_sharded_checkpoint(last, model, opt)
+        elif self.sharded:
+            # A single-process checkpoint continued by a sharded run.
+            state = json.loads((last / ckpt.STATE).read_text())
+            dist_.load_full_into(last, model, opt, state)
+            ckpt.restore_python_rng(state)
+        else:
+            state = ckpt.load_checkpoint(last, acc.unwrap_model(model), opt)
+        rows = self.cfg.micro_batch_size * self.cfg.grad_accum * acc.num_processes
+        if state.get("world_size", 1) != acc.num_processes:
+            acc.print(f"{last}: written by {state.get('world_size', 1)} process(es), resumed on {acc.num_processes}")
+        if state.get("global_batch_rows", rows) != rows:
+            acc.print(f"warning: global batch changes from {state['global_batch_rows']} to {rows} rows per step "
+                      "(micro_batch_size x grad_accum x processes); the loss curve will not continue exactly")
+        return state
 
     def _log(self, rec: dict[str, Any], path: Path, tb) -> None:
         if not self.acc.is_main_process:
