@@ -51,16 +51,25 @@ FIELD_RE = re.compile(
     rf"account holder|cardholder|card holder|guardian|from|to|cc|sender|recipient|attn|attention|signed|"
     rf"submitted by|assigned to|owner)[ \t]*[*_]*[ \t]*:[ \t]*[*_]*[ \t]*)"
     rf"(?P<n>(?-i:{_NAME}(?:[ \t]+(?:[A-Z]\.[ \t]+)?{_NAME}){{1,2}}))(?=[ \t]*(?:$|[,;<(]))")
-DISPLAY_RE = re.compile(rf"(?P<n>{_NAME}(?:\s+{_NAME}){{1,2}})\s*<[^<>@\s]+@[^<>\s]+>|\"(?P<q>{_FULL})\"\s*<[^<>@\s]+@")
+DISPLAY_RE = re.compile(rf"(?:(?P<n>{_NAME}(?:[ \t]+{_NAME}){{1,2}})[ \t]*|\"(?P<q>{_FULL})\"[ \t]*)$")  # before "<x@y>"
+_ANGLE_MAIL = re.compile(r"<[^<>@\s]+@[^<>\s]+>")
 SIGNATURE_RE = re.compile(
     rf"(?im:^[ \t]*(?:best regards|kind regards|warm regards|regards|sincerely|yours truly|best|cheers|"
     rf"thanks|thank you|many thanks|respectfully)[ \t]*[,!.]?[ \t]*\n[ \t]*)(?P<n>(?-i:{_FULL}))[ \t]*$")
 CONTACT_RE = re.compile(rf"\b(?:contact|call|ask|email|e-mail|phone|text|cc|message|notify)\s+(?P<n>{_NAME}\s+{_NAME})"
                         rf"(?=\s+(?:at|on|via|by|for|if|with|about|as|and|to)\b|\s*[,.;:()]|\s*$)")
-NAME_RES = (HONORIFIC_RE, SALUTATION_RE, MYNAME_RE, FIELD_RE, DISPLAY_RE, SIGNATURE_RE, CONTACT_RE)
-NAME_TRIGGER = re.compile(r"Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Dear|Hi|Hello|Hey|name|I am|I'm|[Tt]his is|:|=|<|regards|"
-                          r"sincerely|truly|cheers|thank|respectfully|best|[Cc]ontact|[Cc]all|[Aa]sk|[Ee]mail|[Pp]hone|"
-                          r"[Tt]ext|Cc", re.I)
+# each cue rule runs only when one of its literals is in the text (cheap substring tests; a regex
+# pass per rule over every document costs more than all the other PII patterns together)
+NAME_RES = (
+    (HONORIFIC_RE, ("Mr", "Ms", "Mx", "Miss", "Dr", "Prof", "Sr"), False),
+    (SALUTATION_RE, ("Dear", "Hi ", "Hello", "Hey "), False),
+    (MYNAME_RE, ("name is",), True),
+    (FIELD_RE, ("name", "contact", "employee", "customer", "patient", "client", "applicant", "holder", "guardian",
+                "from", "to", "cc", "sender", "recipient", "attn", "attention", "signed", "submitted", "assigned",
+                "owner"), True),
+    (SIGNATURE_RE, ("regards", "sincerely", "truly", "best", "cheers", "thank", "respectfully"), True),
+    (CONTACT_RE, ("contact", "call", "ask", "mail", "phone", "text", "cc ", "message", "notify"), False),
+)
 
 # the USPS Publication 28 street suffixes that are not also everyday technical words (Path, Key, Port,
 # Point, View, Run, Loop, Trace, Bridge ... are left out: "MagicINFO 9 Server Path Traversal")
@@ -79,7 +88,8 @@ EU_ADDRESS_RE = re.compile(
     r"|\b\d{1,4},?\s+(?:rue|avenue|boulevard|place|chemin|allée|impasse|quai)\s+(?:d[eu']\s*|des\s+|la\s+|l')?"
     r"[A-ZÉ][\w'-]+(?:\s+[A-ZÉ][\w'-]+){0,3}(?:,?\s*\n?\s*\d{5}\s+[A-ZÉ][\w-]+)?")
 PO_BOX_RE = re.compile(rf"\bP\.?\s?O\.?\s+Box\s+\d{{1,6}}\b(?:{_CITY_ZIP})?", re.I)
-ADDRESS_TRIGGER = re.compile(r"\d[A-Za-z]?\s+[A-Za-zÄÖÜÉ]|\bBox\b|straße|strasse|str\.|weg\b|laan\b|straat\b", re.I)
+_EU_WORDS = ("straße", "strasse", "str.", "weg", "gasse", "allee", "platz", "ring", "damm", "ufer", "laan", "straat",
+             "gracht", "plein", "kade", "rue ", "avenue ", "boulevard ", "place ", "chemin", "allée", "impasse", "quai")
 
 
 def _name_ok(name: str) -> bool:
@@ -89,22 +99,37 @@ def _name_ok(name: str) -> bool:
 
 def name_spans(text: str) -> list[tuple[int, int]]:
     """Names where the text marks a person (cue rules, see the module docstring)."""
-    if not NAME_TRIGGER.search(text):
-        return []
     out = []
-    for rx in NAME_RES:
+    low = None
+    for rx, literals, lower in NAME_RES:
+        if lower:
+            low = text.lower() if low is None else low
+        hay = low if lower else text
+        if not any(x in hay for x in literals):
+            continue
         for m in rx.finditer(text):
-            g = "q" if "q" in rx.groupindex and m.group("q") else "n"
-            if m.group(g) and _name_ok(m.group(g)):
-                out.append(m.span(g))
+            if m.group("n") and _name_ok(m.group("n")):
+                out.append(m.span("n"))
+    if "@" in text:
+        for a in _ANGLE_MAIL.finditer(text):
+            lo = max(0, a.start() - 80)
+            m = DISPLAY_RE.search(text, lo, a.start())
+            if m:
+                g = "q" if m.group("q") else "n"
+                if _name_ok(m.group(g)):
+                    out.append(m.span(g))
     return out
 
 
 def address_spans(text: str) -> list[tuple[int, int]]:
-    if not ADDRESS_TRIGGER.search(text):
-        return []
     out = []
-    for rx in (US_ADDRESS_RE, EU_ADDRESS_RE, PO_BOX_RE):
+    low = text.lower()
+    rxs = [US_ADDRESS_RE]
+    if any(w in low for w in _EU_WORDS):
+        rxs.append(EU_ADDRESS_RE)
+    if "box" in low:
+        rxs.append(PO_BOX_RE)
+    for rx in rxs:
         for m in rx.finditer(text):
             out.append((m.start(), m.end() - (1 if m.group(0).endswith((".", ",")) else 0)))
     return out

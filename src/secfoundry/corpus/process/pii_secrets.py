@@ -35,7 +35,9 @@ PLUGINS = ("AWSKeyDetector", "ArtifactoryDetector", "AzureStorageKeyDetector", "
            "OpenAIDetector", "PypiTokenDetector", "SendGridDetector", "SlackDetector", "SoftlayerDetector",
            "SquareOAuthDetector", "StripeDetector", "TelegramBotTokenDetector", "TwilioKeyDetector")
 # a line is given to the plugins only if it has a long token-like run or credentials in a URL
-GATE_RE = re.compile(r"(?<![A-Za-z0-9_+=-])[A-Za-z0-9_+=-]{16,}|://[^\s/@]+:[^\s/@]+@|hooks\.slack|[Cc]loudant|[Ss]oftlayer")
+GATE_RE = re.compile(r"[A-Za-z0-9_+=-]{16,}")  # one literal-free class run: SRE scans it fast
+GATE_EXTRA_RE = re.compile(r"://[^\s/@]+:[^\s/@]+@|hooks\.slack|[Cc]loudant|[Ss]oftlayer")
+_GATE_LITERALS = ("://", "hooks.slack", "loudant", "oftlayer")
 _HAS_DIGIT, _HAS_ALPHA = re.compile(r"\d"), re.compile(r"[A-Za-z]")
 _SERVICE_HEADS = {"hook", "clou", "soft"}
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-+/=.~]")
@@ -43,8 +45,8 @@ _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-+/=.~]")
 AWS_SECRET_RE = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 PASSWORD_KEY_RE = re.compile(r"pass(?:word|wd|phrase|code)?|pwd|secret", re.I)
 # password-named keys: any non-space value (generated passwords use ( ) , ; & | too)
-PASSWORD_KV_RE = re.compile(
-    r"(?P<key>\b[\w.-]*(?:pass(?:word|wd|phrase|code)?|pwd)[\w.-]*)[\"']?[ \t]*(?:=|:|=>|:=)[ \t]*[\"'`]?"
+PASSWORD_KV_RE = re.compile(  # starts at the keyword (a literal-led pattern SRE scans fast), not at the key's start
+    r"(?:pass(?:word|wd|phrase|code)?|pwd)[\w.-]*[\"']?[ \t]*(?:=|:|=>|:=)[ \t]*[\"'`]?"
     r"(?P<val>[^\s\"'`]{8,64})", re.I)
 PASSWORD_PROSE_RE = re.compile(
     r"\b(?:password|passphrase|passcode|pwd)\s+(?:is|was|set to|changed to|reset to)\s*:?\s*"
@@ -112,6 +114,9 @@ def _decodes_to_text(v: str) -> bool:
 def password_prose_spans(text: str) -> list[tuple[int, int]]:
     """Password values after ``password is`` in prose and after password-named keys."""
     out = []
+    low = text.lower()
+    if "pass" not in low and "pwd" not in low:
+        return out
     for m in (*PASSWORD_PROSE_RE.finditer(text), *PASSWORD_KV_RE.finditer(text)):
         s, e = m.span("val")
         while e > s and text[e - 1] in ".,;:)":  # the sentence's punctuation, not the password's
@@ -154,7 +159,10 @@ def _gated_lines(text: str) -> set[int]:
     """Start offsets of the lines worth giving to the plugins: a token-like run of ≥ 16 characters
     mixing letters and digits, credentials in a URL, or a plugin's service name."""
     starts = set()
-    for m in GATE_RE.finditer(text):
+    matches = list(GATE_RE.finditer(text))
+    if any(x in text for x in _GATE_LITERALS):
+        matches += GATE_EXTRA_RE.finditer(text)
+    for m in matches:
         tok = m.group(0)
         if not tok[0].isalnum() or tok[:4].lower() in _SERVICE_HEADS or (_HAS_DIGIT.search(tok) and _HAS_ALPHA.search(tok)):
             starts.add(text.rfind("\n", 0, m.start()) + 1)
