@@ -140,14 +140,36 @@ def _maps(con: Any) -> None:
     con.executemany("INSERT INTO fp_cat VALUES (?, ?, ?)", cats)
 
 
-def _stage(fmt: str, zeek_hint: str) -> tuple[str, str, str]:
-    """(SELECT over the block ``blk`` -> staged columns, predicate of lines not of ``fmt``, body
-    SELECT over the staged rows ``s`` -> the events table's columns, file name as parameter)."""
-    nz = "NULLIF(raw, '')"
+# the block's lines without their line break (the Python reader's rstrip(b"\r\n"))
+_LINES = "(SELECT line, rtrim(raw, chr(13) || chr(10)) AS raw FROM blk)"
+
+
+def _keys(fmt: str, paths: list[str], cols: str) -> str:
+    """The narrow per-block table: line, event id and the few columns the checks need (no raw)."""
+    lst = "[" + ", ".join(_q(p) for p in paths) + "]"
+    return f"""SELECT line, left(md5('{fmt}' || chr(0) || raw), 16) AS event_id, {cols}
+        FROM (SELECT line, raw, TRY(json_extract_string(NULLIF(raw, ''), {lst})) AS x FROM {_LINES})"""
+
+
+def _full(lst: str, cols: str = "x") -> str:
+    """The block's rows still in ``fp_stg`` (alias ``k``), every column extracted (alias ``s``)."""
+    return (f"fp_stg k JOIN (SELECT line, raw, {cols} FROM (SELECT line, raw, "
+            f"TRY(json_extract_string(NULLIF(raw, ''), {lst})) AS x FROM {_LINES})) s ON s.line = k.line")
+
+
+def _stage(fmt: str, zeek_hint: str) -> tuple[str, str, str, str]:
+    """(narrow SELECT over the block ``blk`` -> ``fp_stg``, predicate of lines not of ``fmt``,
+    predicate of a missing timestamp, body SELECT -> the events table's columns, file name as parameter).
+
+    Two parses of each line are cheaper than one that materializes it: the narrow table decides
+    (other format, duplicates, clock skew) without copying the lines, then one INSERT reads the
+    kept lines again with every path."""
     if fmt == "windows":
         lst, sel = _windows_select()
-        stage = f"""SELECT line, raw, left(md5('windows' || chr(0) || raw), 16) AS event_id, {sel}
-            FROM (SELECT line, raw, TRY(json_extract_string({nz}, {lst})) AS x FROM blk)"""
+        stage = _keys("windows", ['$."EventID"', '$."Hostname"', '$."Computer"', '$."UtcTime"', '$."TimeCreated"',
+                                  '$."@timestamp"'],
+                      f"TRY_CAST(x[1] AS INTEGER) AS eid, COALESCE(NULLIF(x[2], ''), x[3], '') AS host, "
+                      f"TRY_CAST(x[4] AS TIMESTAMP) AS utc, {_ts('COALESCE(x[5], x[6])')} AS exp")
         ts = ("CASE WHEN s.utc IS NOT NULL THEN s.utc WHEN o.off <> 0 AND s.exp IS NOT NULL "
               "THEN s.exp + to_seconds(CAST(o.off AS BIGINT)) ELSE s.exp END")
         note = ("CASE WHEN s.utc IS NOT NULL THEN '' WHEN s.exp IS NULL THEN 'missing' WHEN o.off <> 0 THEN "
@@ -155,26 +177,26 @@ def _stage(fmt: str, zeek_hint: str) -> tuple[str, str, str]:
                 "CAST(CAST(floor(abs(o.off) / 3600) AS BIGINT) AS VARCHAR) || 'h' || "
                 "lpad(CAST(CAST(floor((abs(o.off) % 3600) / 60) AS BIGINT) AS VARCHAR), 2, '0') || 'm' ELSE '' END")
         svc = "COALESCE(v.service, replace(split_part(lower(s.channel), '/', 1), 'microsoft-windows-', ''))"
-        body = f"""SELECT s.event_id, {ts}, {note}, 'windows', {svc}, 'event',
+        body = f"""SELECT k.event_id, {ts}, {note}, 'windows', {svc}, 'event',
             CASE WHEN c.cats IS NOT NULL THEN split_part(c.cats, ',', 1)
                  WHEN s.eid IN (4624, 4625, 4648, 4776) THEN 'authentication' ELSE '' END,
             s.action, COALESCE(CAST(s.eid AS VARCHAR), ''), s.host, s.user_name, s.source_ip, s.source_port,
             s.destination_ip, s.destination_port, s.network_protocol, s.process_pid, s.process_entity_id,
             s.process_executable, s.process_command_line, s.process_parent_entity_id, s.process_parent_executable,
             '', '', NULL, s.message, 'windows', COALESCE(c.cats, ''), {svc}, NULL, s.raw, ?, s.line
-            FROM fp_stg s LEFT JOIN fp_svc v ON v.channel = lower(s.channel)
+            FROM {_full(lst, sel)} LEFT JOIN fp_svc v ON v.channel = lower(s.channel)
             LEFT JOIN fp_cat c ON c.service = {svc} AND c.eid = s.eid LEFT JOIN fp_off o ON o.host = s.host"""
-        return stage, "eid IS NULL", body  # no EventID: not a Windows record
+        # no EventID: not a Windows record
+        return stage, "eid IS NULL", "utc IS NULL AND exp IS NULL", body
     if fmt == "suricata":
         keys = ["event_type", "timestamp", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "app_proto",
                 "alert.signature_id", "alert.signature", "alert.category", "alert.severity", "alert.action", "host"]
         paths = "[" + ", ".join(_q("$." + k) for k in keys) + "]"
         x = {k: f"x[{i + 1}]" for i, k in enumerate(keys)}
         al = f"{x['event_type']} = 'alert'"
-        stage = f"""SELECT line, raw, left(md5('suricata' || chr(0) || raw), 16) AS event_id, x
-            FROM (SELECT line, raw, TRY(json_extract_string({nz}, {paths})) AS x FROM blk)"""
+        stage = _keys("suricata", ["$.event_type", "$.timestamp"], f"x[1] AS key, {_ts('x[2]')} AS tsv")
         tsx = _ts(x["timestamp"])
-        body = f"""SELECT event_id, {tsx}, CASE WHEN {tsx} IS NULL THEN 'missing' ELSE '' END, 'suricata',
+        body = f"""SELECT k.event_id, {tsx}, CASE WHEN {tsx} IS NULL THEN 'missing' ELSE '' END, 'suricata',
             'suricata.' || COALESCE({x['event_type']}, ''), CASE WHEN {al} THEN 'alert' ELSE 'event' END,
             CASE WHEN {al} THEN COALESCE({x['alert.category']}, '') WHEN {x['event_type']} IN ('flow', 'netflow')
                  THEN 'network' ELSE COALESCE({x['event_type']}, '') END,
@@ -186,18 +208,17 @@ def _stage(fmt: str, zeek_hint: str) -> tuple[str, str, str]:
             CASE WHEN {al} THEN COALESCE({x['alert.signature']}, '') ELSE '' END,
             CASE WHEN {al} THEN TRY_CAST({x['alert.severity']} AS INTEGER) END,
             left(CASE WHEN {al} THEN COALESCE({x['alert.signature']}, '') ELSE '' END, 300), 'suricata',
-            COALESCE({x['event_type']}, ''), COALESCE({x['event_type']}, ''), NULL, raw, ?, line FROM fp_stg s"""
-        return stage, "x[1] IS NULL", body  # no event_type: not EVE
+            COALESCE({x['event_type']}, ''), COALESCE({x['event_type']}, ''), NULL, raw, ?, s.line FROM {_full(paths)}"""
+        return stage, "key IS NULL", "tsv IS NULL", body  # no event_type: not EVE
     keys = ["_path", "ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "note", "msg", "src", "dst", "p",
             "service", "proto", "query", "host", "server_name", "uri", "user", "username", "_system_name"]
     lst, x = _paths(keys)
-    stage = f"""SELECT line, raw, left(md5('zeek' || chr(0) || raw), 16) AS event_id, x
-        FROM (SELECT line, raw, TRY(json_extract_string({nz}, {lst})) AS x FROM blk)"""
+    stage = _keys("zeek", ['$."ts"'], f"x[1] AS key, {_ts('x[1]')} AS tsv")
     path_e = f"COALESCE(NULLIF({x['_path']}, ''), {_q(zeek_hint)})"
     notice = f"({path_e} = 'notice' OR ({x['note']} IS NOT NULL AND {x['msg']} IS NOT NULL))"
     path2 = f"CASE WHEN {notice} THEN 'notice' ELSE {path_e} END"
     tsx = _ts(x["ts"])
-    body = f"""SELECT event_id, {tsx}, CASE WHEN {tsx} IS NULL THEN 'missing' ELSE '' END, 'zeek',
+    body = f"""SELECT k.event_id, {tsx}, CASE WHEN {tsx} IS NULL THEN 'missing' ELSE '' END, 'zeek',
         CASE WHEN {path2} <> '' THEN 'zeek.' || {path2} ELSE 'zeek' END,
         CASE WHEN {notice} THEN 'alert' ELSE 'event' END, CASE WHEN {path2} = 'conn' THEN 'network' ELSE {path2} END,
         CASE WHEN {notice} THEN COALESCE({x['note']}, '') ELSE {path2} END,
@@ -209,8 +230,8 @@ def _stage(fmt: str, zeek_hint: str) -> tuple[str, str, str]:
         CASE WHEN {notice} THEN COALESCE({x['note']}, '') ELSE '' END, NULL,
         left(CASE WHEN {notice} THEN COALESCE({x['msg']}, '') ELSE COALESCE({x['query']}, {x['host']},
              {x['server_name']}, {x['uri']}, {x['service']}, '') END, 300),
-        'zeek', CASE WHEN {path2} = 'dns' THEN 'dns' ELSE '' END, {path2}, NULL, raw, ?, line FROM fp_stg s"""
-    return stage, "x[2] IS NULL", body  # no ts: not Zeek
+        'zeek', CASE WHEN {path2} = 'dns' THEN 'dns' ELSE '' END, {path2}, NULL, raw, ?, s.line FROM {_full(lst)}"""
+    return stage, "key IS NULL", "tsv IS NULL", body  # no ts: not Zeek
 
 
 def _learn_skew(con: Any) -> None:
@@ -248,7 +269,7 @@ def ingest_file(store: Any, path: str, fmt: str, name: str, zeek_hint: str = "")
 
     con = store.con
     con.execute("SET TimeZone='UTC'")
-    stage, not_mine, body = _stage(fmt, zeek_hint)
+    stage, not_mine, ts_null, body = _stage(fmt, zeek_hint)
     if fmt == "windows":
         _maps(con)
     con.execute("CREATE OR REPLACE TEMP TABLE fp_skew(host VARCHAR, dt DOUBLE)")
@@ -263,17 +284,15 @@ def ingest_file(store: Any, path: str, fmt: str, name: str, zeek_hint: str = "")
             errors += blk_.errors
             if blk_.table is None:
                 continue
-            blk = pa.Table.from_batches(blk_.table.to_batches(max_chunksize=4096))  # noqa: F841 - DuckDB scans it
+            # several record batches: DuckDB scans an Arrow table one batch per thread
+            con.register("blk", pa.Table.from_batches(blk_.table.to_batches(max_chunksize=4096)))
             con.execute(f"CREATE OR REPLACE TEMP TABLE fp_stg AS {stage}")
-            rows = con.execute(f"SELECT line, raw FROM fp_stg WHERE {not_mine} AND length(trim(raw)) > 0 "
-                               "ORDER BY line").fetchall()
-            others += rows
-            con.execute(f"DELETE FROM fp_stg WHERE {not_mine}")
+            if con.execute(f"SELECT count(*) FROM fp_stg WHERE {not_mine}").fetchone()[0]:
+                others += con.execute(f"SELECT l.line, l.raw FROM {_LINES} l JOIN fp_stg k ON k.line = l.line "
+                                      f"WHERE k.{not_mine} AND length(trim(l.raw)) > 0 ORDER BY l.line").fetchall()
+                con.execute(f"DELETE FROM fp_stg WHERE {not_mine}")
             if fmt == "windows":
                 _learn_skew(con)
-                ts_null = "utc IS NULL AND exp IS NULL"
-            else:  # suricata's timestamp and zeek's ts are both x[2]
-                ts_null = f"{_ts('x[2]')} IS NULL"
             n, miss = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {ts_null}) FROM fp_stg").fetchone()
             read += n
             # already stored (semi-join: the block's ids probe the events table), then repeats inside the block
@@ -295,5 +314,6 @@ def ingest_file(store: Any, path: str, fmt: str, name: str, zeek_hint: str = "")
     finally:
         for t in ("fp_stg", "fp_skew", "fp_off", "fp_fixed"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
+        con.execute("DROP VIEW IF EXISTS blk")
     return {"read": read, "inserted": inserted, "duplicates": read - inserted, "missing": missing, "errors": errors,
             "python_rows": others, "notes": notes}
