@@ -1,4 +1,4 @@
-"""Fit predict-cvss's NVD-convention offsets on CISA-ADP vectors (dev half) and measure them (test half).
+"""Fit predict-cvss's CISA-ADP convention offsets (an NVD stand-in) on a dev half and measure them (test half).
 
     .venv/bin/python bench/intel_cvss_nvd.py [--cutoff 2024-06-01]
 
@@ -9,7 +9,7 @@ CVEs published after it; they are split by a hash of the CVE id into a dev half 
 log-prior offsets of ``cvss_convention`` are fitted here) and a test half (per-metric agreement,
 MAD, mean signed error, before/after). The cost on CNA gold (the temporal CNA-vector CVEs) is
 measured too. CTIBench is not looked at. Output: ``bench/results/intel_cvss_nvd.json`` and the
-offsets table to copy into ``cvss_convention.NVD_OFFSETS``.
+offsets table to copy into ``cvss_convention.ADP_OFFSETS`` (the ``adp`` convention).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main() -> int:
     Path(a.out).write_text(json.dumps(out, indent=1))
     for k in ("adp_dev_before", "adp_dev_after", "adp_test_before", "adp_test_after", "cna_before", "cna_after"):
         print(k, json.dumps(out[k]))
-    print("NVD_OFFSETS =", json.dumps(offsets))
+    print("ADP_OFFSETS =", json.dumps(offsets))
     return 0
 
 

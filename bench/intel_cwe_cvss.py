@@ -16,7 +16,7 @@ latency, and the LLM rerank.
    the embedded SmolLM2-135M-Instruct, and the continued-pretraining model from ``experiment
    replicate`` when ``runs/replicate`` exists (``--cpt PATH`` to point at another).
 
-Run: .venv/bin/python bench/intel_cwe_cvss.py [--write]   (--write updates BENCHMARKS.md)
+Run: .venv/bin/python bench/intel_cwe_cvss.py [--write]   (--write updates BENCHMARKS.md; --vsp-only: VSP per CVSS convention)
 Needs the KB with the CWE source (SECFOUNDRY_KB / SECFOUNDRY_HOME) and ../shared/data.
 """
 
@@ -171,7 +171,8 @@ def llm_rerank(spec: str, catalog, model, rows, n: int) -> dict:
 
 
 def vsp_metrics(rows) -> dict:
-    """Per-metric agreement of predict-cvss with CTIBench-VSP's (NVD) vectors, both conventions."""
+    """Per-metric agreement of predict-cvss with CTIBench-VSP's (NVD) vectors, both conventions
+    (a test report: the default convention was chosen on the ADP dev/test halves, not here)."""
     from secfoundry.apps.intel.cve_index import Exclusion
     from secfoundry.apps.intel.cvss_predict import CvssPredictor, base_score
     from secfoundry.apps.intel.schemas import CveInput
@@ -180,13 +181,29 @@ def vsp_metrics(rows) -> dict:
     items = [CveInput(description=r["Description"]) for r in rows]
     ex = [Exclusion.for_item(None, r["Description"]) for r in rows]
     gold = [dict(x.split(":") for x in r["GT"].strip().split("/")[1:]) for r in rows]
-    for conv in ("nvd", "cna"):
+    for conv in ("cna", "adp"):
         preds = CvssPredictor(convention=conv).predict_many(items, ex)
         acc = {m: round(sum(p.metrics[m].value == g.get(m) for p, g in zip(preds, gold)) / len(rows), 3)
                for m in ("AV", "AC", "PR", "UI", "S", "C", "I", "A")}
         signed = sum(p.score - base_score(r["GT"].strip())[0] for p, r in zip(preds, rows)) / len(rows)
         out[conv] = {"metric_accuracy": acc, "signed_error": round(signed, 3)}
     return out
+
+
+def vsp_conventions() -> dict:
+    """``--vsp-only``: CTIBench-VSP MAD through the harness for both conventions, and per-metric
+    agreement (bench/results/intel_vsp_convention.json)."""
+    r = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load": os.getloadavg()[0]}
+    tmp = Path(tempfile.mkdtemp(prefix="vsp-"))
+    for key, spec in (("vsp", "system:predict-cvss"), ("vsp_adp", "system:predict-cvss?convention=adp")):
+        h = harness(spec, "ctibench-vsp", tmp / key)
+        r[key], r[key + "_excluded"] = headline(h["results"], "ctibench-vsp", "mad"), h["excluded"]
+        print(key, r[key], h["seconds"], flush=True)
+    r["vsp_metrics"] = vsp_metrics(load_tsv("cti-vsp"))
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "intel_vsp_convention.json").write_text(json.dumps(r, indent=1))
+    print(json.dumps(r, indent=1))
+    return r
 
 
 def find_cpt(explicit: str | None) -> str | None:
@@ -209,8 +226,7 @@ def markdown(r: dict) -> str:
              + (f", mixed with a logistic regression and nearest-neighbour votes on {dense.get('embedder')} vectors "
                 f"of {dense.get('rows', 0):,} labelled descriptions (`apps/intel/dense_cwe.py`; mix chosen on the dev "
                 "half of the temporal split, `bench/intel_cwe_dense.py`)" if dense else "")
-             + "; per-metric logistic regressions + nearest labelled CVEs for CVSS, with the NVD-convention offsets "
-             "(`apps/intel/cvss_convention.py`) for VSP (`docs/intel.md`).")
+             + "; per-metric logistic regressions + nearest labelled CVEs for CVSS (`docs/intel.md`).")
     m = r["manifest"]
     L.append(f"Leakage: the fitted model leaves out {m.get('decontaminated')} records (CTIBench RCM/RCM-2021/VSP "
              f"CVE ids and normalized descriptions), fit on {m.get('fit_rows'):,} records; while scoring, each "
@@ -218,12 +234,14 @@ def markdown(r: dict) -> str:
              "over the benchmark runs: 0 means the decontamination had already removed them). CTIBench is a test "
              "here: no setting below was chosen on it.")
     t = r["temporal"]
-    L += ["", "| measure | TF-IDF only (before) | with dense / NVD convention | target | anchors |", "|---|---|---|---|---|"]
+    L += ["", "| measure | TF-IDF only (before) | with dense | target | anchors |", "|---|---|---|---|---|"]
     L.append(f"| CTIBench-RCM accuracy (official, `eval run --model system:map-cwe`) | {r['rcm_tfidf']:.3f} | "
              f"**{r['rcm']:.3f}** | ≥ 0.80 | Foundation-Sec-8B 0.720, GPT-4 0.72, TF-IDF kNN ~0.56 |")
     L.append(f"| CTIBench-RCM-2021 accuracy | {r['rcm2021_tfidf']:.3f} | **{r['rcm2021']:.3f}** | ≥ 0.80 | GPT-4 0.68 |")
-    L.append(f"| CTIBench-VSP MAD (`system:predict-cvss`; before = `?convention=cna`) | {r['vsp_cna']:.3f} | "
+    L.append(f"| CTIBench-VSP MAD (`system:predict-cvss`, default convention cna; unchanged model) | {r['vsp']:.3f} | "
              f"**{r['vsp']:.3f}** | ≤ 0.90 | GPT-4 1.31, Gemini-1.5 1.09 |")
+    L.append(f"| … with `?convention=adp` (CISA-ADP offsets; not adopted: no gain on the ADP test half) | | "
+             f"{r['vsp_adp']:.3f} | ≤ 0.90 | |")
     L.append(f"| temporal CVE→CWE top-1 (fit < {t['cutoff']}, {t['cwe_n']:,} labelled CVEs after; level cna) | "
              f"{t['cwe_top1_cna_tfidf']:.3f} | **{t['cwe_top1_cna']:.3f}** | ≥ 0.75 | TF-IDF kNN ~0.52 |")
     L.append(f"| … its test half only ({t['cwe_n_test_half']:,} CVEs; the mix was chosen on the other half) | "
@@ -250,10 +268,11 @@ def markdown(r: dict) -> str:
           + ", ".join(f"{k} {v}" for k, v in t["cvss_metric_accuracy"].items()) + "."]
     vm = r.get("vsp_metrics")
     if vm:
-        L += ["", "CTIBench-VSP per-metric agreement with NVD's vectors (convention nvd vs cna):", "",
-              "| convention | " + " | ".join(vm["nvd"]["metric_accuracy"]) + " | mean signed error |",
-              "|---|" + "---|" * (len(vm["nvd"]["metric_accuracy"]) + 1)]
-        for conv in ("cna", "nvd"):
+        L += ["", "CTIBench-VSP per-metric agreement with NVD's vectors (default `cna`; `adp` = CISA-ADP offsets, "
+              "not adopted - see below):", "",
+              "| convention | " + " | ".join(vm["cna"]["metric_accuracy"]) + " | mean signed error |",
+              "|---|" + "---|" * (len(vm["cna"]["metric_accuracy"]) + 1)]
+        for conv in ("cna", "adp"):
             L.append(f"| {conv} | " + " | ".join(str(v) for v in vm[conv]["metric_accuracy"].values())
                      + f" | {vm[conv]['signed_error']:+.2f} |")
     L += ["", "LLM rerank (top-5 candidates as lettered options, letter log-probabilities mixed 50/50 with the "
@@ -298,9 +317,13 @@ def main() -> None:
     ap.add_argument("--notes", default=None, help="a JSON list of notes (paragraphs) to print under the tables")
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--render", default=None, help="Only re-render BENCHMARKS.md from a saved results JSON.")
+    ap.add_argument("--vsp-only", action="store_true", help="Only CTIBench-VSP for both CVSS conventions.")
     args = ap.parse_args()
     if args.render:
         return render(Path(args.render), args.write)
+    if args.vsp_only:
+        vsp_conventions()
+        return None
     from secfoundry.apps.intel.cwe_catalog import CweCatalog
     from secfoundry.apps.intel.cwe_map import CweMapper
     from secfoundry.apps.intel.fitted import IntelModel
@@ -316,7 +339,7 @@ def main() -> None:
                                      ("rcm_tfidf", "system:map-cwe?dense=0", "ctibench-rcm", "accuracy"),
                                      ("rcm2021_tfidf", "system:map-cwe?dense=0", "ctibench-rcm-2021", "accuracy"),
                                      ("vsp", "system:predict-cvss", "ctibench-vsp", "mad"),
-                                     ("vsp_cna", "system:predict-cvss?convention=cna", "ctibench-vsp", "mad")):
+                                     ("vsp_adp", "system:predict-cvss?convention=adp", "ctibench-vsp", "mad")):
         h = harness(spec, bench, tmp / f"{key}-{bench}")
         v = headline(h["results"], bench, metric)
         r[key] = v / 100 if metric == "accuracy" and v > 1 else v

@@ -74,9 +74,10 @@ def map_cwe_cmd(
 def fit_cmd(
     records: str = _RECORDS,
     published_before: str = typer.Option(None, "--published-before", help="Fit only on CVEs published before this date."),
-    dense: bool = typer.Option(True, "--dense/--no-dense", help="Also build map-cwe's dense part (MiniLM vectors of "
-                                                                 "the labelled descriptions, cached per text; minutes once)."),
-    embedder: str = typer.Option(None, "--embedder", help="minilm (default) | minilm-int8 | hashing."),
+    dense: bool = typer.Option(False, "--dense/--no-dense", help="Also build map-cwe's dense part (sentence vectors of "
+                                                                  "the ~23k labelled descriptions, cached per text). Off by "
+                                                                  "default: no gain measured yet (docs/intel.md)."),
+    embedder: str = typer.Option(None, "--embedder", help="minilm (default) | minilm-static | minilm-int8 | hashing."),
 ) -> None:
     """Fit (or load) the cached map-cwe / predict-cvss model now, e.g. before starting the service."""
     import json
@@ -99,8 +100,8 @@ def predict_cvss_cmd(
     out: str = typer.Option(None, "--out", help="PRED.jsonl: one {id, vector, score, ...} per line."),
     evidence: bool = typer.Option(False, "--evidence", help="Batch: include per-metric probabilities and neighbours."),
     records: str = _RECORDS,
-    convention: str = typer.Option("cna", "--convention", help="cna: as learned from CNA vectors | nvd: shifted "
-                                                                "toward NVD/CISA analysts' scoring."),
+    convention: str = typer.Option("cna", "--convention", help="cna: as learned from CNA vectors | adp: shifted "
+                                                                "toward CISA-ADP analysts' scoring."),
 ) -> None:
     """Predict a CVSS v3.1 base vector (per-metric probabilities) and its base score."""
     _single_or_batch("cvss", text, input, out, None, evidence, records, convention=convention)

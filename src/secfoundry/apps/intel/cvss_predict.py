@@ -7,9 +7,9 @@ Engineer I2 (prioritize): call ``predict_cvss(description)`` (a process-wide pre
 once) or keep a ``CvssPredictor`` and call ``predict_many``; both return ``CvssPrediction``.
 
 Per metric (AV AC PR UI S C I A) a multinomial logistic regression on TF-IDF and the votes of
-the nearest CVSS-labelled CVEs are mixed into one distribution. ``convention="nvd"`` then shifts
-each metric's distribution toward the scoring conventions of NVD/CISA analysts (the training
-labels are mostly CNA vectors; ``cvss_convention``); ``"cna"`` (default) keeps it as learned.
+the nearest CVSS-labelled CVEs are mixed into one distribution. ``convention="adp"`` then shifts
+each metric's distribution toward CISA-ADP analysts' scoring (the training labels are mostly CNA
+vectors; ``cvss_convention``: measured, it did not help); ``"cna"`` (default) keeps it as learned.
 The vector returned minimises the expected absolute base-score error: the candidate vectors (the two most likely values of
 each metric) are weighted by the product of their metric probabilities, and the most likely
 vector whose base score is the weighted median is chosen. ``most_likely_vector`` is the

@@ -22,7 +22,7 @@ Adding an app (e.g. engineer I2's extract-ttps)
    prompt incl. any few-shot block) and ``describe() -> dict`` (recorded in the run config).
 2. Add one line to ``ADAPTERS`` below: ``"extract-ttps": "secfoundry.apps.intel.ttps_system:make_adapter"``.
 Options come from the spec's query string: ``system:NAME?level=cna&llm=SPEC`` (map-cwe:
-``level`` nvd|cna, ``dense`` 1|0, ``llm``; predict-cvss: ``convention`` nvd|cna; both: ``records``, ``kb``) (``llm`` takes the rest
+``level`` nvd|cna, ``dense`` 1|0, ``llm``; predict-cvss: ``convention`` cna|adp; both: ``records``, ``kb``) (``llm`` takes the rest
 of the string when it is last, so OpenAI specs with ``#model`` work).
 
 Leakage: each adapter applies the leakage rule per item (``cve_index.Exclusion``); the fitted

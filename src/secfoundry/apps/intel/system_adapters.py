@@ -76,9 +76,9 @@ class CvssAdapter(_Base):
             raise ValueError("system:predict-cvss has no LLM option (the vector comes from the learned models)")
         from secfoundry.apps.intel.cvss_predict import CvssPredictor
 
-        # CTIBench-VSP's gold is NVD's vector: NVD's conventions by default (``?convention=cna`` as learned)
+        # ``?convention=adp``: CISA-ADP's scoring offsets (cvss_convention; default cna, as learned)
         self.predictor = CvssPredictor(kb_path=options.get("kb"), records=options.get("records"),
-                                       convention=options.get("convention", "nvd"))
+                                       convention=options.get("convention", "cna"))
         self._manifest = {"intel_model": self.predictor.model.manifest, "convention": self.predictor.convention}
 
     def answer(self, texts: list[str]) -> list[str]:

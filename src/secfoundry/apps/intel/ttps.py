@@ -86,15 +86,31 @@ class _Cand:
     replaced: str | None = None
 
 
+def _ttps_embedder() -> Any:
+    """The hybrid representation's dense side: ``SECFOUNDRY_TTPS_EMBEDDER`` (``vectors.intel_embedder``
+    specs; default ``minilm-static``), or None when the model package is missing."""
+    import logging
+    import os
+
+    from secfoundry.apps.intel.vectors import intel_embedder
+
+    try:
+        return intel_embedder(os.environ.get("SECFOUNDRY_TTPS_EMBEDDER", "minilm-static"))
+    except (RuntimeError, ImportError, OSError) as e:
+        logging.getLogger(__name__).warning("extract-ttps: no dense embedder (%s); TF-IDF only", e)
+        return None
+
+
 class TTPExtractor:
     """Holds the catalog, name matchers and the sentence model (load once, reuse)."""
 
     def __init__(self, kb: "KnowledgeBase | None" = None, *, embedder: Any = None,
                  extra: Iterable[tuple[str, str]] = (), use_procedures: bool = True, knn: KNNConfig | None = None,
                  representation: str | None = None):
-        """``representation``: ``tfidf`` (default; ``SECFOUNDRY_TTPS_REPR`` overrides), ``dense``
-        (the KB's embedder, MiniLM; ``embedder`` given means dense with that embedder) or
-        ``hybrid`` (both: ``HYBRID_ALPHA`` x TF-IDF + the rest x dense similarity)."""
+        """``representation``: ``hybrid`` (default; ``SECFOUNDRY_TTPS_REPR`` overrides: ``HYBRID_ALPHA``
+        x TF-IDF + the rest x static-MiniLM similarity, chosen on the dev set of
+        bench/intel_ttps_tune.py), ``tfidf``, or ``dense`` (the KB's embedder, MiniLM; ``embedder``
+        given means dense with that embedder)."""
         import os
 
         from secfoundry.kb.knowledge import KnowledgeBase
@@ -102,18 +118,18 @@ class TTPExtractor:
         self.kb = kb or KnowledgeBase.open()
         self.catalog: AttackCatalog = catalog_for(self.kb)
         self.names = TechniqueNameMatcher(self.catalog)
-        rep = representation or ("dense" if embedder is not None else os.environ.get("SECFOUNDRY_TTPS_REPR", "tfidf"))
+        rep = representation or ("dense" if embedder is not None else os.environ.get("SECFOUNDRY_TTPS_REPR", "hybrid"))
         if rep not in ("tfidf", "dense", "hybrid"):
             raise ValueError(f"representation must be tfidf, dense or hybrid, not {rep!r}")
         if rep == "tfidf" or getattr(embedder, "sparse", False):  # fitted per model: never share one
             rep, emb = "tfidf", TfidfEmbedder()
         elif rep == "hybrid":
             alpha = float(os.environ.get("SECFOUNDRY_TTPS_ALPHA", HYBRID_ALPHA))
-            if embedder is None:  # the intel apps' embedder (SECFOUNDRY_INTEL_EMBEDDER), else the KB's
-                from secfoundry.apps.intel.vectors import intel_embedder
-
-                embedder = intel_embedder() or self.kb.embedder
-            emb = HybridEmbedder(embedder, alpha)
+            if embedder is None:  # SECFOUNDRY_TTPS_EMBEDDER (vectors.intel_embedder specs), default static MiniLM
+                embedder = _ttps_embedder()
+            emb = HybridEmbedder(embedder, alpha) if embedder is not None else None
+            if emb is None:  # no model package: TF-IDF alone, as before
+                rep, emb = "tfidf", TfidfEmbedder()
         else:
             emb: Any = embedder if embedder is not None else self.kb.embedder
         self.representation = rep

@@ -58,7 +58,8 @@ def default_knn(representation: str) -> KNNConfig:
         # chosen on pseudo-documents of ATT&CK software outside CTIBench-ATE (bench/intel_ttps_tune.py)
         return KNNConfig(k=8, min_sim=0.25, power=2.0, mode="share", cut=0.1)
     if representation == "hybrid":
-        return KNNConfig(k=8, min_sim=0.3, power=2.0, mode="share", cut=0.1)
+        # same dev set, alpha 0.5 with static MiniLM vectors: micro-F1 0.715 vs 0.686 for TF-IDF alone
+        return KNNConfig(k=8, min_sim=0.4, power=2.0, mode="share", cut=0.15)
     return KNNConfig()
 
 
