@@ -121,6 +121,8 @@ def test_iocs_next_to_pii_are_kept():
     "client = MongoClient(uri, tls=True)", "- **Client**: Generally refers to an application",
     "Code: e5 <41> 57 41 56 41 55 41 54 53 b0 01 48 85 f6 0f 84 a4 01 00 00 48 89\nRSP: 0018",  # kernel oops bytes
     "- G0045 menuPass: [menuPass](https://attack.mitre.org/groups/G0045) has used a script",
+    "# CVE-2025-4632: Samsung MagicINFO 9 Server Path Traversal Vulnerability",  # not a street
+    "During 2011, the vendor invested heavily in new designs.",
 ])
 def test_security_text_false_positives_found_on_the_mirror(kept):
     assert scrub(kept) == kept

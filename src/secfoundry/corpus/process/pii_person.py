@@ -72,8 +72,10 @@ NAME_RES = (
 )
 
 # the USPS Publication 28 street suffixes that are not also everyday technical words (Path, Key, Port,
-# Point, View, Run, Loop, Trace, Bridge ... are left out: "MagicINFO 9 Server Path Traversal")
+# Point, View, Run, Loop, Trace, Bridge ... need a city + ZIP or a postcode after them: "MagicINFO 9
+# Server Path Traversal" is not an address)
 _SUFFIX = "Crescent|Cres|Mews|Gardens|Heights|Hts|Grove|Alley|Turnpike|Expressway|Freeway|Meadows|Ridge|Avenue|Ave|Av|Boulevard|Blvd|Circle|Cir|Court|Ct|Drive|Dr|Estates|Ferry|Forest|Fort|Highway|Hwy|Islands|Lane|Ln|Parkway|Pkwy|Place|Pl|Plaza|Plz|Road|Rd|Square|Sq|Street|St|Terrace|Ter|Trail|Trl|Way"
+_SUFFIX_ALL = "Alley|Aly|Annex|Arcade|Avenue|Ave|Av|Bayou|Beach|Bend|Bluff|Bluffs|Bottom|Boulevard|Blvd|Branch|Bridge|Brook|Brooks|Burg|Burgs|Bypass|Camp|Canyon|Cape|Causeway|Center|Centers|Circle|Cir|Circles|Cliff|Cliffs|Club|Common|Commons|Corner|Corners|Course|Court|Ct|Courts|Cove|Coves|Creek|Crescent|Crest|Crossing|Crossroad|Curve|Dale|Dam|Divide|Drive|Dr|Drives|Estate|Estates|Expressway|Extension|Extensions|Fall|Falls|Ferry|Field|Fields|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Freeway|Garden|Gardens|Gateway|Glen|Glens|Green|Greens|Grove|Groves|Harbor|Harbors|Haven|Heights|Highway|Hill|Hills|Hollow|Inlet|Island|Islands|Isle|Junction|Junctions|Key|Keys|Knoll|Knolls|Lake|Lakes|Land|Landing|Lane|Light|Lights|Loaf|Lock|Locks|Lodge|Loop|Mall|Manor|Manors|Meadow|Meadows|Mews|Mill|Mills|Mission|Motorway|Mount|Mountain|Mountains|Neck|Orchard|Oval|Overpass|Park|Parks|Parkway|Parkways|Pass|Passage|Path|Pike|Pine|Pines|Place|Plain|Plains|Plaza|Point|Points|Port|Ports|Prairie|Radial|Ramp|Ranch|Rapid|Rapids|Rest|Ridge|Ridges|River|Road|Roads|Route|Row|Rue|Run|Shoal|Shoals|Shore|Shores|Skyway|Spring|Springs|Spur|Spurs|Square|Squares|Station|Stravenue|Stream|Street|Streets|Summit|Terrace|Throughway|Trace|Track|Trafficway|Trail|Trailer|Tunnel|Turnpike|Underpass|Union|Unions|Valley|Valleys|Via|Viaduct|View|Views|Village|Villages|Ville|Vista|Walk|Walks|Wall|Way|Ways|Well|Wells|Close|Gate"  # every USPS suffix: only with a city + ZIP / postcode after it
 _UNIT = r"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|Bldg\.?|Building|#)\s*[A-Za-z0-9-]{1,6})"
 _CITY_ZIP = r"(?:,?[ \t]*\n?[ \t]*[A-Z][a-zA-Z.'-]+(?:[ \t]+[A-Z][a-zA-Z.'-]+){0,3},?[ \t]+[A-Z]{2}\.?[ \t]+\d{5}(?:-\d{4})?)"
 _UK_POSTCODE = (r"(?:,?[ \t]*\n?[ \t]*(?:[A-Z][a-zA-Z'-]+(?:[ \t]+[A-Z][a-zA-Z'-]+){0,2}[ \t]*,?[ \t]*\n?[ \t]*)?"
@@ -83,12 +85,16 @@ US_ADDRESS_RE = re.compile(
     rf"(?:(?:[A-Z][a-zA-Z'-]+|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,4}}(?:{_SUFFIX})\b\.?"
     rf"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b\.?)?{_UNIT}?(?:{_CITY_ZIP}|{_UK_POSTCODE})?")
 EU_ADDRESS_RE = re.compile(
-    r"\b[A-ZÄÖÜ][a-zäöüßéèà-]*(?:straße|strasse|str\.|weg|gasse|allee|platz|ring|damm|ufer|laan|straat|gracht|"
+    r"\b[A-ZÄÖÜ][a-zäöüßéèà-]*(?:straße|strasse|str\.|weg|gasse|allee|platz|damm|ufer|laan|straat|gracht|"
     r"plein|kade)\s+\d{1,4}[a-z]?\b(?:,?\s*\n?\s*\d{4,5}\s+[A-ZÄÖÜ][a-zäöüß-]+)?"
     r"|\b\d{1,4},?\s+(?:rue|avenue|boulevard|place|chemin|allée|impasse|quai)\s+(?:d[eu']\s*|des\s+|la\s+|l')?"
     r"[A-ZÉ][\w'-]+(?:\s+[A-ZÉ][\w'-]+){0,3}(?:,?\s*\n?\s*\d{5}\s+[A-ZÉ][\w-]+)?")
+US_ADDRESS_STRICT_RE = re.compile(
+    rf"(?<![\w.:/-])\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?"
+    rf"(?:(?:[A-Z][a-zA-Z'-]+|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,4}}(?:{_SUFFIX_ALL})\b\.?"
+    rf"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b\.?)?{_UNIT}?(?:{_CITY_ZIP}|{_UK_POSTCODE})")
 PO_BOX_RE = re.compile(rf"\bP\.?\s?O\.?\s+Box\s+\d{{1,6}}\b(?:{_CITY_ZIP})?", re.I)
-_EU_WORDS = ("straße", "strasse", "str.", "weg", "gasse", "allee", "platz", "ring", "damm", "ufer", "laan", "straat",
+_EU_WORDS = ("straße", "strasse", "str.", "weg", "gasse", "allee", "platz", "damm", "ufer", "laan", "straat",
              "gracht", "plein", "kade", "rue ", "avenue ", "boulevard ", "place ", "chemin", "allée", "impasse", "quai")
 
 
@@ -124,7 +130,7 @@ def name_spans(text: str) -> list[tuple[int, int]]:
 def address_spans(text: str) -> list[tuple[int, int]]:
     out = []
     low = text.lower()
-    rxs = [US_ADDRESS_RE]
+    rxs = [US_ADDRESS_RE, US_ADDRESS_STRICT_RE]
     if any(w in low for w in _EU_WORDS):
         rxs.append(EU_ADDRESS_RE)
     if "box" in low:
