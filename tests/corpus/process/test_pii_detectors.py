@@ -126,3 +126,7 @@ def test_iocs_next_to_pii_are_kept():
 ])
 def test_security_text_false_positives_found_on_the_mirror(kept):
     assert scrub(kept) == kept
+
+
+def test_phone_after_a_json_escaped_newline():
+    assert scrub(r'"contact": "Kevin Cardenas\n612-890-4212x426 (fax)"') == r'"contact": "Kevin Cardenas\n<PHONE> (fax)"'

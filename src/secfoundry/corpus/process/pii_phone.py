@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 CAND_RE = re.compile(
-    r"(?<![\w.+/@:-])(?:\+|00)?(?:\(\+?\d{1,4}\)|\d)[\d .()-]{4,24}\d"
+    r"(?:(?<=\\[nrt])|(?<![\w.+/@:-]))(?:\+|00)?(?:\(\+?\d{1,4}\)|\d)[\d .()-]{4,24}\d"
     r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,6})?(?![\w/@]|-\d|\.\d)")
 _EXT_RE = re.compile(r"\s?(?:x|ext\.?|extension)\s?\d{1,6}$")
 CUE_RE = re.compile(r"\b(?:call|phone|tel|mobile|cell|fax|text|sms|whatsapp|message[sd]?|reach|dial|number)\b", re.I)
