@@ -148,3 +148,30 @@ def iter_blocks(path: str, name: str, block_bytes: int | None = None) -> Iterato
                 return
             if final:
                 return
+
+
+def prefetch(blocks: Iterator[Block]) -> Iterator[Block]:
+    """The next block is split in a thread while the caller (DuckDB, which releases the GIL)
+    works on the current one; errors of the reader are raised in the caller."""
+    import queue
+    import threading
+
+    q: queue.Queue[Any] = queue.Queue(maxsize=1)
+    end = object()
+
+    def run() -> None:
+        try:
+            for b in blocks:
+                q.put(b)
+            q.put(end)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            q.put(e)
+
+    threading.Thread(target=run, name="soc-blocks", daemon=True).start()
+    while True:
+        item = q.get()
+        if item is end:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item

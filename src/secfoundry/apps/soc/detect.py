@@ -25,7 +25,8 @@ import xxhash
 
 from secfoundry.apps.soc.rules import CompiledRule, RuleSet
 from secfoundry.apps.soc.schemas import Alert
-from secfoundry.apps.soc.sigma_backend import CASE_PREFIX, KEYWORD_FIELD, event_codes, fold_case, referenced_fields
+from secfoundry.apps.soc.sigma_backend import (CASE_PREFIX, KEYWORD_FIELD, event_codes, fold_case, keyword_json_forms,
+                                               referenced_fields)
 from secfoundry.apps.soc.store import Store
 
 QUERY_BATCH = 48
@@ -86,9 +87,7 @@ def _jpath(name: str) -> str:
 def _column(name: str, i: int) -> str:
     """The materialized column for a referenced name: lowercased field, case-kept copy, or ``_raw``."""
     if name == KEYWORD_FIELD:
-        # the record's own text (JSON: its values, unescaped; TSV/XML: as read)
-        return (f"lower(CASE WHEN json_valid(raw) THEN array_to_string(json_extract_string(raw, '$.*'), chr(10)) "
-                f"ELSE raw END) AS {_ident(name)}")
+        return f"lower(raw) AS {_ident(name)}"  # the record as stored (see sigma_backend.keyword_json_forms)
     if name.startswith(CASE_PREFIX):
         return f"x[{i}] AS {_ident(name)}"
     return f"lower(x[{i}]) AS {_ident(name)}"
@@ -105,7 +104,7 @@ def plan(ruleset: RuleSet) -> tuple[dict[tuple[str, tuple[str, ...]], list[tuple
             unrouted += 1
             continue
         codes = tuple(event_codes(r.condition) or ()) if r.product == "windows" else ()
-        groups[(key, codes)].append((r, fold_case(r.condition)))
+        groups[(key, codes)].append((r, keyword_json_forms(fold_case(r.condition))))
     return groups, unrouted
 
 
@@ -223,11 +222,15 @@ def sigma_alerts(store: Store, ruleset: RuleSet, hits: dict[str, list[str]], gap
 
     by_id = {r.id: r for r in ruleset.rules}
     rids = sorted(hits)
-    h = pa.table({"r": pa.array([i for i, rid in enumerate(rids) for _ in hits[rid]], pa.int32()),  # noqa: F841
-                  "event_id": pa.array([e for rid in rids for e in hits[rid]], pa.string())})
-    rows = store.con.execute(
-        f"SELECT DISTINCT h.r, {', '.join('e.' + c for c in _EV_COLS.split(', '))} FROM h JOIN events e "
-        'USING (event_id) ORDER BY h.r, e."@timestamp" NULLS LAST, e.event_id').fetchall()
+    store.con.register("sg_hits", pa.table({
+        "r": pa.array([i for i, rid in enumerate(rids) for _ in hits[rid]], pa.int32()),
+        "event_id": pa.array([e for rid in rids for e in hits[rid]], pa.string())}))
+    try:
+        rows = store.con.execute(
+            f"SELECT DISTINCT h.r, {', '.join('e.' + c for c in _EV_COLS.split(', '))} FROM sg_hits h JOIN events e "
+            'USING (event_id) ORDER BY h.r, e."@timestamp" NULLS LAST, e.event_id').fetchall()
+    finally:
+        store.con.unregister("sg_hits")
     per: dict[tuple[int, str], list[tuple[Any, ...]]] = defaultdict(list)
     for row in rows:
         per[(row[0], row[3] or "")].append(row[1:])

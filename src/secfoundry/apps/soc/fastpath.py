@@ -265,7 +265,7 @@ def ingest_file(store: Any, path: str, fmt: str, name: str, zeek_hint: str = "")
     """Returns {read, inserted, duplicates, missing, errors: [RowError], python_rows: [(line, raw)], notes}."""
     import pyarrow as pa
 
-    from secfoundry.apps.soc.blocks import iter_blocks
+    from secfoundry.apps.soc.blocks import iter_blocks, prefetch
 
     con = store.con
     con.execute("SET TimeZone='UTC'")
@@ -280,7 +280,7 @@ def ingest_file(store: Any, path: str, fmt: str, name: str, zeek_hint: str = "")
     read = inserted = missing = 0
     con.execute("BEGIN TRANSACTION")
     try:
-        for blk_ in iter_blocks(path, name):
+        for blk_ in prefetch(iter_blocks(path, name)):
             errors += blk_.errors
             if blk_.table is None:
                 continue

@@ -251,3 +251,29 @@ def event_codes(cond: str) -> list[str] | None:
             if sub:
                 return sub
     return None
+
+
+_KW = re.compile(r"""contains\("sigma:keywords", ('(?:[^']|'')*')\)""")
+
+
+def keyword_json_forms(cond: str) -> str:
+    """Keyword tests run on the stored record text; in a JSON record a backslash or a quote is
+    escaped (``C:\\Temp`` is stored ``C:\\\\Temp``), so such a keyword also matches its JSON-escaped form."""
+    def sub(m: re.Match[str]) -> str:
+        lit = m.group(1)
+        if "\\" not in lit and '"' not in lit:
+            return m.group(0)
+        esc = lit.replace("\\", "\\\\").replace('"', '\\"')
+        return f'({m.group(0)} OR contains("{KEYWORD_FIELD}", {esc}))'
+
+    def sub_like(m: re.Match[str]) -> str:
+        pat = m.group(1)  # LIKE-escaped: a literal backslash is two
+        if "\\" not in pat and '"' not in pat:
+            return m.group(0)
+        esc = pat.replace("\\\\", "\\\\\\\\").replace('"', '\\\\"')
+        return f"""({m.group(0)} OR "{KEYWORD_FIELD}" LIKE {esc} ESCAPE '\\')"""
+
+    return _KW_LIKE.sub(sub_like, _KW.sub(sub, cond))
+
+
+_KW_LIKE = re.compile(r"""(?<!contains\()"sigma:keywords" LIKE ('(?:[^']|'')*') ESCAPE '\\'""")

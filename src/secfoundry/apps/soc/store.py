@@ -114,9 +114,13 @@ class Store:
             dflt = "" if t == "VARCHAR" and k not in ("raw", "file") else None
             vals = [r.get(k, dflt) for r in uniq]
             arrays.append(pa.array(vals, type=_PA_TYPES[t]()))
-        batch = pa.Table.from_arrays(arrays, names=[c for _, c, _ in COLUMNS])  # noqa: F841 - read by DuckDB
+        self.con.register("ev_batch", pa.Table.from_arrays(arrays, names=[c for _, c, _ in COLUMNS]))
         before = self.count()
-        self.con.execute("INSERT INTO events SELECT b.* FROM batch b ANTI JOIN events e ON e.event_id = b.event_id")
+        try:
+            self.con.execute("INSERT INTO events SELECT b.* FROM ev_batch b WHERE b.event_id NOT IN "
+                             "(SELECT event_id FROM events WHERE event_id IN (SELECT event_id FROM ev_batch))")
+        finally:
+            self.con.unregister("ev_batch")
         return self.count() - before
 
     def count(self) -> int:
@@ -158,9 +162,12 @@ class Store:
 
         last = {d[0]: d for d in docs}  # one row per key (the last), as row-by-row REPLACE would leave
         cols = list(zip(*last.values()))
-        batch = pa.table({f"c{i}": pa.array(list(c), pa.string()) for i, c in enumerate(cols)})  # noqa: F841
         # one statement for all rows (executemany costs a round trip per row: seconds for thousands of alerts)
-        self.con.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM batch")
+        self.con.register("doc_batch", pa.table({f"c{i}": pa.array(list(c), pa.string()) for i, c in enumerate(cols)}))
+        try:
+            self.con.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM doc_batch")
+        finally:
+            self.con.unregister("doc_batch")
 
     def docs(self, table: str) -> list[dict[str, Any]]:
         assert table in ("alerts", "triage", "cases")
