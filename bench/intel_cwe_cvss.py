@@ -87,22 +87,22 @@ def rcm_breakdown(mapper, catalog, rows) -> dict:
             "relation": dict(rel), "excluded": sum(m.excluded for m in res), "preds": res}
 
 
-def temporal(cutoff: str, catalog) -> dict:
+def temporal(cutoff: str, catalog, dense: bool = False) -> dict:
     from secfoundry.apps.intel.cve_index import load_records
     from secfoundry.apps.intel.cvss_predict import CvssPredictor, base_score
     from secfoundry.apps.intel.cwe_map import CweMapper
     from secfoundry.apps.intel.fitted import IntelModel
     from secfoundry.apps.intel.schemas import CveInput
 
-    model = IntelModel.get(catalog=catalog, published_before=cutoff, dense=True)
+    model = IntelModel.get(catalog=catalog, published_before=cutoff, dense=True if dense else False)
     recs, _ = load_records(validate=catalog.validate, errors=[])
     test = [r for r in recs if r.published and r.published >= cutoff]
     out = {"cutoff": cutoff, "fit_rows": model.manifest["fit_rows"], "test_records": len(test)}
     lab = [r for r in test if r.cwe]
     test_half = [half(r.id) == "test" for r in lab]
-    for suffix, dense in (("", True), ("_tfidf", False)):
+    for suffix, use in (("", True), ("_tfidf", False)):
         for level in ("cna", "nvd"):
-            mp = CweMapper(model, catalog, level=level, dense=dense)
+            mp = CweMapper(model, catalog, level=level, dense=use)
             res = mp.map_many([CveInput(id=r.id, description=r.description) for r in lab])
             hit = [bool(m.cwe) and m.cwe[0] in r.cwe for m, r in zip(res, lab)]
             out[f"cwe_top1_{level}{suffix}"] = sum(hit) / len(lab)
@@ -134,6 +134,13 @@ def latency(mapper, rows, n: int) -> dict:
     from secfoundry.apps.intel.schemas import CveInput
 
     texts = [r["Description"] for r in rows]
+    if getattr(mapper, "dense", None) is not None:  # no cached query vectors: every text is embedded
+        import copy
+
+        from secfoundry.apps.intel.vectors import VectorStore
+
+        mapper.dense = copy.copy(mapper.dense)
+        mapper.dense.store = VectorStore(mapper.dense.embedder, Path(tempfile.mkdtemp(prefix="no-cache-")))
     mapper.map(texts[0])  # warm
     ts, cpu = [], []
     for t in texts[:n]:
@@ -248,7 +255,7 @@ def markdown(r: dict) -> str:
              f"{t['cwe_top1_cna_tfidf_test_half']:.3f} | **{t['cwe_top1_cna_test_half']:.3f}** | ≥ 0.75 | |")
     L.append(f"| temporal CVSS v3 MAD ({t['cvss_n']:,} CVEs after the cutoff; convention cna) | | **{t['cvss_mad']:.3f}** | "
              "≤ 1.0 | TF-IDF kNN ~1.12 |")
-    for key, label in (("latency_tfidf", "TF-IDF only"), ("latency", "with dense")):
+    for key, label in (("latency_tfidf", "TF-IDF only"), ("latency", "with dense" if dense else "TF-IDF only")):
         la = r.get(key)
         if not la:
             continue
@@ -318,6 +325,8 @@ def main() -> None:
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--render", default=None, help="Only re-render BENCHMARKS.md from a saved results JSON.")
     ap.add_argument("--vsp-only", action="store_true", help="Only CTIBench-VSP for both CVSS conventions.")
+    ap.add_argument("--dense", action="store_true", help="Build/use map-cwe's dense part (SECFOUNDRY_INTEL_EMBEDDER) "
+                                                         "and report TF-IDF-only beside it.")
     args = ap.parse_args()
     if args.render:
         return render(Path(args.render), args.write)
@@ -330,16 +339,20 @@ def main() -> None:
 
     r: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load": os.getloadavg()[0]}
     catalog = CweCatalog.from_kb()
-    model = IntelModel.get(catalog=catalog, dense=True)
+    model = IntelModel.get(catalog=catalog, dense=True if args.dense else False)
     r["manifest"] = model.manifest
     tmp = Path(tempfile.mkdtemp(prefix="intel-bench-"))
     excl = 0
-    for key, spec, bench, metric in (("rcm", "system:map-cwe", "ctibench-rcm", "accuracy"),
-                                     ("rcm2021", "system:map-cwe", "ctibench-rcm-2021", "accuracy"),
+    d = "1" if args.dense else "0"
+    for key, spec, bench, metric in (("rcm", f"system:map-cwe?dense={d}", "ctibench-rcm", "accuracy"),
+                                     ("rcm2021", f"system:map-cwe?dense={d}", "ctibench-rcm-2021", "accuracy"),
                                      ("rcm_tfidf", "system:map-cwe?dense=0", "ctibench-rcm", "accuracy"),
                                      ("rcm2021_tfidf", "system:map-cwe?dense=0", "ctibench-rcm-2021", "accuracy"),
                                      ("vsp", "system:predict-cvss", "ctibench-vsp", "mad"),
                                      ("vsp_adp", "system:predict-cvss?convention=adp", "ctibench-vsp", "mad")):
+        if key.endswith("_tfidf") and not args.dense:
+            r[key] = r[key[:-len("_tfidf")]]
+            continue
         h = harness(spec, bench, tmp / f"{key}-{bench}")
         v = headline(h["results"], bench, metric)
         r[key] = v / 100 if metric == "accuracy" and v > 1 else v
@@ -356,11 +369,12 @@ def main() -> None:
             print(b, lv, d, flush=True)
     r["latency"] = latency(CweMapper(model, catalog), load_tsv("cti-rcm-2021"), args.latency_n)
     print("latency", r["latency"], flush=True)
-    r["latency_tfidf"] = latency(CweMapper(model, catalog, dense=False), load_tsv("cti-rcm-2021"), args.latency_n)
-    print("latency without dense", r["latency_tfidf"], flush=True)
+    if args.dense:
+        r["latency_tfidf"] = latency(CweMapper(model, catalog, dense=False), load_tsv("cti-rcm-2021"), args.latency_n)
+        print("latency without dense", r["latency_tfidf"], flush=True)
     r["vsp_metrics"] = vsp_metrics(load_tsv("cti-vsp"))
     print("vsp per metric", r["vsp_metrics"], flush=True)
-    r["temporal"] = temporal(args.cutoff, catalog)
+    r["temporal"] = temporal(args.cutoff, catalog, args.dense)
     print("temporal", r["temporal"], flush=True)
     r["llm"] = []
     cpt = find_cpt(args.cpt)

@@ -100,3 +100,33 @@ def test_single_text_id_and_json5(env, tmp_path):
     assert r.exit_code == 2 and "bad.json" in r.output
     r = run(app, ["intel", "map-cwe"])
     assert r.exit_code == 2
+
+
+def _first_json(output: str) -> dict:
+    """The first JSON object in the CLI's output (log lines may come around it)."""
+    return json.JSONDecoder().raw_decode(output[output.index("{"):])[0]
+
+
+def test_fit_dense_and_convention_options(env):
+    """`intel fit --dense` builds map-cwe's dense part next to the model; map-cwe then reports its
+    signals; predict-cvss takes --convention (unknown ones are refused)."""
+    r = CliRunner().invoke(app, ["intel", "fit", "--dense", "--embedder", "hashing"])
+    assert r.exit_code == 0, r.output
+    manifest = _first_json(r.output)
+    assert manifest["dense"]["embedder"].startswith("hashing") and manifest["dense"]["rows"] > 0
+    import os
+
+    os.environ["SECFOUNDRY_INTEL_EMBEDDER"] = "hashing"
+    try:
+        r = CliRunner().invoke(app, ["intel", "map-cwe", "Cross-site scripting (XSS) in the search page of Foo CMS."])
+    finally:
+        del os.environ["SECFOUNDRY_INTEL_EMBEDDER"]
+    assert r.exit_code == 0, r.output
+    out = _first_json(r.output)
+    assert out["cwe"][0] == "CWE-79" and "dense_lr" in out["candidates"][0]["signals"]
+    text = "Path traversal in Atlas HR 3.3 allows remote attackers to read arbitrary files via ../ sequences."
+    a = CliRunner().invoke(app, ["intel", "predict-cvss", text, "--convention", "adp"])
+    assert a.exit_code == 0, a.output
+    assert _first_json(a.output)["vector"].startswith("CVSS:3.1/")
+    bad = CliRunner().invoke(app, ["intel", "predict-cvss", text, "--convention", "nvd"])
+    assert bad.exit_code != 0 and "convention" in bad.output
