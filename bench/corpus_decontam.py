@@ -231,10 +231,20 @@ def reformat(text: str, rng: random.Random) -> str:
     return "  ".join(words)
 
 
-def plant(docs: list[Document], items: list[C.BenchItem], per_bench: int, seed: int = 14):
+def indexable(ix: C.ItemIndex) -> set[str]:
+    ok = ix.total > 0
+    for _, ids in ix.short.values():
+        ok[ids] = True
+    return {it.key for it, k in zip(ix.items, ok) if k}
+
+
+def plant(docs: list[Document], items: list[C.BenchItem], per_bench: int, seed: int = 14,
+          can_match: set[str] | None = None):
     rng = random.Random(seed)
     by_bench: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
+        if can_match is not None and it.key not in can_match:
+            continue  # too short to match safely (see "not indexable" in the results)
         for o in it.owners:
             by_bench[o.rsplit(":", 1)[0]].append(i)
     hosts = [d for d in docs if d.source in ("owasp", "cwe", "capec", "attack", "sigma", "nist80053")
@@ -331,8 +341,9 @@ def markdown(r: dict) -> str:
         "stage is not run, so the step sees connector text as rendered). Benchmarks indexed: "
         f"{', '.join(f'{k} ({v})' for k, v in r['index']['loaded'].items())}; not on disk: "
         f"{', '.join(r['index']['missing']) or 'none'}. Index: {r['index']['items']:,} distinct items, "
-        f"{r['index']['informative_grams']:,} informative 13-grams; {r['index']['bench_template_grams']:,} benchmark-template "
-        f"and {r['index'].get('corpus_template_grams', 0):,} corpus-common 13-grams ignored.",
+        f"{r['index']['informative_grams']:,} informative n-grams (items by n-gram size: {r['index'].get('items_by_ngram')}); "
+        f"{r['index']['bench_template_grams']:,} benchmark-template and {r['index'].get('corpus_template_grams', 0):,} "
+        "corpus-common n-grams ignored.",
         "",
         "| target | measured | met |",
         "|---|---|---|",
@@ -353,6 +364,9 @@ def markdown(r: dict) -> str:
         + f"; lettered options left behind (options ≥ 3 words): {pl['options_left']}/{pl['options_checked']} host documents.",
         "",
         "Per benchmark: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(pl["by_benchmark"].items())) + ".",
+        "",
+        "Items too short to match safely, so not planted (question under 8 words and fewer than 2 options, or under 3 "
+        "words): " + (", ".join(f"{k} {v}" for k, v in sorted(r.get("not_indexable", {}).items())) or "none") + ".",
         "",
         "Characters removed per source on the clean mirror (no planted items):",
         "",
@@ -399,7 +413,14 @@ def main() -> None:
     ap.add_argument("--per-benchmark", type=int, default=15)
     ap.add_argument("--write", action="store_true", help="splice the section into BENCHMARKS.md")
     ap.add_argument("--sources", default="", help="comma-separated connectors (default: all but EPSS; a smoke test)")
+    ap.add_argument("--render", action="store_true", help="only re-render the saved results (with --write: into BENCHMARKS.md)")
     a = ap.parse_args()
+    if a.render:
+        md = markdown(json.loads(RESULTS.read_text()))
+        print(md)
+        if a.write:
+            write_benchmarks(md)
+        return
     os.environ.setdefault("SECFOUNDRY_OFFLINE", "1")
     mirror = Path(a.mirror)
     t0 = time.time()
@@ -430,7 +451,10 @@ def main() -> None:
         items, _ = C.load_benchmark_items(None, None, cfg.min_words)
         items_by_key = {it.key: it for it in items}
         pdocs = [Document.from_row(d.to_row()) for d in docs]
-        planted, extra = plant(pdocs, items, a.per_benchmark)
+        can = indexable(step.index)
+        res["not_indexable"] = dict(Counter(o.rsplit(":", 1)[0] for it in step.index.items if it.key not in can
+                                            for o in it.owners))
+        planted, extra = plant(pdocs, items, a.per_benchmark, can_match=can)
         _, pkept, pdropped, ptiming = run_step(pdocs + extra, cfg, Path(tmp) / "planted")
         res["planted"] = completeness(planted, items_by_key, {d.id: d for d in pkept}, {d.doc.id: d.reason for d in pdropped})
         res["planted_timing"] = ptiming

@@ -185,3 +185,21 @@ def test_entity_guard_keeps_another_cves_record_but_not_a_full_copy():
     assert not C.entity_guarded(it, set(), m)  # a blog post is not a CVE record
     assert not C.entity_guarded(it, {"CVE-2099-1"}, C.Match(0, "share 1.00", [(0, 10)], 1.0))
     assert C.document_cves("nvd:CVE-2024-3905", "", "text", {}) == {"CVE-2024-3905"}
+
+
+def test_very_short_question_needs_its_options_and_template_edges_go_with_the_item():
+    it = C.BenchItem("secbench-mcq:2140", ["secbench-mcq:2140"], "What does DEA stand for?",
+                     ["Data Encoding Algorithm", "Data Encryption Algorithm", "Digital Encoding Application", "None"])
+    ix = C.ItemIndex([it])
+    ix.build_items()
+    quiz = "Quiz.\n\nWhat does DEA stand for?\nA. Data Encoding Algorithm\nB. Data Encryption Algorithm\n\nEnd of quiz."
+    ms = ix.find(quiz)
+    assert len(ms) == 1 and "with 2 of its options" in ms[0].why
+    out = C.cut_spans(quiz, ms[0].spans)
+    assert "DEA" not in out and "Encoding" not in out and out.startswith("Quiz.")
+    assert ix.find("Acronyms. What does DEA stand for? The Drug Enforcement Administration, in the US.") == []
+    # templates at the edges of a matched item are cut with it (nothing of the item is left)
+    ix2 = index()
+    doc = "Host text before.\n\n" + vuldb(3) + "\n\nHost text after."
+    out = C.cut_spans(doc, ix2.find(doc)[0].spans)
+    assert "exploit has been disclosed" not in out and "initiate the attack" not in out

@@ -96,6 +96,14 @@ def text_grams(text: str, n: int) -> np.ndarray:
     return np.unique(window_hashes(token_hashes(tokens(text)[0]), n))
 
 
+def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``values`` that are in ``sorted_set`` (binary search: no sort of the big set per call)."""
+    if not len(values) or not len(sorted_set):
+        return values[:0]
+    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return values[sorted_set[pos] == values]
+
+
 # -- benchmark items --------------------------------------------------------------------------------
 
 @dataclass
@@ -208,6 +216,7 @@ class ItemIndex:
         self.seq_ptr = np.zeros(len(items) + 1, dtype=np.int64)  # item i: seq[seq_ptr[i]:seq_ptr[i+1]]
         self.seq_inf = np.zeros(0, dtype=bool)  # the window is informative (not a template)
         self.cover = np.zeros(len(items), dtype=np.int32)  # words covered by informative windows
+        self.needs_opts = np.zeros(len(items), dtype=bool)  # a very short question: needs its options too
         self.short: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # length -> (sorted hashes, item ids)
         self.stats: dict[str, Any] = {}
         self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (gram, item, in question)
@@ -242,6 +251,9 @@ class ItemIndex:
                     gq.append(np.full(len(g), u == 0))
                 elif u == 0 and len(th) >= c.min_words:  # a short question: matched whole
                     short_h.setdefault(len(th), []).append((int(window_hashes(th, len(th))[0]), i))
+                elif u == 0 and len(th) >= 3 and len(it.options) >= 2:  # "What does DEA stand for?"
+                    short_h.setdefault(len(th), []).append((int(window_hashes(th, len(th))[0]), i))
+                    self.needs_opts[i] = True  # matched only with two of its options next to it
                 base += len(th) + n  # a gap: windows never bridge two units
         h = np.concatenate(gh) if gh else np.zeros(0, dtype=np.uint64)
         o = np.concatenate(gi) if gi else np.zeros(0, dtype=np.int32)
@@ -334,7 +346,7 @@ class ItemIndex:
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"gram": self.gram, "ptr": self.ptr, "owner": self.owner, "qflag": self.qflag, "total": self.total,
                "qtotal": self.qtotal, "item_n": self.item_n, "seq_h": self.seq_h, "seq_pos": self.seq_pos,
-               "seq_ptr": self.seq_ptr, "seq_inf": self.seq_inf, "cover": self.cover}
+               "seq_ptr": self.seq_ptr, "seq_inf": self.seq_inf, "cover": self.cover, "needs_opts": self.needs_opts}
         for n, (h, i) in self.short.items():
             out[f"short{n}_h"], out[f"short{n}_i"] = h, i
         return out
@@ -343,7 +355,7 @@ class ItemIndex:
     def from_arrays(cls, items: list[BenchItem], cfg: MatchConfig, z: Any, stats: dict[str, Any]) -> "ItemIndex":
         ix = cls(items, cfg)
         for k in ("gram", "ptr", "owner", "qflag", "total", "qtotal", "item_n", "seq_h", "seq_pos", "seq_ptr",
-                  "seq_inf", "cover"):
+                  "seq_inf", "cover", "needs_opts"):
             setattr(ix, k, z[k])
         for k in z.files if hasattr(z, "files") else z:
             if k.startswith("short") and k.endswith("_h"):
@@ -366,8 +378,9 @@ class ItemIndex:
             return []
         th = token_hashes(toks)
         out: list[Match] = []
-        g = np.concatenate([window_hashes(th, n) for n in self.sizes])
-        gpos = np.concatenate([np.arange(max(0, len(th) - n + 1)) for n in self.sizes])
+        wins = {n: window_hashes(th, n) for n in self.sizes}
+        g = np.concatenate([wins[n] for n in self.sizes])
+        gpos = np.concatenate([np.arange(len(wins[n])) for n in self.sizes])
         if len(g) and len(self.gram):
             pos = np.searchsorted(self.gram, g)
             pos = np.minimum(pos, len(self.gram) - 1)
@@ -402,6 +415,7 @@ class ItemIndex:
                         p = _run_positions(p, c.min_run)
                     else:
                         continue
+                    p = self._grow(int(it), p, wins[n], n)
                     out.append(Match(int(it), why, self._spans(p, n, spans, text), round(max(share, qshare), 3)))
         for n, (sh, si) in self.short.items():
             w = window_hashes(th, n)
@@ -412,13 +426,30 @@ class ItemIndex:
                 j = pos[k]
                 while j < len(sh) and sh[j] == w[k]:
                     it = int(si[j])
-                    if not any(m.item == it for m in out):
-                        out.append(Match(it, f"exact question ({n} words)",
-                                         self._spans(np.array([k]), n, spans, text)))
                     j += 1
+                    if any(m.item == it for m in out):
+                        continue
+                    m = Match(it, f"exact question ({n} words)", self._spans(np.array([k]), n, spans, text))
+                    if self.needs_opts[it]:
+                        found = {u for u, _ in self._unit_hits(m, toks, spans, text) if u > 0}
+                        if len(found) < 2:
+                            continue
+                        m.why = f"exact question ({n} words) with {len(found)} of its options"
+                    out.append(m)
         for m in out:
             m.spans = _merge(m.spans + self._unit_spans(m, toks, spans, text))
         return out
+
+    def _grow(self, i: int, p: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+        """The matched window positions ``p`` grown over every adjacent window of the item,
+        templates included: the whole occurrence is cut, not just its informative middle."""
+        full = self.seq_h[self.seq_ptr[i]:self.seq_ptr[i + 1]]
+        if not len(full) or not len(p):
+            return p
+        allp = np.union1d(np.nonzero(np.isin(w, full))[0], p)
+        cluster = np.concatenate([[0], np.cumsum(np.diff(allp) > n)])
+        keep = np.isin(cluster, cluster[np.searchsorted(allp, p)])
+        return allp[keep]
 
     def _spans(self, positions: np.ndarray, n: int, spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]]:
         """Character spans covering the windows at ``positions`` (gaps under ``n`` words bridged,
@@ -440,6 +471,10 @@ class ItemIndex:
 
     def _unit_spans(self, m: Match, toks: list[str], spans: list[tuple[int, int]], text: str
                     ) -> list[tuple[int, int]]:
+        return [s for _, s in self._unit_hits(m, toks, spans, text)]
+
+    def _unit_hits(self, m: Match, toks: list[str], spans: list[tuple[int, int]], text: str
+                   ) -> list[tuple[int, tuple[int, int]]]:
         """The rest of a matched item where it stands verbatim within ``option_window`` words of
         the match: a multiple-choice item's options (often too short to index), or its question
         when the match came from long options."""
@@ -450,7 +485,7 @@ class ItemIndex:
         last = _token_at(spans, m.spans[-1][1] - 1)
         w = self.cfg.option_window
         out = []
-        for opt in it.units():
+        for u, opt in enumerate(it.units()):
             ot = tokens(opt)[0]
             lo, hi = max(0, first - w - len(ot)), min(len(toks), last + w + len(ot))
             if not ot:
@@ -458,7 +493,7 @@ class ItemIndex:
             head = ot[0] if ot else None
             for s in range(lo, hi - len(ot) + 1):
                 if toks[s] == head and toks[s:s + len(ot)] == ot:
-                    out.append(_widen(text, spans[s][0], spans[s + len(ot) - 1][1]))
+                    out.append((u, _widen(text, spans[s][0], spans[s + len(ot) - 1][1])))
                     break
         return out
 

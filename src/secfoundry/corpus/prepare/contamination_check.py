@@ -125,8 +125,7 @@ def check_corpus(corpus: str | Path, benchmarks: list[str] | None = None, *, dat
     for _, d in iter_corpus(files, text_field, q):
         n_docs += 1
         g = ix.text_grams(d.text)
-        if len(g) and len(cand):
-            hits.append(g[np.isin(g, cand, assume_unique=True)])
+        hits.append(C.in_sorted(g, cand))
     if hits:
         u, cnt = np.unique(np.concatenate(hits), return_counts=True)
         freq = np.zeros(len(cand), dtype=np.int64)

@@ -77,8 +77,7 @@ def _count_partition(path: str, cand_path: str, sizes: list[int]) -> tuple[np.nd
             n += 1
             th = C.token_hashes(C.tokens(text or "")[0])
             g = np.unique(np.concatenate([C.window_hashes(th, n) for n in sizes]))
-            if len(g) and len(cand):
-                out.append(g[np.isin(g, cand, assume_unique=True)])
+            out.append(C.in_sorted(g, cand))
     return (np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)), n
 
 
