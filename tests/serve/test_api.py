@@ -43,6 +43,7 @@ def test_keys_are_stored_hashed_and_audit_has_no_secret(client: TestClient, key:
     svc = client.app.state.service
     raw = svc.db.path.read_bytes() + (svc.db.path.parent / "serve.sqlite-wal").read_bytes()
     assert key.encode() not in raw
+    svc.audit.flush()  # lines are written off the request path, in batches
     log = (svc.home / "audit.jsonl").read_text()
     assert key not in log and "lsass" not in log  # no query strings, no keys
     lines = [json.loads(x) for x in log.splitlines()]
@@ -273,5 +274,52 @@ def test_kb_show_cache_follows_a_sync(make_config, tiny_kb: Path, tmp_path: Path
         kb = KnowledgeBase.open(kb_copy, embedder=HashEmbedder())
         kb.sync(mirror=mirror, connectors={"delta": make_source("delta")}, sources=["delta"], dense=False)
         kb.close()
+        time.sleep(0.6)  # the cache looks at the KB's data_version at most every 0.5 s
         r = c.get("/kb/T1548", headers=h)
         assert r.status_code == 200 and r.json()["name"] == "Abuse Elevation Control Mechanism"
+
+
+def test_cached_lookup_fast_path_matches_the_route(client: TestClient, key: str, auth: dict) -> None:
+    """A rendered entry is answered before routing: same status, body and headers as the route,
+    audited, rate-limited once; every other case is still the route's."""
+    svc = client.app.state.service
+    fast = next(m for m in _middlewares(client.app) if type(m).__name__ == "FastLookup")
+    first = client.get("/kb/T1003", headers=auth)  # the route renders it and fills the cache
+    missing = client.get("/kb/T9999", headers=auth)
+    n = fast.served
+    again = client.get("/kb/T1003", headers=auth)
+    missing2 = client.get("/kb/T9999", headers=auth)
+    assert fast.served == n + 2
+    assert (again.status_code, again.content) == (first.status_code, first.content)
+    assert (missing2.status_code, missing2.json()) == (404, missing.json())
+    for h in ("content-type", "content-length", "x-content-type-options", "content-security-policy", "cache-control"):
+        assert again.headers[h] == first.headers[h], h
+    # not the fast path's business: answered by the route as before
+    assert client.get("/kb/T1003").status_code == 401
+    assert client.get("/kb/T1003", headers={"Authorization": "Bearer sf_wrong"}).status_code == 401
+    assert client.get("/kb/T1003", headers={"Authorization": f"bearer {key}"}).status_code == 200
+    assert client.get("/kb/search", params={"q": "lsass"}, headers=auth).status_code == 200
+    svc.audit.flush()
+    lines = [json.loads(x) for x in (svc.home / "audit.jsonl").read_text().splitlines()]
+    fast_lines = [x for x in lines if x["path"] == "/kb/T1003" and x["status"] == 200]
+    assert len(fast_lines) == 3 and all(x["who"].startswith("tester(sf_") for x in fast_lines)
+    svc.keys.revoke("tester")
+    assert client.get("/kb/T1003", headers=auth).status_code == 403  # revoked: the route's answer
+
+
+def test_fast_path_counts_each_request_once_against_the_rate(make_config) -> None:
+    app = create_app(make_config(rate_per_minute=60, rate_burst=4))
+    with TestClient(app) as c:
+        _, k = app.state.service.keys.add("burst")
+        h = {"Authorization": f"Bearer {k}"}
+        codes = [c.get("/kb/T1003", headers=h).status_code for _ in range(6)]  # 1 route + fast hits
+        assert codes == [200, 200, 200, 200, 429, 429]
+        assert int(c.get("/kb/T1003", headers=h).headers["retry-after"]) >= 1
+
+
+def _middlewares(app):
+    """The instantiated ASGI middleware chain of a started app."""
+    m = app.middleware_stack
+    while m is not None:
+        yield m
+        m = getattr(m, "app", None)

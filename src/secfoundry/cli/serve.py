@@ -47,6 +47,8 @@ def serve(
                               "right after start (first requests are then fast)."),
     preload: Optional[Path] = typer.Option(None, "--preload-samples", help="Shared data dir (../shared/data): queue "
                                            "sample jobs for each available app at start."),
+    audit_max_mb: Optional[float] = typer.Option(None, "--audit-max-mb", help="Rotate audit.jsonl past this size "
+                                                 "(default 20; 5 rotated files are kept)."),
 ) -> None:
     """Start the service (API at /, docs at /docs, web UI at /ui/). Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
@@ -60,6 +62,8 @@ def serve(
                                  "cors_origins": list(cors) or None}
     if max_body_mb is not None:
         overrides["max_body_bytes"] = int(max_body_mb * 1024 * 1024)
+    if audit_max_mb is not None:
+        overrides["audit_max_bytes"] = int(audit_max_mb * 1024 * 1024)
     config = ServeConfig.from_env(**overrides)
 
     def ready(svc: Any, started: Any) -> None:

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import threading
+import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -26,54 +30,108 @@ def cli_json(obj: Any) -> Any:
 
 def _check_kb(request: Request) -> Any:
     svc = request.app.state.service
-    if not svc.kb_db_path().exists():
+    if not svc.kb_exists():
         raise HTTPException(503, detail="knowledge base not synced on this server (secfoundry kb sync)")
     return svc
 
 
 class ShowCache:
-    """Rendered ``kb show`` JSON by id (LRU), one per worker thread. Entries of busy ids run to
-    100 KB of sections, so building and serialising them dominates a lookup. The cache is
-    emptied when the KB changes: SQLite's ``PRAGMA data_version`` on this thread's connection
-    moves whenever another connection (a ``kb sync``) commits."""
+    """Rendered ``kb show`` JSON by id: (status, bytes), LRU bounded by total bytes, one per
+    process, shared by the event loop and the worker threads. Entries of busy ids run to 100 KB
+    of sections, so building and serialising them dominates a lookup; a hit is answered on the
+    event loop without a thread hop (``GET /kb/{id}``). The cache is emptied when the KB changes:
+    SQLite's ``PRAGMA data_version`` on the cache's own read-only connection moves whenever
+    another connection (a ``kb sync``) commits. It is read at most every ``check_s`` seconds: a
+    SQLite call releases the GIL, and on the event-loop thread getting it back can wait for a busy
+    worker thread (the switch interval), so a hit makes no SQLite call at all in between. A sync's
+    changes show within ``check_s``."""
 
-    def __init__(self, conn: Any, size: int = 2048):
-        self.conn, self.size = conn, size
+    def __init__(self, db: Path, max_bytes: int = 64 * 1024 * 1024, check_s: float = 0.5):
+        import sqlite3
+
+        self.max_bytes = max_bytes
+        self.conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+        self.lock = threading.Lock()
         self.items: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self.check_s = check_s
+        self.checked = time.monotonic()
         self.version = self._version()
 
     def _version(self) -> int:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def get(self, key: str) -> tuple[int, bytes] | None:
-        v = self._version()
-        if v != self.version:
-            self.items.clear()
-            self.version = v
-        hit = self.items.get(key)
-        if hit is not None:
-            self.items.move_to_end(key)
-        return hit
+        with self.lock:
+            now = time.monotonic()
+            if now - self.checked >= self.check_s:
+                self.checked = now
+                v = self._version()
+                if v != self.version:
+                    self.items.clear()
+                    self.bytes = 0
+                    self.version = v
+            hit = self.items.get(key)
+            if hit is not None:
+                self.items.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
+            return hit
 
     def put(self, key: str, value: tuple[int, bytes]) -> None:
-        self.items[key] = value
-        if len(self.items) > self.size:
-            self.items.popitem(last=False)
+        with self.lock:
+            old = self.items.pop(key, None)
+            if old is not None:
+                self.bytes -= len(old[1])
+            if len(value[1]) > self.max_bytes // 4:
+                return  # one huge entry would evict everything else
+            self.items[key] = value
+            self.bytes += len(value[1])
+            while self.bytes > self.max_bytes:
+                _, (_, raw) = self.items.popitem(last=False)
+                self.bytes -= len(raw)
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+def show_cache(shared: Any) -> ShowCache:
+    """The process's ``ShowCache`` (``shared`` is ``Service.shared`` or ``ctx.shared``)."""
+    from secfoundry.kb import default_path
+    from secfoundry.kb.sync import KBPaths
+
+    return shared.get("kb.show_cache", lambda: ShowCache(KBPaths.at(shared.kb_path or default_path()).db))
 
 
 def kb_show_bytes(ctx: Any, id: str) -> tuple[int, bytes]:
     """(status, JSON bytes): the entry as ``kb show --json`` prints it (one serialisation)."""
-    cache = ctx.get("kb.show_cache", lambda c: ShowCache(c.kb.store.conn))
+    cache = show_cache(ctx.shared)
     hit = cache.get(id)
     if hit is not None:
         return hit
     code, body = kb_show_obj(ctx, id)
-    out = (code, json.dumps(body, ensure_ascii=False, default=str).encode("utf-8"))
+    out = (code, json.dumps(body, ensure_ascii=False, default=_plain).encode("utf-8"))
     cache.put(id, out)
     return out
 
 
+def _plain(o: Any) -> Any:
+    """``json.dumps`` hook giving the bytes of ``json.dumps(dataclasses.asdict(entry), default=str)``
+    (what ``kb show --json`` prints) without asdict's recursive deep copy, which is most of the
+    CPU of rendering a busy entry: a dataclass becomes the dict of its fields in field order (the
+    encoder recurses into it), anything else JSON cannot encode its ``str``, as the CLI's
+    ``default=str``. Parity with the CLI is tested byte for byte."""
+    fields = getattr(type(o), "__dataclass_fields__", None)
+    if fields is not None and not isinstance(o, type):
+        return {name: getattr(o, name) for name, f in fields.items() if f._field_type is dataclasses._FIELD}  # type: ignore[attr-defined]
+    return str(o)
+
+
 def kb_show_obj(ctx: Any, id: str) -> tuple[int, Any]:
+    """(status, the Entry dataclass or the 404 body): encode with ``default=_plain``."""
     entry = ctx.kb.show(id)
     if entry is None:
         from secfoundry.kb import ids as idmod
@@ -81,7 +139,7 @@ def kb_show_obj(ctx: Any, id: str) -> tuple[int, Any]:
         check = idmod.validate(id)
         msg = f"{id!r} is not in the knowledge base" + ("" if check.syntax_ok else " (and is not a known id form)")
         return 404, {"error": msg, "id": check.canonical}
-    return 200, entry.to_dict()
+    return 200, entry
 
 
 def kb_show(ctx: Any, id: str) -> tuple[int, Any]:
@@ -120,7 +178,9 @@ async def status(request: Request) -> JSONResponse:
 async def show(request: Request, id: str) -> JSONResponse:
     if len(id) > _ID_MAX:
         raise HTTPException(422, detail=f"id longer than {_ID_MAX} characters")
-    code, raw = await _run(request, kb_show_bytes, id)
+    svc = _check_kb(request)
+    hit = show_cache(svc.shared).get(id)  # answered here, on the event loop, when cached
+    code, raw = hit if hit is not None else await _run(request, kb_show_bytes, id)
     return Response(raw, status_code=code, media_type="application/json")
 
 

@@ -26,6 +26,7 @@ class Readiness(BaseModel):
     warming: dict[str, str]
     apps: dict[str, str]
     jobs: dict[str, Any]
+    batching: dict[str, dict[str, int]] = {}
     notes: list[str]
 
 
@@ -50,7 +51,9 @@ def readyz(request: Request) -> Readiness:
     return Readiness(ready=True, uptime_s=round(time.time() - svc.started, 3), kb=kb, model=svc.config.model,
                      loaded=svc.loaded.snapshot(), warming=dict(svc.warming), apps=dict(svc.apps),
                      jobs={"counts": svc.jobs.counts(), "kinds": sorted(svc.jobs.kinds),
-                           "recovered_at_start": svc.jobs.recovered}, notes=notes)
+                           "recovered_at_start": svc.jobs.recovered},
+                     batching={k: {"batches": b.batches, "items": b.items} for k, b in svc.batchers.items()},
+                     notes=notes)
 
 
 _DOCS = """<!doctype html>

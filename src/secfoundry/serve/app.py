@@ -90,6 +90,9 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
 
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"], allow_credentials=False)
+    from secfoundry.serve.fastpath import FastLookup
+
+    app.add_middleware(FastLookup, service=svc)  # cached GET /kb/{id} answered before routing (inside Guard)
     app.add_middleware(Guard, service=svc)
     return app
 

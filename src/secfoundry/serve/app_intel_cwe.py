@@ -53,6 +53,15 @@ def run_cvss(ctx: Any, req: CveInput, progress: Any) -> CvssPrediction:
     return predictor(ctx).predict(req.description, req.id)
 
 
+def map_batch(ctx: Any, reqs: list[CveInput]) -> list[CweMapping]:
+    """Concurrent /intel/map-cwe calls in one ``map_many`` (items are mapped independently)."""
+    return mapper(ctx).map_many([CveInput(id=r.id, description=r.description) for r in reqs])
+
+
+def cvss_batch(ctx: Any, reqs: list[CveInput]) -> list[CvssPrediction]:
+    return predictor(ctx).predict_many([CveInput(id=r.id, description=r.description) for r in reqs])
+
+
 def _batched(fn_name: str, engine: Any, wrap: type) -> Any:
     def run(ctx: Any, req: CveBatch, progress: Any) -> Any:
         eng = engine(ctx)
@@ -68,9 +77,10 @@ def _batched(fn_name: str, engine: Any, wrap: type) -> Any:
 
 def mount(app: FastAPI, svc: Any, missing: list[str]) -> list[str]:
     operation(app, path="/intel/map-cwe", kind="map-cwe", request_model=CveInput, response_model=CweMapping,
-              fn=run_map, tag=TAG, summary="CVE description -> ranked CWE ids with scores and evidence")
+              fn=run_map, batch=map_batch, tag=TAG,
+              summary="CVE description -> ranked CWE ids with scores and evidence")
     operation(app, path="/intel/predict-cvss", kind="predict-cvss", request_model=CveInput,
-              response_model=CvssPrediction, fn=run_cvss, tag=TAG,
+              response_model=CvssPrediction, fn=run_cvss, batch=cvss_batch, tag=TAG,
               summary="CVE description -> CVSS v3.1 vector with per-metric probabilities and base score")
     operation(app, path="/intel/map-cwe/batch", kind="map-cwe-batch", request_model=CveBatch,
               response_model=CweBatchResult, fn=_batched("map_many", mapper, CweBatchResult), tag=TAG, sync=False,

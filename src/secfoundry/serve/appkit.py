@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from secfoundry.serve.jobs import JobKind
@@ -105,13 +106,34 @@ async def call(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
         raise input_error(e) from None
 
 
+async def call_batched(request: Request, batcher: Any, item: Any) -> Any:
+    svc = request.app.state.service
+    try:
+        return await batcher.submit(item, timeout=svc.config.request_timeout_s)
+    except asyncio.TimeoutError:
+        raise HTTPException(504, detail=f"timed out after {svc.config.request_timeout_s:.0f} s: submit it as a job "
+                                        "(POST /jobs/KIND) instead") from None
+    except InputError as e:
+        raise input_error(e) from None
+
+
+def as_response(result: Any, response_model: type) -> Any:
+    """An app's result of exactly the route's response model, serialised once by pydantic (FastAPI
+    would validate it again and go through a dict); anything else is left to FastAPI."""
+    if type(result) is response_model and isinstance(result, BaseModel):
+        return Response(result.model_dump_json(by_alias=True).encode("utf-8"), media_type="application/json")
+    return result
+
+
 def operation(app: FastAPI, *, path: str, kind: str, request_model: type, response_model: type,
               fn: Callable[[Any, Any, Any], Any], summary: str, tag: str, sync: bool = True,
-              check: Optional[Callable[[Any, Any], Any]] = None) -> None:
+              check: Optional[Callable[[Any, Any], Any]] = None,
+              batch: Optional[Callable[[Any, list], list]] = None) -> None:
     """Register ``fn(ctx, request, progress)`` as ``POST {path}`` (when ``sync``) and as job ``kind``.
 
     ``check(svc, request)`` runs before either (e.g. to vet the ``llm`` field) and may return a
-    replacement request.
+    replacement request. ``batch(ctx, requests) -> results`` (same results as ``fn`` one by one):
+    concurrent synchronous calls are coalesced into one call of it (``batching.Batcher``).
     """
     from secfoundry.serve.app import add_job_kind
 
@@ -125,10 +147,19 @@ def operation(app: FastAPI, *, path: str, kind: str, request_model: type, respon
     if not sync:
         return
 
+    batcher = None
+    if batch is not None:
+        from secfoundry.serve.batching import Batcher
+
+        batcher = Batcher(svc.requests, batch)
+        svc.batchers[kind] = batcher
+
     async def run_sync(request: Request, body: request_model,  # type: ignore[valid-type]
                        key: KeyInfo = Depends(require_key)) -> Any:
         req = prepare(body) if prepare is not None else body
-        return await call(request, fn, req, lambda *a, **k: None)
+        if batcher is not None:
+            return as_response(await call_batched(request, batcher, req), response_model)
+        return as_response(await call(request, fn, req, lambda *a, **k: None), response_model)
 
     app.add_api_route(path, run_sync, methods=["POST"], response_model=response_model, tags=[tag], summary=summary,
                       name=kind.replace("-", "_"))

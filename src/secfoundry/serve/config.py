@@ -41,6 +41,8 @@ class ServeConfig:
     job_workers: int = 1  # background job threads (2 cores: one leaves room for requests)
     cors_origins: list[str] = field(default_factory=list)  # empty: CORS off (no headers sent)
     secure_cookies: bool = False  # set the Secure flag on the UI cookie (behind TLS)
+    audit_max_bytes: int = 20 * 1024 * 1024  # audit.jsonl rotates past this size
+    audit_backups: int = 5  # rotated audit files kept (audit.jsonl.1 .. .N)
 
     def resolved_home(self) -> Path:
         if self.home is not None:

@@ -1,4 +1,5 @@
-"""The service's own SQLite database (``SECFOUNDRY_HOME/serve/serve.sqlite``): API keys and jobs.
+"""The service's own SQLite database (``SECFOUNDRY_HOME/serve/serve.sqlite``): API keys, jobs and
+UI sessions.
 
 One connection shared by the threads of one process behind a lock (WAL mode, so a second
 process such as ``secfoundry serve keys add`` can write while the server runs).
@@ -38,6 +39,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     retry_of TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created);
+CREATE TABLE IF NOT EXISTS ui_sessions (
+    token_hash TEXT PRIMARY KEY,     -- sha256 of the session cookie; the cookie itself is never stored
+    key_id INTEGER NOT NULL,         -- the API key the analyst logged in with
+    key_name TEXT NOT NULL,
+    csrf TEXT NOT NULL,              -- per-session CSRF token (rendered into every form)
+    created REAL NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ui_sessions_key ON ui_sessions(key_id);
 """
 
 

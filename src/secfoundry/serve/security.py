@@ -68,8 +68,8 @@ def ui_session(request: Request) -> Any:
     s = svc.sessions.get(request.cookies.get(COOKIE))
     if s is None:
         return None
-    key = next((k for k in svc.keys.list(include_revoked=False) if k.id == s.key_id), None)
-    if key is None:  # revoked since login
+    key = svc.keys.get(s.key_id)
+    if key is None or not key.active:  # revoked since login (by another process: revoke deletes sessions)
         svc.sessions.end(request.cookies.get(COOKIE))
         return None
     return s, key

@@ -25,15 +25,19 @@ class Service:
         self.home: Path = config.resolved_home()
         self.db: ServeDB = open_db(self.home)
         self.keys = KeyStore(self.db)
-        self.audit = AuditLog(self.home / "audit.jsonl")
+        self.audit = AuditLog(self.home / "audit.jsonl", max_bytes=config.audit_max_bytes,
+                              backups=config.audit_backups)
         self.limiter = RateLimiter(config.rate_per_minute, config.rate_burst)
-        self.sessions = Sessions()
+        self.sessions = Sessions(self.db)
         self.loaded = Loaded()
         self.shared = Shared(config.kb_path, config.model, self.loaded)
         self.requests = WorkerPool("req", REQUEST_THREADS, self.shared)
         self.job_pool = WorkerPool("job", config.job_workers, self.shared)
         self.jobs = JobManager(self.db, self.job_pool)
         self.apps: dict[str, str] = {}  # app endpoint group -> "available" | reason it is not
+        self.batchers: dict[str, Any] = {}  # operation kind -> batching.Batcher of its synchronous route
+        self._kb_db: Path | None = None
+        self._kb_seen = False
         # (label, fn(ctx)) run in the background by `warm()` (serve --warm): models that take long to load
         self.warmers: list[tuple[str, Callable[[Any], Any]]] = [("kb search index", lambda ctx: ctx.kb_warm_searcher())]
         self.warming: dict[str, str] = {}  # label -> pending | done (seconds) | failed: why
@@ -54,13 +58,25 @@ class Service:
         self.requests.submit(run_all)
 
     def kb_db_path(self) -> Path:
-        from secfoundry.kb import default_path
-        from secfoundry.kb.sync import KBPaths
+        if self._kb_db is None:  # resolved once: it is asked on every KB request
+            from secfoundry.kb import default_path
+            from secfoundry.kb.sync import KBPaths
 
-        return KBPaths.at(self.config.kb_path or default_path()).db
+            self._kb_db = KBPaths.at(self.config.kb_path or default_path()).db
+        return self._kb_db
+
+    def kb_exists(self) -> bool:
+        """Whether the KB file exists; a yes is remembered (a stat per request would release the GIL
+        on the event loop), a no is checked again each time (a first sync may be running)."""
+        if not self._kb_seen:
+            self._kb_seen = self.kb_db_path().exists()
+        return self._kb_seen
 
     def close(self) -> None:
         self.requests.shutdown(wait=False)
         self.job_pool.shutdown(wait=False)
         self.audit.close()
+        cache = self.shared.objects.get("kb.show_cache")
+        if cache is not None:
+            cache.close()
         self.db.close()

@@ -130,3 +130,6 @@ def mount(app: FastAPI, wired: list[str]) -> None:
 
     app.state.job_views["extract-ttps"] = ttps_view
     app.state.job_views["prioritize"] = prio_view
+    from secfoundry.serve import ui_intel_more
+
+    ui_intel_more.mount(app, wired)  # map-cwe / predict-cvss and emulate pages

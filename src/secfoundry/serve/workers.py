@@ -10,6 +10,7 @@ first use; ``Loaded`` records what was loaded and how long it took (the readines
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +19,15 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
+
+
+def settle() -> None:
+    """After a lazy load (a KB connection, an index, a fitted model: up to millions of long-lived
+    objects), collect once and move everything alive to the GC's permanent generation
+    (``gc.freeze``): later full collections then skip the loaded models instead of walking them
+    all, a 100+ ms pause that otherwise lands on whichever request triggers it."""
+    gc.collect()
+    gc.freeze()
 
 
 class Loaded:
@@ -61,6 +71,7 @@ class Shared:
                     obj = factory()
                     self.objects[name] = obj
                     self.loaded.note(name, time.perf_counter() - t0)
+                    settle()
         return obj
 
 
@@ -91,8 +102,11 @@ class Context:
         elif kb._embedder is None and "kb.embedder" in self.shared.objects:
             kb._embedder = self.shared.objects["kb.embedder"]
         t0 = time.perf_counter()
+        fresh = kb._searcher is None
         s = kb.searcher
         self.shared.loaded.note("kb.search_index", time.perf_counter() - t0)
+        if fresh:
+            settle()
         return s
 
     def get(self, name: str, factory: Callable[["Context"], T]) -> T:
@@ -103,6 +117,7 @@ class Context:
             obj = factory(self)
             self.cache[name] = obj
             self.shared.loaded.note(name, time.perf_counter() - t0)
+            settle()
         return obj
 
     def close(self) -> None:
