@@ -3,6 +3,7 @@ in ``secfoundry.train``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -29,6 +30,8 @@ def run_cmd(
     overrides = list(set_) + ([f"out_dir={out_dir}"] if out_dir else [])
     cfg = TrainConfig.from_yaml(config, overrides)
     res = Trainer(cfg).run(resume=resume, progress=not no_progress)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under accelerate launch: one summary, from rank 0
     t = Table(title="training summary")
     t.add_column("metric")
     t.add_column("value", justify="right")

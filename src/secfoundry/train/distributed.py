@@ -14,6 +14,11 @@ the file header, so a later run with any number of processes — or one plain pr
 back exactly the pieces it holds (DCP reshards). No pickle: DCP's default storage pickles its
 ``.metadata``; this one is safetensors and JSON only. The optimizer's non-tensor settings
 (learning rate, betas, ...) go to ``trainer_state.json``.
+
+DeepSpeed (ZeRO-2/3) runs through accelerate, on CPU too: ``accelerator_kwargs`` names the gloo
+process group accelerate cannot pick without a device, ``model_init_context`` honours the
+config's ``zero3_init_flag``, ``fill_deepspeed_config`` supplies what accelerate would read from
+a DataLoader.
 """
 
 from __future__ import annotations
@@ -61,6 +66,69 @@ def fsdp_requested(env: dict[str, str] | None = None) -> bool:
 def needs_own_fsdp(distributed_type: str) -> bool:
     """FSDP was asked for but accelerate set up plain multi-process CPU training instead."""
     return fsdp_requested() and distributed_type == "MULTI_CPU"
+
+
+def accelerator_kwargs(grad_accum: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``Accelerator`` arguments for this machine and launch.
+
+    No CUDA: plain multi-process CPU (``cpu=True``, gloo), except under DeepSpeed, which
+    accelerate refuses with ``cpu=True``; there DeepSpeed's own CPU accelerator runs it, with
+    the gloo process group named explicitly (accelerate finds no device backend on CPU).
+    DeepSpeed accumulates gradients itself: it is told the trainer's ``grad_accum``.
+    """
+    env = dict(os.environ if env is None else env)
+    ds = env.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    no_cuda = not torch.cuda.is_available()
+    kw: dict[str, Any] = {"cpu": no_cuda and not ds}
+    if ds:
+        kw["gradient_accumulation_steps"] = grad_accum
+        if no_cuda:
+            from accelerate.utils import InitProcessGroupKwargs
+
+            kw["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+            if env.get("SECFOUNDRY_DS_SHM_COMM", "0") != "1":
+                # DeepSpeed's shared-memory all-reduce for CPUs is a C++ op compiled on first use
+                # (~10 min on the shared 2-core machine); gloo does the same collectives without
+                # it. SECFOUNDRY_DS_SHM_COMM=1 lets DeepSpeed build and use it.
+                import deepspeed.ops
+
+                deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    return kw
+
+
+def model_init_context(acc):
+    """Under ZeRO-3 accelerate registers the DeepSpeed config with transformers, which then builds
+    models inside ``deepspeed.zero.Init`` (partitioned at construction, random init per shard).
+    The accelerate config's ``zero3_init_flag`` decides: false builds the whole model first
+    (the same weights as a single-process run), true partitions at construction (models too
+    large for one process's memory)."""
+    import contextlib
+
+    plugin = getattr(acc.state, "deepspeed_plugin", None) if acc.distributed_type.value == "DEEPSPEED" else None
+    if plugin is None or plugin.zero3_init_flag:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def whole_model():
+        from transformers.integrations import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()  # accelerate registers it whatever zero3_init_flag says
+        try:
+            yield
+        finally:
+            plugin.set_deepspeed_weakref()
+
+    return whole_model()
+
+
+def fill_deepspeed_config(acc, micro_batch_size: int, grad_accum: int, grad_clip: float) -> None:
+    """The DeepSpeed values accelerate would infer from a DataLoader (the trainer has none)."""
+    conf = acc.state.deepspeed_plugin.deepspeed_config
+    conf["train_micro_batch_size_per_gpu"] = micro_batch_size
+    conf["gradient_accumulation_steps"] = grad_accum
+    conf["train_batch_size"] = micro_batch_size * grad_accum * acc.num_processes
+    if conf.get("gradient_clipping", "auto") == "auto":
+        conf["gradient_clipping"] = grad_clip or 0.0
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

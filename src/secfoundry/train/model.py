@@ -48,12 +48,15 @@ def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
     """Training FLOPs per token: 6·N for the matmuls (embedding lookup excluded, output layer
     included) plus 12·layers·hidden·seq for attention scores (PaLM appendix B)."""
     c = model.config
-    n = sum(p.numel() for p in model.parameters())
+    def numel(p) -> int:  # ZeRO-3 partitioned parameters keep their full size in ds_numel
+        return int(getattr(p, "ds_numel", p.numel()))
+
+    n = sum(numel(p) for p in model.parameters())
     emb = model.get_input_embeddings().weight
-    n_matmul = n - emb.numel()
+    n_matmul = n - numel(emb)
     out = model.get_output_embeddings()
-    if out is not None and out.weight.data_ptr() == emb.data_ptr():
-        n_matmul += emb.numel()  # tied: the output projection still costs a matmul
+    if out is not None and out.weight is emb:
+        n_matmul += numel(emb)  # tied: the output projection still costs a matmul
     return 6.0 * n_matmul + 12.0 * c.num_hidden_layers * c.hidden_size * seq_len
 
 

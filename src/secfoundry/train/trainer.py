@@ -74,15 +74,17 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         acc = Accelerator(mixed_precision=cfg.mixed_precision if cfg.mixed_precision != "no" else "no",
-                          cpu=not torch.cuda.is_available())
+                          **dist_.accelerator_kwargs(cfg.grad_accum))
         self.acc = acc
+        self.deepspeed = acc.distributed_type.value == "DEEPSPEED"
         rank = acc.process_index
         self.out.mkdir(parents=True, exist_ok=True)
         if acc.is_main_process:
             (self.out / "config.json").write_text(dumps(cfg))
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (scratch models)
-        model = load_model(cfg.model)
+        with dist_.model_init_context(acc):
+            model = load_model(cfg.model)
         torch.manual_seed(cfg.seed + rank)
         random.seed(cfg.seed + rank)
         np.random.seed((cfg.seed + rank) % 2**32)
@@ -104,6 +106,8 @@ class Trainer:
             dist_.shard_model(model, dist_.FsdpSettings.from_env())
         opt = torch.optim.AdamW(_param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                 betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps, fused=cfg.optim.fused)
+        if self.deepspeed:
+            dist_.fill_deepspeed_config(acc, cfg.micro_batch_size, cfg.grad_accum, cfg.optim.grad_clip)
         if not self.own_fsdp:
             model, opt = acc.prepare(model, opt)
         self.sharded = self.own_fsdp or acc.distributed_type.value == "FSDP"
@@ -161,13 +165,20 @@ class Trainer:
                 last_micro = micro == cfg.grad_accum - 1
                 if self.own_fsdp:
                     dist_.set_gradient_sync(model, last_micro)
-                ctx = acc.no_sync(model) if not last_micro and not self.own_fsdp else _null()
+                if self.deepspeed:
+                    # The engine accumulates itself: mark the boundary; the loss is already divided.
+                    acc.gradient_state._set_sync_gradients(last_micro)
+                    ctx = _null()
+                else:
+                    ctx = acc.no_sync(model) if not last_micro and not self.own_fsdp else _null()
                 with ctx, acc.autocast():
                     loss = self._loss(model, batch) / cfg.grad_accum
-                acc.backward(loss)
+                acc.backward(loss, **({"scale_wrt_gas": False} if self.deepspeed else {}))
                 loss_acc += loss.detach()
             n_acc += 1
-            if cfg.optim.grad_clip and cfg.optim.grad_clip > 0 and self.own_fsdp:
+            if self.deepspeed:  # the engine clipped and stepped in acc.backward (gradient_clipping)
+                gnorm = torch.tensor(float(acc.deepspeed_engine_wrapped.get_global_grad_norm() or 0.0))
+            elif cfg.optim.grad_clip and cfg.optim.grad_clip > 0 and self.own_fsdp:
                 gnorm = dist_.clip_grad_norm(list(model.parameters()), cfg.optim.grad_clip)
             elif cfg.optim.grad_clip and cfg.optim.grad_clip > 0:
                 gnorm = acc.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
