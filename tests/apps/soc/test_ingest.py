@@ -180,3 +180,19 @@ def test_bulk_path_blocks_truncated_gz_crlf_and_bad_utf8(tmp_path: Path, monkeyp
     assert [e for e in res[0][1] if e[0] == "eve.json"] == [("eve.json", 4, "not valid UTF-8 at byte 155")]
     assert any(e[0] == "eve2.json.gz" and e[2].startswith("input ends early") for e in res[0][1])
     assert res[0][0] == res[1][0] and len(res[0][0]) >= len(recs)
+
+
+def test_bulk_file_with_many_foreign_lines(tmp_path: Path, monkeypatch) -> None:
+    """Lines of another format inside a bulk file go to the Python parsers in several batches."""
+    from secfoundry.apps.soc import fastpath, ingest as ing
+
+    monkeypatch.setattr(fastpath, "MIN_BYTES", 1)
+    monkeypatch.setattr(ing, "BATCH", 3)
+    lines = [json.dumps({"EventID": 1, "Channel": "Security", "Hostname": "h", "i": i}) for i in range(30)]
+    lines += [json.dumps({"message": "generic", "host": "x", "i": i}) for i in range(10)]
+    (tmp_path / "w.json").write_text("\n".join(lines) + "\n")
+    with Store(tmp_path / "s.duckdb") as st:
+        first = ingest([str(tmp_path / "w.json")], st)
+        again = ingest([str(tmp_path / "w.json")], st)
+        assert (first.read, first.inserted, first.error_count) == (40, 40, 0)
+        assert (again.inserted, again.duplicates) == (0, 40) and st.count() == 40

@@ -127,7 +127,7 @@ def run_sigma(store: Store, ruleset: RuleSet, report: DetectReport, *, progress:
                 '"event.code", count(*) AS n FROM events GROUP BY ALL')
     for (key, codes), rules in groups.items():
         where = key + (f' AND "event.code" IN ({", ".join(repr(c) for c in codes)})' if codes else "")
-        if not con.execute(f"SELECT sum(n) FROM sg_sources WHERE {where}").fetchone()[0]:
+        if not con.execute(f"SELECT sum(n) FROM sg_sources WHERE {where}").fetchall()[0][0]:
             continue
         names = sorted({f for _, cond in rules for f in referenced_fields(cond)})
         base = sorted({f.removeprefix(CASE_PREFIX) for f in names if f != KEYWORD_FIELD})

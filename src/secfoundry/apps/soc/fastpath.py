@@ -287,21 +287,21 @@ def ingest_file(store: Any, path: str, fmt: str, name: str, zeek_hint: str = "")
             # several record batches: DuckDB scans an Arrow table one batch per thread
             con.register("blk", pa.Table.from_batches(blk_.table.to_batches(max_chunksize=4096)))
             con.execute(f"CREATE OR REPLACE TEMP TABLE fp_stg AS {stage}")
-            if con.execute(f"SELECT count(*) FROM fp_stg WHERE {not_mine}").fetchone()[0]:
+            if con.execute(f"SELECT count(*) FROM fp_stg WHERE {not_mine}").fetchall()[0][0]:
                 others += con.execute(f"SELECT l.line, l.raw FROM {_LINES} l JOIN fp_stg k ON k.line = l.line "
                                       f"WHERE k.{not_mine} AND length(trim(l.raw)) > 0 ORDER BY l.line").fetchall()
                 con.execute(f"DELETE FROM fp_stg WHERE {not_mine}")
             if fmt == "windows":
                 _learn_skew(con)
-            n, miss = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {ts_null}) FROM fp_stg").fetchone()
+            n, miss = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {ts_null}) FROM fp_stg").fetchall()[0]
             read += n
             # already stored (semi-join: the block's ids probe the events table), then repeats inside the block
             con.execute("DELETE FROM fp_stg WHERE event_id IN (SELECT event_id FROM events "
                         "WHERE event_id IN (SELECT event_id FROM fp_stg))")
-            if con.execute("SELECT count(*) - count(DISTINCT event_id) FROM fp_stg").fetchone()[0]:
+            if con.execute("SELECT count(*) - count(DISTINCT event_id) FROM fp_stg").fetchall()[0][0]:
                 con.execute("""DELETE FROM fp_stg USING (SELECT event_id, min(line) AS m FROM fp_stg GROUP BY event_id
                     HAVING count(*) > 1) d WHERE fp_stg.event_id = d.event_id AND fp_stg.line > d.m""")
-            k = con.execute("SELECT count(*) FROM fp_stg").fetchone()[0]
+            k = con.execute("SELECT count(*) FROM fp_stg").fetchall()[0][0]
             if k:
                 con.execute(f"INSERT INTO events {body}", [name])
             inserted += k

@@ -124,7 +124,7 @@ class Store:
         return self.count() - before
 
     def count(self) -> int:
-        return int(self.con.execute("SELECT count(*) FROM events").fetchone()[0])
+        return int(self.con.execute("SELECT count(*) FROM events").fetchall()[0][0])
 
     def add_errors(self, errors: Iterable[tuple[str, int, str, str]]) -> None:
         errs = list(errors)
