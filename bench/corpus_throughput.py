@@ -251,6 +251,9 @@ def our_recipe(jsonl_dir: str, cpus: int, variant: str = "full") -> Any:
     })
 
 
+CPU_EXCLUDE: set[int] = set()  # the concurrent datatrove subprocess (--concurrent) is not ours
+
+
 def cpu_seconds() -> float:
     """CPU seconds (user + system) of this process, its finished children and every live
     descendant (Ray's raylet, workers and object store; datatrove's pool) — the machine is
@@ -265,7 +268,15 @@ def cpu_seconds() -> float:
     total = t.user + t.system
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
     total += ch.ru_utime + ch.ru_stime
+    skip: set[int] = set()
+    for pid in CPU_EXCLUDE:
+        try:
+            skip |= {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
+        except psutil.Error:
+            pass
     for p in me.children(recursive=True):
+        if p.pid in skip:
+            continue
         try:
             c = p.cpu_times()
             total += c.user + c.system
@@ -551,6 +562,7 @@ def main() -> None:
         dt_proc = subprocess.Popen([sys.executable, __file__, "--only", "datatrove", "--docs", str(args.docs),
                                     "--cpus", str(args.cpus), "--work", str(args.work), "--mirror", str(args.mirror)],
                                    stdout=open(args.work / f"datatrove-{args.docs}.log", "w"), stderr=subprocess.STDOUT)
+        CPU_EXCLUDE.add(dt_proc.pid)
     if args.only in (None, "ours"):
         print("secfoundry pipeline ...", flush=True)
         results["ours"] = run_ours(info, args.work, args.cpus, args.variant)
