@@ -221,3 +221,49 @@ def test_ui_cve_and_emulate_pages(api: tuple) -> None:
     assert 'href="/ui/kb/T1059.001"' in html and "navigator.json" in html
     layer = c.get(r.headers["location"] + "/navigator.json").json()
     assert {t["techniqueID"] for t in layer["techniques"]} >= {"T1059.001", "T1003.001"}
+
+
+def test_log_injected_twin_through_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instruction hidden in a logged command line (the SOC tests' twin) changes no case, alert
+    verdict, score or note the service returns from ``POST /soc/run``."""
+    import base64
+
+    from secfoundry.kb import KnowledgeBase
+    from secfoundry.serve.app import create_app
+    from tests.apps.soc import fixtures as fx
+    from tests.kb._kbsynth import make_source, write_source
+
+    monkeypatch.setenv("SECFOUNDRY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SECFOUNDRY_MIRROR", str(tmp_path / "mirror"))  # the SOC app's rules: mirror/sigma
+    fx.write_rules(tmp_path / "mirror" / "sigma")
+    recs = fx.kb_records()
+    for name, rows in recs.items():
+        write_source(tmp_path / "kbmirror", name, rows, "1")
+    kb = KnowledgeBase.open(tmp_path / "kb", embedder="hashing")
+    kb.sync(tmp_path / "kbmirror", sources=list(recs), connectors={n: make_source(n) for n in recs}, dense=False)
+    kb.close()
+    from secfoundry.serve.config import ServeConfig
+
+    app = create_app(ServeConfig(home=tmp_path / "serve", kb_path=tmp_path / "kb", request_timeout_s=120))
+    with TestClient(app) as c:
+        _, key = app.state.service.keys.add("soc")
+        h = {"Authorization": f"Bearer {key}"}
+
+        def cases(inject: bool) -> list[dict]:
+            z = fx.write_windows_zip(tmp_path / f"w{int(inject)}.zip", inject=inject)
+            body = {"files": [{"name": "export.zip", "content_b64": base64.b64encode(z.read_bytes()).decode()}]}
+            r = c.post("/soc/run", headers=h, json=body)
+            assert r.status_code == 200, r.text
+            assert str(tmp_path) not in r.text  # no server path in the answer
+            return r.json()["cases"]
+
+        def view(cs: list[dict]) -> list:
+            return [(x["techniques"], x["severity"], x["score"], sorted(e["value"] for e in x["entities"]),
+                     [(a["rule_id"], a["triage"]["verdict"], a["triage"]["score"], a["triage"]["reason"])
+                      for a in x["alerts"]],
+                     [s["text"] for s in x["notes_structured"]["summary"]],
+                     [n["id"] for n in x["notes_structured"]["next_steps"]]) for x in cs]
+
+        clean, dirty = cases(False), cases(True)
+        assert clean and any("T1218.005" in x["techniques"] for x in clean)
+        assert view(dirty) == view(clean)
