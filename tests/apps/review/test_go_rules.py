@@ -40,11 +40,18 @@ func lookup(w http.ResponseWriter, r *http.Request) {
 func login(c *oauth2.Config) string {
 \treturn c.AuthCodeURL("state")
 }
+
+func cookies(w http.ResponseWriter) {
+\tc := http.Cookie{Name: "session", Value: "x"}
+\thttp.SetCookie(w, &c)
+\td := http.Cookie{Name: "session", Value: "x", HttpOnly: true}
+\thttp.SetCookie(w, &d)
+}
 '''
 # line numbers of the expected findings in HANDLER
 EXPECT = {("go-tainted-xpath", 15), ("go-tainted-ldap", 16), ("go-divide-by-untrusted", 18),
-          ("go-tainted-smtp", 22), ("go-oauth2-constant-state", 26)}
-NOT_EXPECT = {("go-divide-by-untrusted", 20)}
+          ("go-tainted-smtp", 22), ("go-oauth2-constant-state", 26), ("go-cookie-no-httponly", 31)}
+NOT_EXPECT = {("go-divide-by-untrusted", 20), ("go-cookie-no-httponly", 33)}
 
 CHECKS = '''package main
 
