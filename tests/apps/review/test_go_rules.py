@@ -113,6 +113,21 @@ CHECKS_NOT = {("go-regexp-unescaped-host-dot", 14), ("go-regexp-suspicious-escap
               ("go-incomplete-url-scheme-check", 34), ("go-redirect-check-single-slash", 48)}
 
 
+LOGS = '''package main
+
+import (
+\t"log"
+\t"net/http"
+)
+
+func logs(r *http.Request, password string, hashedPassword string) {
+\tlog.Println("login", password)
+\tlog.Println(r.Header.Get("Authorization"))
+\tlog.Println(hashedPassword, len(password))
+}
+'''
+
+
 @pytest.fixture(scope="module")
 def go_findings(tmp_path_factory):
     require_engine("semgrep")
@@ -121,6 +136,7 @@ def go_findings(tmp_path_factory):
     (root / "b" / "c").mkdir(parents=True)
     (root / "a" / "handler.go").write_text(HANDLER)
     (root / "b" / "c" / "checks.go").write_text(CHECKS)
+    (root / "b" / "logs.go").write_text(LOGS)
     w = walk([str(root / "a"), str(root / "b")], "code")
     found, run, skipped = run_semgrep(w.targets, jobs=1)
     assert run.status == "ok", run.note
@@ -146,10 +162,16 @@ def test_validation_checks(go_findings) -> None:
     assert not (CHECKS_NOT & hits), CHECKS_NOT & hits
 
 
+def test_cleartext_logging(go_findings) -> None:
+    hits = _hits(go_findings, "logs.go")
+    assert {("go-cleartext-logging", 9), ("go-cleartext-logging", 10)} <= hits
+    assert ("go-cleartext-logging", 11) not in hits
+
+
 def test_paths_map_back_from_common_root(go_findings) -> None:
     files = {f.location.file for f in go_findings.values()}
     # targets given as two folders: each finding keeps the path as walked, not semgrep's relative one
-    assert all(Path(p).name in ("handler.go", "checks.go") for p in files)
+    assert all(Path(p).name in ("handler.go", "checks.go", "logs.go") for p in files)
     assert all(f.location.snippet for f in go_findings.values())
 
 
