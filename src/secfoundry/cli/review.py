@@ -78,6 +78,11 @@ def engines_cmd(install: bool = typer.Option(False, "--install", help="create th
     for name in ("checkov", "semgrep", "bandit", "gixy"):
         e = eng.find(name)
         typer.echo(f"{name:8s} {'ok ' + e.version if e else 'not installed'}")
+        if name == "semgrep" and e:
+            from secfoundry.apps.review.semgrep_core import find_core
+
+            core = find_core(e)
+            typer.echo(f"{'':8s} engine: {core if core else 'semgrep-core not found: semgrep scan (slower)'}")
 
 
 @app.command("validate-sarif")
