@@ -189,3 +189,13 @@ def test_engine_is_semgrep_core_with_resolved_anchors(go_findings, monkeypatch, 
     monkeypatch.setenv("SECFOUNDRY_SEMGREP_CORE", str(tmp_path / "nope"))
     with pytest.raises(semgrep_core.CoreUnavailable):
         semgrep_core.run_core(engines.find("semgrep"), semgrep_rules_dir(), {"x.go": "go"}, tmp_path, jobs=1, timeout=60)
+
+
+def test_fallback_to_semgrep_scan_gives_the_same_findings(go_findings, monkeypatch, tmp_path) -> None:
+    (tmp_path / "handler.go").write_text(HANDLER)
+    monkeypatch.setenv("SECFOUNDRY_SEMGREP_CORE", str(tmp_path / "missing-semgrep-core"))
+    found, run, _ = run_semgrep(walk([str(tmp_path)], "code").targets, jobs=1)
+    assert run.status == "ok" and "semgrep scan" in run.note, run.note
+    cli = {(f.rule_id, f.location.start_line, f.message) for f in found}
+    core = {(f.rule_id, line, f.message) for (r, n, line), f in go_findings.items() if n == "handler.go"}
+    assert cli == core
