@@ -62,6 +62,34 @@ def load_documents(mirror: Path, per_source: int, n_general: int):
     return docs + gen[:n_general]
 
 
+def load_jsonl(path: Path):
+    """The corpus throughput bench's input (``bench/corpus_throughput.py``): Markdown and plain-text
+    documents (its HTML pages would need the process stage's extraction first)."""
+    from secfoundry.core.documents import Document
+
+    docs = []
+    for f in sorted(path.glob("*.jsonl")):
+        for line in f.open(encoding="utf-8"):
+            d = json.loads(line)
+            if d.get("format") != "html":
+                docs.append(Document(id=d["id"], text=d["text"], source=d["source"], url=d.get("url") or "",
+                                     title=d.get("title") or ""))
+    return docs
+
+
+def kept_by_group(before, kept) -> dict[str, tuple[int, int]]:
+    kept_ids = {d.id for d in kept}
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for d in before:
+        if d.id.startswith("plant:"):
+            continue
+        g = "general" if d.source.startswith("general") else "security"
+        for key in (g, d.source):
+            out[key][0] += 1
+            out[key][1] += d.id in kept_ids
+    return {k: (v[0], v[1]) for k, v in sorted(out.items())}
+
+
 def near_copy(text: str, rng: random.Random) -> str:
     d = f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
     lines = text.split("\n")
@@ -94,7 +122,8 @@ def plant(docs, n: int, seed: int = 0):
     inserts: dict[int, list] = defaultdict(list)
     for i in picks:
         d = docs[i]
-        c = Document(id=f"plant:{d.id}", text=near_copy(d.text, rng), source=d.source, url=d.url, title=d.title)
+        # a crawled copy: another source than the connector that made the original
+        c = Document(id=f"plant:{d.id}", text=near_copy(d.text, rng), source=f"web:{d.source}", url=d.url, title=d.title)
         inserts[rng.randint(i + 1, len(docs))].append(c)  # somewhere after its original
         pairs.append((d.id, c.id))
     out = []
@@ -113,7 +142,7 @@ def real_groups(docs):
     for d in docs:
         if d.id.startswith("plant:"):
             continue
-        k = identity_key(identity(d.text, d.title or ""))
+        k = identity_key(identity(d.text, d.title or ""))  # entities only: records are unique by definition
         if k:
             by_key[k].append(d.id)
     return {k: v for k, v in by_key.items() if len(v) > 1}
@@ -176,11 +205,16 @@ def evaluate(order: list[str], docs, pairs, groups, tmp: Path, step_options: dic
                      "lost": loss.n_lost, "removed_entity_docs": loss.removed, "emptied": loss.emptied,
                      "lost_by_source": dict(loss.by_source), "lost_examples": loss.lost[:15],
                      "planted_both": ps.both_kept, "planted_median_jaccard": ps.median_jaccard,
-                     "groups_multi": multi, "seconds": secs})
+                     "groups_multi": multi, "seconds": secs, "kept_by_group": kept_by_group(docs, kept)})
         print(f"  {name:16s} docs {len(kept):6d}  redundant {100 * red.fraction:5.2f}%  entities lost {loss.n_lost}"
               f" (removed {loss.removed}, emptied {loss.emptied})  planted both kept {ps.both_kept}/{ps.pairs}"
               f" (J {ps.median_jaccard:.2f})  groups >1 kept {multi}/{len(groups)}  {secs:.1f}s", flush=True)
         cur = kept
+    kg = rows[-1]["kept_by_group"]
+    print("  kept after " + " -> ".join(order) + ": " + ", ".join(
+        f"{k} {v[1]}/{v[0]} = {100 * v[1] / v[0]:.1f}%" for k, v in kg.items() if k in ("security", "general")), flush=True)
+    print("  per source: " + ", ".join(f"{k} {100 * v[1] / v[0]:.1f}%" for k, v in kg.items()
+                                       if k not in ("security", "general") and v[1] < v[0]), flush=True)
     return rows
 
 
@@ -192,12 +226,14 @@ def main() -> None:
     ap.add_argument("--planted", type=int, default=1000)
     ap.add_argument("--orders", default="exact_dedup,paragraph_dedup,minhash_dedup;exact_dedup,minhash_dedup,paragraph_dedup")
     ap.add_argument("--options", default="{}", help='JSON: per-step options, e.g. {"minhash_dedup": {"threshold": 0.6}}')
+    ap.add_argument("--input-jsonl", type=Path, default=None,
+                    help="use this JSONL directory (the corpus throughput bench's input) instead of sampling the mirror")
     ap.add_argument("--work", type=Path, default=Path("/tmp/secfoundry-dedup-quality"))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
     print("loading documents ...", flush=True)
-    docs = load_documents(args.mirror, args.per_source, args.general)
+    docs = load_jsonl(args.input_jsonl) if args.input_jsonl else load_documents(args.mirror, args.per_source, args.general)
     docs, pairs = plant(docs, args.planted)
     groups = real_groups(docs)
     print(f"{len(docs)} documents ({len(pairs)} planted near-duplicates); {len(groups)} real duplicate groups "

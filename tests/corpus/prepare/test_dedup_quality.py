@@ -124,3 +124,20 @@ def test_minhash_guard_compares_what_documents_are_about(tmp_path):
     kept, dropped = fit_and_run(MinHashDedup(), docs, tmp_path)
     assert {(d.doc.id, d.doc.metadata["duplicate_of"]) for d in dropped} == {("ghsa", "osv")}
     assert entities_lost(docs, kept).n_lost == 0
+
+
+def test_connector_records_without_ids_are_their_own_entities(tmp_path):
+    """Two ComplianceAsCode rules from one template are distinct records; a crawled copy of one
+    (another source) is still a duplicate."""
+    from secfoundry.corpus.prepare.dedup import Dedup
+
+    def rule(b):
+        return (f"# Disable the {b} SELinux Boolean\n\n- **Rule**: `sebool_{b}`\n- **Severity**: medium\n\n## Description\n\n"
+                f"By default, the SELinux boolean `{b}` is disabled. If this setting is enabled, it should be disabled. "
+                f"The SELinux boolean `{b}` should be disabled. {prose(21, 120)}\n")
+    docs = [Document(id=f"cac:sebool_{b}", text=rule(b), source="complianceascode")
+            for b in ("fenced_can_ssh", "httpd_setrlimit", "cobbler_use_nfs")]
+    docs.append(Document(id="web:copy", text="Posted 2025-01-02\n\n" + rule("httpd_setrlimit"), source="web:blog"))
+    kept, dropped = fit_and_run(Dedup(), docs, tmp_path)
+    assert {d.doc.id for d in dropped} == {"web:copy"}
+    assert entities_lost(docs, kept).n_lost == 0

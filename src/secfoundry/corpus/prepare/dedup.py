@@ -28,7 +28,7 @@ import xxhash
 from secfoundry.corpus.prepare.bloom import BloomFilter
 from secfoundry.corpus.prepare.dedup_minhash import MinHashDedup, MinHashDedupConfig, MinHasher
 from secfoundry.corpus.prepare.dedup_paragraph import ParagraphDedupConfig, partition_pass, split_paragraphs
-from secfoundry.corpus.prepare.identity import identity, identity_key
+from secfoundry.corpus.prepare.identity import document_key
 from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, normalize, words
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.core.documents import Document
@@ -65,10 +65,12 @@ def partition_features(path: str, c: DedupConfig) -> dict:
     """Everything the three passes need from one partition, from one read and one tokenisation."""
     import pyarrow.parquet as pq
 
-    cols = ["id", "text"] + (["title"] if "title" in pq.read_schema(path).names else [])
+    names = pq.read_schema(path).names
+    cols = ["id", "text"] + [x for x in ("title", "source") if x in names]
     table = pq.read_table(path, columns=cols)
     ids = table.column("id").to_pylist()
     titles = table.column("title").to_pylist() if "title" in cols else [""] * len(ids)
+    srcs = table.column("source").to_pylist() if "source" in cols else [""] * len(ids)
     mh = MinHasher(c.num_perm, c.seed)
     keys = np.zeros(len(ids), dtype=np.uint64)
     sigs = np.empty((len(ids), c.num_perm), dtype=np.uint64)
@@ -76,14 +78,14 @@ def partition_features(path: str, c: DedupConfig) -> dict:
     about: list[str] = []
     text_len, n_words, n_chars, chunks = [], [], [], []
     para_off, hash_off = [0], [0]
-    for i, (text, title) in enumerate(zip(table.column("text").to_pylist(), titles)):
+    for i, (text, title, src) in enumerate(zip(table.column("text").to_pylist(), titles, srcs)):
         text = text or ""
         text_len.append(len(text))
         if c.exact:
             keys[i] = xxhash.xxh64_intdigest(normalize(text).encode("utf-8", "surrogatepass"))
         doc_ents = entities(text) if (c.entity_guard and (c.near or c.paragraphs)) else frozenset()
         ents.append(doc_ents if c.near else frozenset())
-        key = identity_key(identity(text, title or "")) if (c.entity_guard and doc_ents) else ""
+        key = document_key(text, title or "", ids[i], src or "") if c.entity_guard else ""
         about.append(key)
         doc_tokens: list[str] = []
         for p in split_paragraphs(text):

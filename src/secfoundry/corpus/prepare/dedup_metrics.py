@@ -22,7 +22,7 @@ from typing import Iterable
 
 import numpy as np
 
-from secfoundry.corpus.prepare.identity import identity, identity_key
+from secfoundry.corpus.prepare.identity import document_key
 from secfoundry.corpus.prepare.text import ngram_hashes, words
 from secfoundry.core.documents import Document
 
@@ -88,8 +88,7 @@ def entities_lost(before: Iterable[Document], after: Iterable[Document], emptied
     out = EntityLoss()
     gone: list[tuple[Document, str, str]] = []
     for d in before:
-        ids = identity(d.text, d.title or "")
-        key = identity_key(ids)
+        key = document_key(d.text, d.title or "", d.id, d.source)
         a = after_by_id.get(d.id)
         if a is None:
             how = "removed"
@@ -97,12 +96,12 @@ def entities_lost(before: Iterable[Document], after: Iterable[Document], emptied
             n0, n1 = len(words(d.text or "")), len(words(a.text or ""))
             how = "emptied" if n0 and n1 < emptied_below * n0 else ""
         if not how:
-            keys_kept |= identity(a.text, a.title or "") | ids
+            keys_kept |= {key, document_key(a.text, a.title or "", a.id, a.source)}
             continue
         if key:
             gone.append((d, key, how))
     for d in before:
-        if identity_key(identity(d.text, d.title or "")):
+        if document_key(d.text, d.title or "", d.id, d.source):
             out.entity_docs += 1
     for d, key, how in gone:
         if how == "removed":

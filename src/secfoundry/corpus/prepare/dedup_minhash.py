@@ -24,7 +24,7 @@ import xxhash
 
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.dedup_exact import drop_marked
-from secfoundry.corpus.prepare.identity import identity, identity_key
+from secfoundry.corpus.prepare.identity import document_key
 from secfoundry.corpus.prepare.text import entities, ngram_hashes, words
 from secfoundry.core.documents import Document
 
@@ -80,8 +80,9 @@ class MinHasher:
         return z.min(axis=1)
 
 
-def signatures(texts: list[str], c: MinHashDedupConfig,
-               titles: list[str] | None = None) -> tuple[np.ndarray, list[frozenset[str]], list[str]]:
+def signatures(texts: list[str], c: MinHashDedupConfig, titles: list[str] | None = None,
+               ids: list[str] | None = None, sources: list[str] | None = None
+               ) -> tuple[np.ndarray, list[frozenset[str]], list[str]]:
     mh = MinHasher(c.num_perm, c.seed)
     sigs = np.empty((len(texts), c.num_perm), dtype=np.uint64)
     ents: list[frozenset[str]] = []
@@ -90,17 +91,20 @@ def signatures(texts: list[str], c: MinHashDedupConfig,
         sigs[i] = mh.signature(ngram_hashes(words(text or ""), c.shingle))
         e = entities(text or "") if c.entity_guard else frozenset()
         ents.append(e)
-        keys.append(identity_key(identity(text or "", (titles[i] if titles else "") or "")) if e else "")
+        keys.append(document_key(text or "", (titles[i] if titles else "") or "", ids[i] if ids else "",
+                                 (sources[i] if sources else "") or "") if c.entity_guard else "")
     return sigs, ents, keys
 
 
 def partition_signatures(path: str, c: MinHashDedupConfig) -> tuple[list[str], np.ndarray, list[frozenset[str]], list[str]]:
     import pyarrow.parquet as pq
 
-    cols = ["id", "text"] + (["title"] if "title" in pq.read_schema(path).names else [])
+    names = pq.read_schema(path).names
+    cols = ["id", "text"] + [x for x in ("title", "source") if x in names]
     table = pq.read_table(path, columns=cols)
     titles = table.column("title").to_pylist() if "title" in cols else None
-    sigs, ents, keys = signatures(table.column("text").to_pylist(), c, titles)
+    sources = table.column("source").to_pylist() if "source" in cols else None
+    sigs, ents, keys = signatures(table.column("text").to_pylist(), c, titles, table.column("id").to_pylist(), sources)
     return table.column("id").to_pylist(), sigs, ents, keys
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.bloom import BloomFilter
-from secfoundry.corpus.prepare.identity import identity, identity_key
+from secfoundry.corpus.prepare.identity import document_key
 from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, words
 from secfoundry.core.documents import Document
 
@@ -70,16 +70,18 @@ def paragraph_hashes(path: str, ngram: int, entity_guard: bool = True) -> dict:
     word count and length."""
     import pyarrow.parquet as pq
 
-    cols = ["id", "text"] + (["title"] if "title" in pq.read_schema(path).names else [])
+    names = pq.read_schema(path).names
+    cols = ["id", "text"] + [c for c in ("title", "source") if c in names]
     table = pq.read_table(path, columns=cols)
     ids = table.column("id").to_pylist()
     titles = table.column("title").to_pylist() if "title" in cols else [""] * len(ids)
+    srcs = table.column("source").to_pylist() if "source" in cols else [""] * len(ids)
     text_len, n_words, n_chars, chunks = [], [], [], []
     para_off, hash_off = [0], [0]
-    for text, title in zip(table.column("text").to_pylist(), titles):
+    for doc_id, text, title, src in zip(ids, table.column("text").to_pylist(), titles, srcs):
         text = text or ""
         text_len.append(len(text))
-        key = identity_key(identity(text, title or "")) if entity_guard else ""
+        key = document_key(text, title or "", doc_id, src or "") if entity_guard else ""
         for p in split_paragraphs(text):
             toks = words(p)
             ents = entities(p)

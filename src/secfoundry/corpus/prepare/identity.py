@@ -18,6 +18,7 @@ get ``CVE-Y``.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from secfoundry.corpus.prepare.text import entities
 
@@ -51,3 +52,23 @@ def identity_key(ids: frozenset[str]) -> str:
         if sel:
             return sel[0]
     return sorted(ids)[0]
+
+
+@lru_cache(maxsize=1)
+def _connector_names() -> frozenset[str]:
+    try:
+        from secfoundry.sources.base import registry
+
+        return frozenset(registry())
+    except Exception:  # a broken connector module must not stop dedup
+        return frozenset()
+
+
+def document_key(text: str, title: str = "", doc_id: str = "", source: str = "") -> str:
+    """:func:`identity_key` of the text; else, for a connector record, ``record:<id>``; else ''."""
+    k = identity_key(identity(text, title))
+    if k:
+        return k
+    if doc_id and source in _connector_names():
+        return "record:" + doc_id
+    return ""
