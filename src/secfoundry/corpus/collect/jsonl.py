@@ -51,6 +51,8 @@ def iter_jsonl_documents(path: str, *, text_field: str = "text", id_field: str |
         except StopIteration:
             return
         except Exception as e:  # noqa: BLE001 - truncated gzip, I/O error: nothing more to read
+            if last == 0:  # nothing read at all (missing file, not gzip): the input failed, retryable
+                raise
             if quarantine is not None:
                 quarantine.add(source, path, f"after line {last}", f"unreadable from here on: {type(e).__name__}: {e}")
             return
