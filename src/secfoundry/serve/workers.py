@@ -21,6 +21,9 @@ from typing import Any, Callable, TypeVar
 T = TypeVar("T")
 
 
+SETTLE_AFTER_S = 0.2  # loads quicker than this are small (a cache, a connection): no collection for them
+
+
 def settle() -> None:
     """After a lazy load (a KB connection, an index, a fitted model: up to millions of long-lived
     objects), collect once and move everything alive to the GC's permanent generation
@@ -70,8 +73,10 @@ class Shared:
                     t0 = time.perf_counter()
                     obj = factory()
                     self.objects[name] = obj
-                    self.loaded.note(name, time.perf_counter() - t0)
-                    settle()
+                    took = time.perf_counter() - t0
+                    self.loaded.note(name, took)
+                    if took > SETTLE_AFTER_S:
+                        settle()
         return obj
 
 
@@ -116,8 +121,10 @@ class Context:
             t0 = time.perf_counter()
             obj = factory(self)
             self.cache[name] = obj
-            self.shared.loaded.note(name, time.perf_counter() - t0)
-            settle()
+            took = time.perf_counter() - t0
+            self.shared.loaded.note(name, took)
+            if took > SETTLE_AFTER_S:
+                settle()
         return obj
 
     def close(self) -> None:
