@@ -203,3 +203,8 @@ def test_very_short_question_needs_its_options_and_template_edges_go_with_the_it
     doc = "Host text before.\n\n" + vuldb(3) + "\n\nHost text after."
     out = C.cut_spans(doc, ix2.find(doc)[0].spans)
     assert "exploit has been disclosed" not in out and "initiate the attack" not in out
+
+
+def test_a_record_with_only_a_last_change_date_is_dated_by_it():
+    assert document_date("capec", {"modified": "2020-12-17T00:00:00Z"}) == ("2020-12-17", "modified")
+    assert document_date("osv", {"published": "2021-01-02", "modified": "2023-03-04"}) == ("2021-01-02", "published")

@@ -10,7 +10,8 @@ source             ``basis: published`` (first seen, default)  ``basis: modified
 cve                ``published`` (cveMetadata.datePublished)   ``updated`` (dateUpdated)
 nvd                ``published``                               ``last_modified``
 kev                ``date_added`` (dateAdded)                  ``date_added``
-attack, capec      ``created``                                 ``modified``
+attack             ``created``                                 ``modified``
+capec              ``modified`` (the only date it carries)     ``modified``
 osv (PyPA, GHSA,   ``published``                               ``modified``
 RustSec)
 sigma              ``date``                                    ``modified``
@@ -18,8 +19,9 @@ d3fend             ``created``                                 ``created``
 crawl / warc       ``last_modified`` (Last-Modified header),   ``last_modified``, else
                    else ``warc_date`` (fetch time)             ``warc_date``
 anything else      the first of published/date_published/      the first of modified/
-                   datePublished/date_added/created/date        last_modified/updated, else the
-                                                               published basis
+                   datePublished/date_added/created/date,      last_modified/updated, else the
+                   else of the modified fields (conservative:  published basis
+                   dated by its last change)
 =================  ==========================================  ==============================
 
 A document with no usable date is kept (and counted as undated) unless ``undated: drop``.
@@ -63,7 +65,7 @@ def document_date(source: str, metadata: dict[str, Any], basis: str = "published
     elif basis == "modified":
         fields = MODIFIED + PUBLISHED
     else:
-        fields = PUBLISHED
+        fields = PUBLISHED + MODIFIED  # a record with only a last-change date is dated by it
     for f in fields:
         d = iso_date(metadata.get(f))
         if d:
