@@ -208,3 +208,16 @@ def test_very_short_question_needs_its_options_and_template_edges_go_with_the_it
 def test_a_record_with_only_a_last_change_date_is_dated_by_it():
     assert document_date("capec", {"modified": "2020-12-17T00:00:00Z"}) == ("2020-12-17", "modified")
     assert document_date("osv", {"published": "2021-01-02", "modified": "2023-03-04"}) == ("2021-01-02", "published")
+
+
+def test_download_only_benchmarks_are_covered_when_on_disk(tmp_path):
+    d = tmp_path / "bench" / "cybermetric"
+    d.mkdir(parents=True)
+    q = {"question": "Which control best limits lateral movement between flat network segments in a data centre?",
+         "answers": {"A": "Micro-segmentation", "B": "Antivirus", "C": "Backups", "D": "Password rotation"},
+         "solution": "A"}
+    (d / "CyberMetric-2000-v1.json").write_text(json.dumps({"questions": [q]}))
+    items, info = C.load_benchmark_items(["cybermetric-2000", "cybermetric-10000"], str(tmp_path / "bench"))
+    assert info["loaded"] == {"cybermetric-2000": 1}
+    assert "not on disk" in info["missing"]["cybermetric-10000"]
+    assert items[0].key == "cybermetric-2000:0" and items[0].options[0] == "Micro-segmentation"
