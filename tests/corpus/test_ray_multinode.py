@@ -66,9 +66,7 @@ def test_two_node_cluster_matches_local_and_survives_losing_the_worker(ray_local
     assert sum(len(p["docs"]) for p in ref.values()) > 100
 
     with rm.LocalRayCluster(env={"PYTHONPATH": pythonpath}) as cl:
-        cl.start_head()
-        cl.add_worker()
-        cl.wait_nodes(2, timeout=120)
+        cl.start(workers=1, timeout=120)
         denv = {**cl.client_env, "PYTHONPATH": pythonpath}  # drivers import the test-only steps too
 
         # 1. the whole run on head + worker: identical output, both nodes worked
