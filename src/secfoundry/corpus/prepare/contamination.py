@@ -499,11 +499,15 @@ class ItemIndex:
 
 
 def document_cves(doc_id: str, title: str, text: str, metadata: dict[str, Any]) -> set[str]:
-    """The CVE ids a document is *about*: its record id, id, title, aliases or first line."""
-    first = text.lstrip()[:300].split("\n", 1)[0]
-    named = " ".join([str(metadata.get("record_id", "")), doc_id, title or "", first,
+    """The CVE ids a document is *about*: its record id, id, title or aliases; when those name
+    none, the CVE ids of its first line (a heading such as ``# CVE-2024-3905: ...``)."""
+    named = " ".join([str(metadata.get("record_id", "")), doc_id, title or "",
                       " ".join(map(str, metadata.get("aliases") or []))])
-    return {m.upper() for m in CVE_RE.findall(named)}
+    ids = {m.upper() for m in CVE_RE.findall(named)}
+    if ids:
+        return ids
+    first = text.lstrip()[:300].split("\n", 1)[0]
+    return {m.upper() for m in CVE_RE.findall(first)}
 
 
 def entity_guarded(item: BenchItem, about: set[str], m: Match) -> bool:

@@ -146,9 +146,7 @@ def check_corpus(corpus: str | Path, benchmarks: list[str] | None = None, *, dat
                 continue
             _add(rep, found, items[m.item], m.item, d, f, m.why, [list(s) for s in m.spans])
         if cves:
-            first = d.text.lstrip()[:300].split("\n", 1)[0].upper()
-            named = " ".join([str(d.metadata.get("record_id", "")), d.title or "", d.id, first]).upper()
-            for cve in {x.upper() for x in C.CVE_RE.findall(named)} & cves.keys():
+            for cve in about & cves.keys():
                 for i in cves[cve]:
                     _add(rep, found, items[i], i, d, f, f"document about {cve}", [])
     for name, n in info["loaded"].items():
