@@ -26,10 +26,11 @@ def embedder(ctx: Any) -> Any:
 def extractor(ctx: Any) -> Any:
     """The extract-ttps engine, built once per process and shared by the worker threads: after
     construction it reads only its in-memory catalog and vectors, never the KB connection it was
-    built with. Calls go through a lock (its query-vector cache is a plain dict)."""
+    built with. Calls go through a lock (its query-vector cache is a plain dict). Same engine
+    settings as the CLI (the default representation), so the API and `intel extract-ttps` agree."""
     from secfoundry.apps.intel.ttps import TTPExtractor
 
-    return ctx.shared.get("intel.extract-ttps", lambda: _Locked(TTPExtractor(ctx.kb, embedder=embedder(ctx))))
+    return ctx.shared.get("intel.extract-ttps", lambda: _Locked(TTPExtractor(ctx.kb)))
 
 
 class _Locked:
