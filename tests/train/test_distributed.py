@@ -6,18 +6,19 @@ and tiny packed shards.
   1 process x 4 rows x 2 accumulation steps vs 2 processes x 2 rows x 2), within LOSS_TOL;
 - the 2-process run's sharded checkpoint (DCP: one safetensors shard per rank) resumes in one plain
   process, and a single-process checkpoint resumes in 2 processes; the resumed curve continues;
-- the exported model is a plain safetensors directory that transformers loads.
+- the exported model is a plain safetensors directory that transformers loads;
+- DeepSpeed ZeRO-3 (configs/accelerate/deepspeed-cpu.yaml --zero_stage 3) on 2 processes matches too.
 
 Tolerance: both runs see the same rows in the same order and start from the same weights, so any
 difference is arithmetic. The single process computes the loss with the chunked fused head
 (train/loss.py) in bf16 autocast over 4-row batches; the sharded run uses the HF loss over full
 logits (FSDP shards the head) on 2-row batches and sums the two ranks' fp32 gradients in a
-reduce-scatter. bf16 matmuls round at ~2^-8 relative, and Adam normalises tiny gradient
-differences into full-size updates, so the curves drift apart slowly: measured max |diff|
-~1e-3 over 8 steps at lr 3e-3 (see docs/train.md); LOSS_TOL = 5e-3 (about 0.3% of a loss of
-~6) leaves room for other CPUs' bf16 kernels while any real bug (a rank training on wrong rows,
-gradients not averaged, a lost shard) moves the curve by far more (tested: halving the
-averaging moves it by > 0.1 within 3 steps).
+reduce-scatter (DeepSpeed also computes with bf16 weights and an fp32 master copy). bf16 matmuls
+round at ~2^-8 relative and Adam turns tiny gradient differences into full-size updates, so the
+curves drift apart slowly. Measured max |diff| over these 8 steps: FSDP 4.8e-4, ZeRO-2 1.1e-3,
+ZeRO-3 1.3e-3 (the bench's resumed curves: within 2e-4 of the run they continue). LOSS_TOL = 5e-3 (0.08% of a loss
+of ~6) leaves room for other CPUs' bf16 kernels. (On a larger toy and 20 steps the drift reaches
+5e-3 to 8e-3: BENCHMARKS.md, "Distributed training on CPU".)
 """
 
 from __future__ import annotations
