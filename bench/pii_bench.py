@@ -19,7 +19,7 @@ Recall: a value counts as found when replacements cover ≥ 50% of its character
 replacements that overlap a PII value / all replacements (replacing an IOC, a city, a company
 or plain text is a false positive).
 
-    .venv/bin/python bench/pii_bench.py [--per-template 5] [--limit 300] [--ner] [--json bench/results/pii_bench.json]
+    .venv/bin/python bench/pii_bench.py [--per-template 5] [--limit 300] [--ner] [--json /tmp/pii_bench.json]
 """
 
 from __future__ import annotations
