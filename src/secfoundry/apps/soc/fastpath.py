@@ -57,12 +57,12 @@ def eligible(path: str) -> str | None:
                     continue
                 if isinstance(obj.get("winlog"), dict) or isinstance(obj.get("id"), dict):
                     return None  # nested variants: the Python parsers flatten them
-                if not isinstance(obj, dict) or any(isinstance(v, dict) for k, v in obj.items()
-                                                    if k not in ("alert", "flow", "http", "dns", "tls", "metadata",
-                                                                 "fileinfo", "ssh", "smtp", "email", "stats",
-                                                                 "anomaly", "dhcp", "tcp", "netflow")):
+                fmt = classify(obj)
+                # EVE nests by design (alert, flow, http, event_types, traffic, ...: read by JSON path);
+                # other nested records (ECS, Winlogbeat-like) need the Python parsers' flattening
+                if fmt != "suricata" and any(isinstance(v, dict) for v in obj.values()):
                     return None
-                fmts.add(classify(obj))
+                fmts.add(fmt)
                 n += 1
                 if n >= SNIFF or len(fmts) > 1:
                     break
