@@ -46,7 +46,8 @@ class OpenAIModel(LanguageModel):
     def __init__(self, base_url: str, model: str, *, spec: str = "", api_key: str | None = None,
                  max_concurrency: int = 8, timeout: float = 120.0, max_retries: int = 6,
                  backoff: float = 0.5, max_backoff: float = 60.0, top_logprobs: int = 20,
-                 chat: bool = False, headers: dict[str, str] | None = None):
+                 chat: bool = False, headers: dict[str, str] | None = None,
+                 extra_body: dict[str, Any] | None = None):
         import httpx
 
         if not model:
@@ -61,6 +62,9 @@ class OpenAIModel(LanguageModel):
         self.max_backoff = float(max_backoff)
         self.top_logprobs = max(1, int(top_logprobs))
         self.chat = bool(chat)
+        # server-specific fields added to every generation request (the OpenAI SDK's extra_body), e.g.
+        # {"repeat_penalty": 1.0}: llama-cpp-python's server applies a 1.1 repeat penalty by default
+        self.extra_body = dict(extra_body or {})
         key = api_key or os.environ.get("OPENAI_API_KEY")
         hdrs = {"Content-Type": "application/json", **(headers or {})}
         if key:
@@ -119,7 +123,7 @@ class OpenAIModel(LanguageModel):
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "backend": "openai", "base_url": self.base_url, "model": self.model_name,
                 "chat": self.chat, "max_concurrency": self.max_concurrency, "timeout": self.timeout,
-                "top_logprobs": self.top_logprobs}
+                "top_logprobs": self.top_logprobs, "extra_body": self.extra_body}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -135,6 +139,7 @@ class OpenAIModel(LanguageModel):
                 common["seed"] = cfg.seed
             if cfg.stop:
                 common["stop"] = list(cfg.stop)[:4]  # the API's limit; the rest are cut locally
+            common.update(self.extra_body)
             if isinstance(p, str) and not self.chat:
                 out = self._post("/completions", {**common, "prompt": p})
                 text = _first_choice(out, self.spec).get("text") or ""
@@ -238,7 +243,7 @@ class OpenAIModel(LanguageModel):
 
 
 OPENAI_OPTIONS = frozenset({"api_key", "max_concurrency", "timeout", "max_retries", "backoff", "top_logprobs",
-                            "chat", "headers", "max_backoff"})
+                            "chat", "headers", "max_backoff", "extra_body"})
 
 
 @register_backend("openai", options=OPENAI_OPTIONS)
