@@ -167,3 +167,17 @@ def test_smollm2_recipe_counts_the_real_checkpoint():
                 n += math.prod(shape)
     p = make_plan(REPO / "configs/train/smollm2-135m-cpt.yaml")
     assert p.params == n == 134_515_008
+
+
+def test_mixed_precision_auto_resolves_to_what_the_hardware_computes(monkeypatch):
+    import torch
+
+    from secfoundry.train.config import TrainConfig, resolve_mixed_precision
+
+    assert TrainConfig().mixed_precision == "auto"
+    assert resolve_mixed_precision("bf16") == "bf16" and resolve_mixed_precision("no") == "no"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
+    assert resolve_mixed_precision("auto") == "no"  # emulated bf16 would be ~50x slower than fp32
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert resolve_mixed_precision("auto") == "bf16"

@@ -65,7 +65,8 @@ class TrainConfig(YamlConfig):
     micro_batch_size: int = 4
     grad_accum: int = 1
     max_steps: int = 1000  # optimizer steps
-    mixed_precision: str = "bf16"  # bf16 | fp16 | no  (autocast; master weights stay fp32)
+    # auto | bf16 | fp16 | no (autocast; master weights stay fp32). auto: see resolve_mixed_precision.
+    mixed_precision: str = "auto"
     log_every: int = 10
     eval_every: int = 0  # 0: only at the end
     eval_batches: int = 8  # micro-batches per held-out set
@@ -89,3 +90,21 @@ class TrainConfig(YamlConfig):
 
 def dumps(cfg: TrainConfig) -> str:
     return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
+
+
+def resolve_mixed_precision(name: str) -> str:
+    """``auto`` -> ``bf16`` where the hardware computes bf16 natively (CUDA with bf16; a CPU with
+    AMX/AVX512-BF16, as oneDNN reports it), else ``no`` (fp32). Emulated bf16 is a trap on CPUs
+    without it: a 1024x1024 matmul took 2.42 s in bf16 vs 0.043 s in fp32 on an AVX2 EPYC (2 threads),
+    and one 4,096-token SmolLM2 step under bf16 autocast over 3 CPU-minutes. Other values pass through."""
+    if name != "auto":
+        return name
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001 - older/odd builds: fp32 is always correct
+        native = False
+    return "bf16" if native else "no"

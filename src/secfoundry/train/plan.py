@@ -266,7 +266,7 @@ def make_plan(config: str | Path, *, overrides: list[str] | None = None, gpus: i
     b = int(cfg.micro_batch_size)
 
     # Model states per GPU.
-    bpp = bytes_per_param(topo.engine, cfg.mixed_precision)
+    bpp = bytes_per_param(topo.engine, "bf16" if cfg.mixed_precision == "auto" else cfg.mixed_precision)  # GPUs: auto = bf16
     shard = STAGES[topo.stage]
     N = topo.gpus
     mem = {k: n * bpp[k] / (N if sh else 1) / GiB for k, sh in zip(("params", "grads", "optimizer"), shard)}

@@ -1,16 +1,21 @@
 """Continued pretraining loop (single process, or distributed under ``accelerate launch``).
 
 Speed choices (measured in bench/train_throughput.py, figures in BENCHMARKS.md): packed rows with
-no padding, fused AdamW, fp32 master weights with bf16 autocast, loss accumulated on device and
+no padding, fused AdamW, fp32 master weights with bf16 autocast where the hardware has native bf16
+(``mixed_precision: auto``; fp32 elsewhere), loss accumulated on device and
 read back only when logging (no per-step host syncs), the loss computed from hidden states in
 chunks so the (tokens x vocab) fp32 logits never exist (train/loss.py), and torch.compile of the
 decoder layers (``compile: layers``; one compiled graph shared by every layer).
+
+Over 400 lines on purpose: one loop whose set-up, step, checkpoint and distributed branches share
+the run's local state; split, a dozen values would travel between modules.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -22,7 +27,7 @@ import torch
 
 from secfoundry.train import checkpoint as ckpt
 from secfoundry.train import distributed as dist_
-from secfoundry.train.config import TrainConfig, dumps
+from secfoundry.train.config import TrainConfig, dumps, resolve_mixed_precision
 from secfoundry.train.data import MixedBatches, eval_batches, is_general
 from secfoundry.train.loss import causal_lm_loss, supports_fused_loss
 from secfoundry.train.model import compile_mode, compile_model, export_hf, flops_per_token, load_model, load_tokenizer
@@ -73,7 +78,9 @@ class Trainer:
         cfg = self.cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        acc = Accelerator(mixed_precision=cfg.mixed_precision if cfg.mixed_precision != "no" else "no",
+        precision = resolve_mixed_precision(cfg.mixed_precision)
+        _forget_other_precision(precision)
+        acc = Accelerator(mixed_precision=precision,
                           **dist_.accelerator_kwargs(cfg.grad_accum))
         self.acc = acc
         self.deepspeed = acc.distributed_type.value == "DEEPSPEED"
@@ -411,3 +418,15 @@ def _logged_tail(metrics_path: Path) -> tuple[float, dict[str, float]]:
 
 def train(cfg: TrainConfig, resume: bool = False, **kw) -> TrainResult:
     return Trainer(cfg, **kw).run(resume=resume)
+
+
+def _forget_other_precision(precision: str) -> None:
+    """accelerate keeps one process-wide AcceleratorState and refuses a second Accelerator with
+    another mixed precision. A single (non-launched) process may run several trainings (tests, a
+    notebook) whose precisions differ, so drop the stale state there; launched ranks keep theirs.
+    Private accelerate API: no public way to do this exists."""
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and int(os.environ.get("WORLD_SIZE", "1")) == 1 and str(shared.get("mixed_precision")) != precision:
+        AcceleratorState._reset_state()
