@@ -15,7 +15,8 @@ the embedded SmolLM2 GGUF on loopback, started here, then:
 3. **retry**: the same scoring batch with the server SIGKILLed ~1 s in and started again on the
    same port after ~2 s down; every answer must equal the uninterrupted run's; retries counted;
 4. **an application**: ``secfoundry intel extract-ttps REPORT --llm openai:... --json`` against
-   the server and with ``--llm llamacpp:GGUF``: the same techniques and P(yes) per candidate.
+   the server and with ``--llm llamacpp:GGUF``: the same techniques (P(yes) per candidate is
+   not comparable: the app puts the report between fresh random delimiters on every call).
    It needs a KB: ``--home`` (default ``/work/sf-shared-home``) is copied to a temporary home.
 
 Every client/server here shares the machine with whatever else runs: the load average is recorded.
@@ -196,7 +197,7 @@ def app_demo(srv, gguf: Path, home: Path, work: Path) -> dict[str, Any]:
         out[name] = {"seconds": round(s, 2), "techniques": [(t["id"], round(t["confidence"], 3)) for t in r["techniques"]],
                      "llm": r.get("llm")}
     a, b = out["openai"], out["llamacpp"]
-    out["same_techniques"] = [t for t, _ in a["techniques"]] == [t for t, _ in b["techniques"]]
+    out["same_techniques"] = sorted(t for t, _ in a["techniques"]) == sorted(t for t, _ in b["techniques"])
     pa, pb = (a.get("llm") or {}).get("p_yes", {}), (b.get("llm") or {}).get("p_yes", {})
     out["max_abs_p_yes_diff"] = max((abs(pa[k] - pb[k]) for k in pa if k in pb), default=None)
     out["injected_T1486_reported"] = any(t == "T1486" for t, _ in a["techniques"])
