@@ -143,6 +143,11 @@ class LlamaCppModel(LanguageModel):
                 raise InputError(f"max_new_tokens {cfg.max_new_tokens} does not fit n_ctx {self.n_ctx}", row=i)
             ids = ids[-room:]
             with self._lock:
+                if cfg.seed is not None:
+                    # Reproducible sampling: llama.cpp would reuse the KV of the previous prompt's
+                    # common prefix and decode only the rest, in other batch shapes, so the logits
+                    # (and a sampled token) can differ from a fresh run. Seeded calls start fresh.
+                    self.llm.reset()
                 out = self.llm.create_completion(
                     prompt=ids, max_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                     top_p=cfg.top_p if cfg.temperature > 0 else 1.0, top_k=0, min_p=0.0, typical_p=1.0,
