@@ -72,3 +72,14 @@ def mirror_dir(explicit: str | os.PathLike | None = None, default: str | os.Path
     """Source mirror: ``--mirror`` > ``SECFOUNDRY_MIRROR`` > ``default`` (a recipe's ``mirror:``) >
     ``../shared/data/mirror`` (unless ``implicit=False``) > None (live download)."""
     return offline_dir(explicit, "SECFOUNDRY_MIRROR", "mirror", default, implicit=implicit)
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    """Make a fully written ``tmp`` directory visible as ``final`` in one rename; if another
+    process published ``final`` first, keep theirs and drop ours (same inputs, same content)."""
+    if final.exists():
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    tmp.rename(final)

@@ -52,12 +52,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     tensors, groups = optimizer_to_tensors(opt)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-    py_state = random.getstate()
-    full = dict(state, optimizer_param_groups=groups, python_rng=[py_state[0], list(py_state[1]), py_state[2]])
-    (tmp / STATE).write_text(json.dumps(full, indent=1, default=_json_default))
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    _publish(tmp, path, dict(state, optimizer_param_groups=groups))
     return path
 
 
@@ -98,12 +93,7 @@ def save_sharded_checkpoint(path: Path, model: torch.nn.Module, opt, state: dict
     save_file({"torch_rng": torch.get_rng_state()}, str(tmp / f"rng_rank{_rank()}.safetensors"))
     barrier()
     if main:
-        py_state = random.getstate()
-        full = dict(state, optimizer_settings=settings, python_rng=[py_state[0], list(py_state[1]), py_state[2]])
-        (tmp / STATE).write_text(json.dumps(full, indent=1, default=_json_default))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        _publish(tmp, path, dict(state, optimizer_settings=settings))
     barrier()
     return path
 
@@ -146,3 +136,13 @@ def _json_default(o: Any):
     if isinstance(o, (set, tuple)):
         return list(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _publish(tmp: Path, path: Path, state: dict) -> None:
+    """Write the trainer state (with the Python RNG) last, then swap the directory into place."""
+    py_state = random.getstate()
+    full = dict(state, python_rng=[py_state[0], list(py_state[1]), py_state[2]])
+    (tmp / STATE).write_text(json.dumps(full, indent=1, default=_json_default))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)

@@ -32,6 +32,7 @@ import numpy as np
 
 from secfoundry.apps.intel.cve_guard import clean_description
 from secfoundry.apps.intel.vectors import VectorStore
+from secfoundry.core.paths import publish_dir
 
 MIN_CLASS_EXAMPLES = 2
 
@@ -117,12 +118,7 @@ class DenseCwe:
         (tmp / "classes.json").write_text(json.dumps(self.classes))
         (tmp / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
         (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=1))
-        if directory.exists():  # another process finished first
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        tmp.rename(directory)
+        publish_dir(tmp, directory)
 
     @classmethod
     def load(cls, directory: Path, embedder: Any, store: VectorStore | None = None) -> "DenseCwe":

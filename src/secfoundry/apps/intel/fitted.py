@@ -29,6 +29,7 @@ from secfoundry.apps.intel.cve_index import CveRecord, Exclusion, desc_key, load
 from secfoundry.apps.intel.cwe_catalog import CweCatalog
 from secfoundry.apps.intel.lexical import LexicalIndex
 from secfoundry.apps.intel.linear import LinearHead
+from secfoundry.core.paths import publish_dir
 
 FORMAT = 2
 CVSS_METRICS = ("AV", "AC", "PR", "UI", "S", "C", "I", "A")
@@ -150,12 +151,7 @@ class IntelModel:
         (tmp / "rows_meta.json").write_text(json.dumps({"cwe": self.cwe_labels, "cvss": self.cvss_vectors,
                                                         "descriptions": self.descriptions}))
         (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=1))
-        if directory.exists():  # another process finished first
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        tmp.rename(directory)
+        publish_dir(tmp, directory)
 
     @classmethod
     def load(cls, directory: Path) -> "IntelModel":

@@ -27,7 +27,8 @@ import xxhash
 
 from secfoundry.corpus.prepare.bloom import BloomFilter
 from secfoundry.corpus.prepare.dedup_minhash import MinHashDedup, MinHashDedupConfig, MinHasher
-from secfoundry.corpus.prepare.dedup_paragraph import ParagraphDedupConfig, partition_pass, split_paragraphs
+from secfoundry.corpus.prepare.dedup_paragraph import (ParagraphDedupConfig, partition_pass, split_paragraphs,
+                                                      trim_paragraphs)
 from secfoundry.corpus.prepare.identity import document_key
 from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, normalize, words
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
@@ -194,11 +195,6 @@ class Dedup(GlobalStep):
             if d.id in self.drop:
                 dropped.append(Dropped(d, self.name, "dedup:paragraphs"))
                 continue
-            gone = self.removed.get(d.id)
-            if gone:
-                paras = split_paragraphs(d.text)
-                skip = set(gone)
-                d.text = "\n\n".join(p for i, p in enumerate(paras) if i not in skip) + "\n"
-                d.metadata["paragraphs_removed"] = len(skip)
+            trim_paragraphs(d, self.removed.get(d.id))
             kept.append(d)
         return kept, dropped

@@ -64,6 +64,14 @@ def split_paragraphs(text: str) -> list[str]:
     return blocks
 
 
+def trim_paragraphs(doc, gone: list[int] | None) -> None:
+    """Remove the paragraphs numbered ``gone`` (indices into ``split_paragraphs``) from ``doc``."""
+    if not gone:
+        return
+    skip = set(gone)
+    doc.text = "\n\n".join(p for i, p in enumerate(split_paragraphs(doc.text)) if i not in skip) + "\n"
+    doc.metadata["paragraphs_removed"] = len(skip)
+
 def paragraph_hashes(path: str, ngram: int, entity_guard: bool = True) -> dict:
     """Per paragraph of every document in one partition: its entity-salted n-gram hashes (one
     flat array with offsets, so a task returns a few numpy arrays, not 100k small objects),
@@ -174,11 +182,6 @@ class ParagraphDedup(GlobalStep):
             if d.id in self.drop:
                 dropped.append(Dropped(d, self.name, "dedup:paragraphs"))
                 continue
-            gone = self.removed.get(d.id)
-            if gone:
-                paras = split_paragraphs(d.text)
-                skip = set(gone)
-                d.text = "\n\n".join(p for i, p in enumerate(paras) if i not in skip) + "\n"
-                d.metadata["paragraphs_removed"] = len(skip)
+            trim_paragraphs(d, self.removed.get(d.id))
             kept.append(d)
         return kept, dropped
