@@ -27,8 +27,8 @@ import xxhash
 
 from secfoundry.corpus.prepare.bloom import BloomFilter
 from secfoundry.corpus.prepare.dedup_minhash import MinHashDedup, MinHashDedupConfig, MinHasher
-from secfoundry.corpus.prepare.dedup_paragraph import (ParagraphDedupConfig, partition_pass, split_paragraphs,
-                                                      trim_paragraphs)
+from secfoundry.corpus.prepare.dedup_paragraph import (ParagraphDedupConfig, partition_pass, read_identity_columns,
+                                                      split_paragraphs, trim_paragraphs)
 from secfoundry.corpus.prepare.identity import document_key
 from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, normalize, words
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
@@ -67,14 +67,7 @@ class DedupConfig:
 
 def partition_features(path: str, c: DedupConfig) -> dict:
     """Everything the three passes need from one partition, from one read and one tokenisation."""
-    import pyarrow.parquet as pq
-
-    names = pq.read_schema(path).names
-    cols = ["id", "text"] + [x for x in ("title", "source") if x in names]
-    table = pq.read_table(path, columns=cols)
-    ids = table.column("id").to_pylist()
-    titles = table.column("title").to_pylist() if "title" in cols else [""] * len(ids)
-    srcs = table.column("source").to_pylist() if "source" in cols else [""] * len(ids)
+    ids, texts, titles, srcs = read_identity_columns(path)
     mh = MinHasher(c.num_perm, c.seed)
     keys = np.zeros(len(ids), dtype=np.uint64)
     sigs = np.empty((len(ids), c.num_perm), dtype=np.uint64)
@@ -82,7 +75,7 @@ def partition_features(path: str, c: DedupConfig) -> dict:
     about: list[str] = []
     text_len, n_words, n_chars, chunks = [], [], [], []
     para_off, hash_off = [0], [0]
-    for i, (text, title, src) in enumerate(zip(table.column("text").to_pylist(), titles, srcs)):
+    for i, (text, title, src) in enumerate(zip(texts, titles, srcs)):
         text = text or ""
         text_len.append(len(text))
         if c.exact:

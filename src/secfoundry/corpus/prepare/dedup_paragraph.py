@@ -72,10 +72,8 @@ def trim_paragraphs(doc, gone: list[int] | None) -> None:
     doc.text = "\n\n".join(p for i, p in enumerate(split_paragraphs(doc.text)) if i not in skip) + "\n"
     doc.metadata["paragraphs_removed"] = len(skip)
 
-def paragraph_hashes(path: str, ngram: int, entity_guard: bool = True) -> dict:
-    """Per paragraph of every document in one partition: its entity-salted n-gram hashes (one
-    flat array with offsets, so a task returns a few numpy arrays, not 100k small objects),
-    word count and length."""
+def read_identity_columns(path: str) -> tuple[list, list, list, list]:
+    """One partition's ids, texts, titles and sources (empty strings where a column is absent)."""
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names
@@ -84,9 +82,17 @@ def paragraph_hashes(path: str, ngram: int, entity_guard: bool = True) -> dict:
     ids = table.column("id").to_pylist()
     titles = table.column("title").to_pylist() if "title" in cols else [""] * len(ids)
     srcs = table.column("source").to_pylist() if "source" in cols else [""] * len(ids)
+    return ids, table.column("text").to_pylist(), titles, srcs
+
+
+def paragraph_hashes(path: str, ngram: int, entity_guard: bool = True) -> dict:
+    """Per paragraph of every document in one partition: its entity-salted n-gram hashes (one
+    flat array with offsets, so a task returns a few numpy arrays, not 100k small objects),
+    word count and length."""
+    ids, texts, titles, srcs = read_identity_columns(path)
     text_len, n_words, n_chars, chunks = [], [], [], []
     para_off, hash_off = [0], [0]
-    for doc_id, text, title, src in zip(ids, table.column("text").to_pylist(), titles, srcs):
+    for doc_id, text, title, src in zip(ids, texts, titles, srcs):
         text = text or ""
         text_len.append(len(text))
         key = document_key(text, title or "", doc_id, src or "") if entity_guard else ""
