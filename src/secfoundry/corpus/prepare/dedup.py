@@ -27,8 +27,8 @@ import xxhash
 
 from secfoundry.corpus.prepare.bloom import BloomFilter
 from secfoundry.corpus.prepare.dedup_minhash import MinHashDedup, MinHashDedupConfig, MinHasher
-from secfoundry.corpus.prepare.dedup_paragraph import (ParagraphDedupConfig, partition_pass, read_identity_columns,
-                                                      split_paragraphs, trim_paragraphs)
+from secfoundry.corpus.prepare.dedup_paragraph import (ParagraphDedupConfig, apply_paragraph_decisions, partition_pass,
+                                                      read_identity_columns, split_paragraphs)
 from secfoundry.corpus.prepare.identity import document_key
 from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, normalize, words
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
@@ -178,16 +178,13 @@ class Dedup(GlobalStep):
         self.removed, self.drop = st["removed"], set(st["drop"])
 
     def run_batch(self, docs: list[Document]) -> tuple[list[Document], list[Dropped]]:
-        kept, dropped = [], []
+        rest, dropped = [], []
         for d in docs:
             if d.id in self.exact_of or d.id in self.near_of:
                 exact = d.id in self.exact_of
                 d.metadata["duplicate_of"] = self.exact_of[d.id] if exact else self.near_of[d.id]
                 dropped.append(Dropped(d, self.name, "dedup:exact" if exact else "dedup:near"))
-                continue
-            if d.id in self.drop:
-                dropped.append(Dropped(d, self.name, "dedup:paragraphs"))
-                continue
-            trim_paragraphs(d, self.removed.get(d.id))
-            kept.append(d)
-        return kept, dropped
+            else:
+                rest.append(d)
+        kept, para_dropped = apply_paragraph_decisions(rest, self.removed, self.drop, self.name)
+        return kept, dropped + para_dropped

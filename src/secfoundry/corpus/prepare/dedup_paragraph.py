@@ -72,6 +72,19 @@ def trim_paragraphs(doc, gone: list[int] | None) -> None:
     doc.text = "\n\n".join(p for i, p in enumerate(split_paragraphs(doc.text)) if i not in skip) + "\n"
     doc.metadata["paragraphs_removed"] = len(skip)
 
+def apply_paragraph_decisions(docs: list, removed: dict[str, list[int]], drop: set[str],
+                              step: str) -> tuple[list, list]:
+    """Drop the documents in ``drop`` and trim the paragraphs ``removed`` names from the rest."""
+    kept, dropped = [], []
+    for d in docs:
+        if d.id in drop:
+            dropped.append(Dropped(d, step, "dedup:paragraphs"))
+            continue
+        trim_paragraphs(d, removed.get(d.id))
+        kept.append(d)
+    return kept, dropped
+
+
 def read_identity_columns(path: str) -> tuple[list, list, list, list]:
     """One partition's ids, texts, titles and sources (empty strings where a column is absent)."""
     import pyarrow.parquet as pq
@@ -183,11 +196,4 @@ class ParagraphDedup(GlobalStep):
         self.removed, self.drop = st["removed"], set(st["drop"])
 
     def run_batch(self, docs: list[Document]) -> tuple[list[Document], list[Dropped]]:
-        kept, dropped = [], []
-        for d in docs:
-            if d.id in self.drop:
-                dropped.append(Dropped(d, self.name, "dedup:paragraphs"))
-                continue
-            trim_paragraphs(d, self.removed.get(d.id))
-            kept.append(d)
-        return kept, dropped
+        return apply_paragraph_decisions(docs, self.removed, self.drop, self.name)
