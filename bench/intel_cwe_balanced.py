@@ -12,7 +12,6 @@ CTIBench is not looked at. Output: ``bench/results/intel_cwe_balanced.json``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -21,10 +20,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def half(cve_id: str) -> str:
-    return "dev" if int(hashlib.sha1(cve_id.encode()).hexdigest(), 16) % 2 == 0 else "test"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _intel_split import emittable, temporal_split  # noqa: E402
 
 
 def main() -> int:
@@ -64,10 +61,10 @@ def main() -> int:
     classes = [str(c) for c in clf.classes_]
     terms = _term_index(catalog)
     recs, _ = load_records(validate=catalog.validate, errors=[])
-    lab = [r for r in recs if r.published and r.published >= a.cutoff and r.cwe]
+    split = temporal_split(recs, a.cutoff)
     out = {"cutoff": a.cutoff, "C": a.c, "balanced": not a.no_balance, "examples": len(keep), "classes": len(classes), "fit_cpu_s": round(fit_cpu, 1)}
     for name in ("dev", "test"):
-        part = [r for r in lab if half(r.id) == name]
+        part = split[name]
         texts = [clean_description(r.description)[0] for r in part]
         Q = model.index.transform(texts)
         for label, cls, dec in (("cached", model.cwe_head.classes, model.cwe_head.decision(Q)),
@@ -76,10 +73,7 @@ def main() -> int:
             p = np.exp(d - d.max(axis=1, keepdims=True))
             p /= p.sum(axis=1, keepdims=True)
             idx = {c: j for j, c in enumerate(cls)}
-            emit = []
-            for c in cls:
-                v = catalog.validate(c)
-                emit.append(v if v and catalog.entries[v].usage != "Prohibited" else None)
+            emit = emittable(catalog, cls)
             hit = 0
             for i, (r, t) in enumerate(zip(part, texts)):
                 s = p[i].copy()

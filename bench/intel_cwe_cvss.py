@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _intel_split import half  # noqa: E402  (the temporal dev/test halves)
 SHARED = ROOT.parent / "shared" / "data"
 START, END = "<!-- intel-cwe-cvss:start -->", "<!-- intel-cwe-cvss:end -->"
 
@@ -121,13 +123,6 @@ def temporal(cutoff: str, catalog, dense: bool = False) -> dict:
             metric_acc[m] += mp_.value == gold.get(m)
     out["cvss_metric_accuracy"] = {m: round(v / len(cv), 3) for m, v in metric_acc.items()}
     return out
-
-
-def half(cve_id: str) -> str:
-    """The dev/test halves of the temporal split (bench/intel_cwe_dense.py chose settings on dev)."""
-    import hashlib
-
-    return "dev" if int(hashlib.sha1(cve_id.encode()).hexdigest(), 16) % 2 == 0 else "test"
 
 
 def latency(mapper, rows, n: int) -> dict:

@@ -21,7 +21,6 @@ to become the default of future fits).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import os
@@ -33,10 +32,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def half(cve_id: str) -> str:
-    return "dev" if int(hashlib.sha1(cve_id.encode()).hexdigest(), 16) % 2 == 0 else "test"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _intel_split import emittable, keyword_matrix, temporal_split  # noqa: E402
 
 
 def main() -> int:
@@ -64,18 +61,14 @@ def main() -> int:
     model = IntelModel.get(catalog=catalog, published_before=a.cutoff, dense=True, embedder=a.embedder, log=log)
     dense = model.dense
     recs, _ = load_records(validate=catalog.validate, errors=[])
-    lab = [r for r in recs if r.published and r.published >= a.cutoff and r.cwe]
-    split = {"dev": [r for r in lab if half(r.id) == "dev"], "test": [r for r in lab if half(r.id) == "test"]}
+    split = temporal_split(recs, a.cutoff)
     log(f"temporal: fit rows {model.manifest['fit_rows']:,}; labelled after the cutoff: dev {len(split['dev']):,}, "
         f"test {len(split['test']):,}")
     head = model.cwe_head
     idx = model.index
     terms = _term_index(catalog)
     # per head class: the id the mapper would emit (validated, never Prohibited) or None
-    emit = []
-    for c in head.classes:
-        v = catalog.validate(c)
-        emit.append(v if v and catalog.entries[v].usage != "Prohibited" else None)
+    emit = emittable(catalog, head.classes)
 
     # extra logistic-regression heads on the same cached vectors (C grid)
     X = dense.vectors
@@ -111,14 +104,7 @@ def main() -> int:
                 if j is not None:
                     full[:, j] = p[:, i]
             lrp[c_val] = full
-        kw = np.zeros((len(rows), len(head.classes)), np.float32)
-        for i, t in enumerate(texts):
-            tn = f" {norm_description(t)} "
-            for term, cwes in terms.items():
-                if f" {term} " in tn:
-                    for c in cwes:
-                        if c in head.index:
-                            kw[i, head.index[c]] = 1.0
+        kw = keyword_matrix([norm_description(t) for t in texts], terms, head.index, len(head.classes))
         excl = [idx.excluded_rows(Exclusion.for_item(r.id, r.description)) for r in rows]
         return dec, lrp, sims, kw, excl
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import collections
 import gzip
-import hashlib
 import json
 import sys
 import time
@@ -26,10 +25,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def half(cve_id: str) -> str:
-    return "dev" if int(hashlib.sha1(cve_id.encode()).hexdigest(), 16) % 2 == 0 else "test"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _intel_split import emittable, temporal_split  # noqa: E402
 
 
 def main() -> int:
@@ -69,12 +66,8 @@ def main() -> int:
     print(f"{len(names):,} product/vendor names with >= 3 labelled records", file=sys.stderr, flush=True)
     head = model.cwe_head
     terms = _term_index(catalog)
-    emit = []
-    for c in head.classes:
-        v = catalog.validate(c)
-        emit.append(v if v and catalog.entries[v].usage != "Prohibited" else None)
-    lab = [r for r in recs if r.published and r.published >= a.cutoff and r.cwe]
-    split = {"dev": [r for r in lab if half(r.id) == "dev"], "test": [r for r in lab if half(r.id) == "test"]}
+    emit = emittable(catalog, head.classes)
+    split = temporal_split(recs, a.cutoff)
     by_len = sorted(names, key=len, reverse=True)
 
     def components(rows):
