@@ -20,6 +20,10 @@ item, its options right after the question); every cut carries its evidence.
 
 Tokens are word characters (NFKC, lower case); CJK characters are one token each, so Chinese
 SecBench items are matched as well as English ones.
+
+Over 400 lines on purpose: one concept, the item index, whose build (template detection, corpus
+counts) and whose matcher (coverage, runs, span growth, cuts) share the same hashed n-gram arrays
+and item tables; the step and the eval check only call ``ItemIndex`` and ``cut_spans``.
 """
 
 from __future__ import annotations
