@@ -323,3 +323,18 @@ def _middlewares(app):
     while m is not None:
         yield m
         m = getattr(m, "app", None)
+
+
+def test_kb_first_lookup_served_from_rendered_entries(client: TestClient, auth: dict, tiny_kb: Path,
+                                                      monkeypatch) -> None:
+    """``kb sync`` materialised every entry: a first look-up of a canonical id builds nothing."""
+    from secfoundry.kb.knowledge import KnowledgeBase
+
+    expected = CliRunner().invoke(cli_app, ["kb", "show", "T1003", "--db", str(tiny_kb), "--json"])
+
+    def no_build(self, id):  # noqa: ANN001
+        raise AssertionError(f"built {id} instead of reading the rendered entry")
+
+    monkeypatch.setattr(KnowledgeBase, "show", no_build)
+    r = client.get("/kb/T1003", headers=auth)
+    assert r.status_code == 200 and r.json() == json.loads(expected.output)

@@ -52,6 +52,11 @@ class _RichProgress:
             self.p.update(task, total=max(result.records, 1), completed=max(result.records, 1),
                           description=f"{result.name} [{result.status}]")
 
+    def render(self, done: int, total: int) -> None:
+        if "__render" not in self.tasks:
+            self.tasks["__render"] = self.p.add_task("rendering entries", total=max(total, 1))
+        self.p.update(self.tasks["__render"], completed=done, total=max(total, 1))
+
     def embed(self, done: int, total: int) -> None:
         if "__embed" not in self.tasks:
             self.tasks["__embed"] = self.p.add_task("embedding", total=max(total, 1))
@@ -69,6 +74,8 @@ def sync(
     embed_passages: bool = typer.Option(False, "--embed-passages", help="Also embed procedure/observed "
                                         "examples (slow on CPU)."),
     embedder: Optional[str] = typer.Option(None, "--embedder", help="minilm (default) or hashing."),
+    render: bool = typer.Option(True, "--render/--no-render", help="Materialise every entry's `kb show` JSON "
+                                "(fast first look-ups in the service; ~11 CPU-s for the full KB)."),
     as_json: bool = typer.Option(False, "--json", help="Print the sync report as JSON."),
 ) -> None:
     """Sync sources into the knowledge base (incremental, resumable) and build the dense index."""
@@ -85,7 +92,7 @@ def sync(
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, disable=as_json, transient=False) as prog:
             report = kb.sync(mirror=mirror, sources=sources, force=force, dense=dense, policy=policy,
-                             progress=_RichProgress(prog))
+                             progress=_RichProgress(prog), render=render)
     except (InputError, RuntimeError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
@@ -113,6 +120,10 @@ def sync(
                       + (", ".join(f"{k} {v}" for k, v in sorted(d.skipped_types.items())) or "none"))
     elif report.dense_error:
         console.print(f"[red]dense index not rebuilt:[/red] {report.dense_error} (lexical search still works)")
+    if report.rendered and not report.rendered.skipped:
+        r = report.rendered
+        console.print(f"rendered entries: {r.ids} ids, {r.bytes_stored / 1e6:.1f} MB stored "
+                      f"({r.bytes_json / 1e6:.1f} MB JSON) in {r.seconds:.1f} s")
     if report.quarantine:
         console.print(f"[yellow]{len(report.quarantine)} quarantined entries[/yellow] (details in {kb.paths.quarantine}/):")
         for item in report.quarantine[:20]:
@@ -120,6 +131,25 @@ def sync(
         if len(report.quarantine) > 20:
             console.print(f"  ... and {len(report.quarantine) - 20} more")
     raise typer.Exit(1 if report.failed else 0)
+
+
+@app.command()
+def render(db: Optional[Path] = DbOpt,
+           force: bool = typer.Option(False, "--force", help="Re-render even when the stored entries are current.")
+           ) -> None:
+    """Materialise every entry's `kb show` JSON (sync does this; for a KB synced without it)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    kb = _kb(db)
+    console = _console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as prog:
+        r = kb.render(force=force, progress=_RichProgress(prog).render)
+    if r.skipped:
+        console.print("rendered entries are current (use --force to redo)")
+    else:
+        console.print(f"rendered {r.ids} ids: {r.bytes_stored / 1e6:.1f} MB stored ({r.bytes_json / 1e6:.1f} MB JSON) "
+                      f"in {r.seconds:.1f} s")
 
 
 @app.command()

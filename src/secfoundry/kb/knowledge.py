@@ -21,6 +21,7 @@ from secfoundry.kb.store import SourceRow, Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from secfoundry.kb.dense import DenseIndex, DensePolicy, Embedder
+    from secfoundry.kb.rendered import RenderStats
     from secfoundry.kb.search import Hit, Searcher
     from secfoundry.kb.show import Entry
     from secfoundry.kb.sync import KBPaths, Progress, SyncReport
@@ -107,7 +108,7 @@ class KnowledgeBase:
     def sync(self, mirror: str | os.PathLike[str] | None = None, sources: Iterable[str] | str | None = None, *,
              force: bool = False, dense: bool = True, policy: "DensePolicy | None" = None,
              progress: "Progress | None" = None, fetcher: Any = None, connectors: dict[str, Any] | None = None,
-             after_source: Any = None) -> "SyncReport":
+             after_source: Any = None, render: bool = True) -> "SyncReport":
         from secfoundry.kb.sync import sync as run_sync
         from secfoundry.core.paths import mirror_dir
 
@@ -116,9 +117,15 @@ class KnowledgeBase:
         m = mirror_dir(mirror)
         report = run_sync(self.store, self.paths, mirror=m, sources=sources, force=force, dense=dense,
                           embedder=lambda: self.embedder, policy=policy, progress=progress, fetcher=fetcher,
-                          connectors=connectors, after_source=after_source)
+                          connectors=connectors, after_source=after_source, render=render)
         self._searcher = None  # the index changed
         return report
+
+    def render(self, *, force: bool = False, progress: Any = None) -> "RenderStats":
+        """Materialise every entry's ``kb show`` JSON now (``sync`` does it by default)."""
+        from secfoundry.kb.rendered import render_all
+
+        return render_all(self.store, force=force, progress=progress)
 
     def status(self) -> Status:
         from secfoundry.kb.dense import DenseIndex

@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS passages(
   kind TEXT, ref TEXT, text TEXT);
 CREATE INDEX IF NOT EXISTS passages_source ON passages(source);
 CREATE TABLE IF NOT EXISTS vectors(hash TEXT PRIMARY KEY, model TEXT, vec BLOB);
+CREATE TABLE IF NOT EXISTS rendered(id TEXT PRIMARY KEY, body BLOB);
 CREATE VIRTUAL TABLE IF NOT EXISTS records_fts USING fts5(
   name, ids, body, tokenize='porter unicode61 remove_diacritics 2');
 CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
@@ -189,7 +190,7 @@ class Store:
         if row and row[0] == str(SCHEMA_VERSION):
             return
         for name in ("records_fts", "passages_fts", "records", "relations", "aliases", "passages", "sources", "runs",
-                     "meta"):
+                     "meta", "rendered"):
             self.conn.execute(f"DROP TABLE IF EXISTS {name}")
 
     def close(self) -> None:

@@ -53,6 +53,7 @@ class SyncReport:
     dense: BuildStats | None = None
     dense_error: str = ""
     seconds: float = 0.0
+    rendered: Any = None  # kb.rendered.RenderStats when entries were (re)rendered
 
     explicit: bool = False  # sources were named by the caller (then "unavailable" is a failure too)
 
@@ -68,7 +69,8 @@ class SyncReport:
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "resumed": self.resumed, "seconds": self.seconds,
                 "results": [asdict(r) for r in self.results], "quarantine": self.quarantine,
-                "dense": asdict(self.dense) if self.dense else None, "dense_error": self.dense_error}
+                "dense": asdict(self.dense) if self.dense else None, "dense_error": self.dense_error,
+                "rendered": asdict(self.rendered) if self.rendered else None}
 
 
 class Progress:
@@ -78,6 +80,7 @@ class Progress:
     def source_records(self, name: str, n: int) -> None: ...
     def source_end(self, result: SourceResult) -> None: ...
     def embed(self, done: int, total: int) -> None: ...
+    def render(self, done: int, total: int) -> None: ...
 
 
 def content_hash(src: Source, snap: Snapshot) -> str:
@@ -146,11 +149,12 @@ def sync(store: Store, paths: KBPaths, *, mirror: Path | None = None, sources: I
          force: bool = False, dense: bool = True, embedder: Embedder | Callable[[], Embedder] | None = None,
          policy: DensePolicy | None = None, progress: Progress | None = None, fetcher: Any = None,
          connectors: dict[str, type[Source]] | None = None,
-         after_source: Callable[[str], None] | None = None) -> SyncReport:
+         after_source: Callable[[str], None] | None = None, render: bool = True) -> SyncReport:
     """Sync ``sources`` (default: every registered connector) into ``store``.
 
     ``connectors`` overrides the registry (tests); ``after_source`` is called after each
-    committed source (tests use it to simulate a crash).
+    committed source (tests use it to simulate a crash). ``render`` materialises every entry's
+    ``kb show`` JSON afterwards (``kb/rendered.py``) unless it is already current.
     """
     t0 = time.time()
     progress = progress or Progress()
@@ -178,6 +182,10 @@ def sync(store: Store, paths: KBPaths, *, mirror: Path | None = None, sources: I
         else:
             if changed:
                 store.set_meta("dense_state", "stale")
+        if render:
+            from secfoundry.kb.rendered import render_all
+
+            report.rendered = render_all(store, progress=getattr(progress, "render", None))
         store.finish_run(run_id, "failed" if report.failed else "done")
         report.seconds = time.time() - t0
         return report

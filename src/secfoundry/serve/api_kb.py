@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import threading
 import time
@@ -16,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from secfoundry.kb.rendered import entry_json
 from secfoundry.serve.security import require_key
 
 router = APIRouter(prefix="/kb", tags=["kb"], dependencies=[Depends(require_key)])
@@ -44,12 +44,16 @@ class ShowCache:
     another connection (a ``kb sync``) commits. It is read at most every ``check_s`` seconds: a
     SQLite call releases the GIL, and on the event-loop thread getting it back can wait for a busy
     worker thread (the switch interval), so a hit makes no SQLite call at all in between. A sync's
-    changes show within ``check_s``."""
+    changes show within ``check_s``. A miss first tries the body ``kb sync`` materialised
+    (``kb/rendered.py``), so even a first look-up of a hub id costs one indexed read."""
 
     def __init__(self, db: Path, max_bytes: int = 64 * 1024 * 1024, check_s: float = 0.5):
         import sqlite3
 
         self.max_bytes = max_bytes
+        self.db = db
+        self._local = threading.local()
+        self._conns: list[Any] = []  # the worker threads' connections (closed with the cache)
         self.conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
         self.lock = threading.Lock()
         self.items: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
@@ -58,6 +62,7 @@ class ShowCache:
         self.check_s = check_s
         self.checked = time.monotonic()
         self.version = self._version()
+        self.rendered_ok: bool | None = None  # rendered table current for this data_version (None: not checked)
 
     def _version(self) -> int:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
@@ -72,6 +77,7 @@ class ShowCache:
                     self.items.clear()
                     self.bytes = 0
                     self.version = v
+                    self.rendered_ok = None
             hit = self.items.get(key)
             if hit is not None:
                 self.items.move_to_end(key)
@@ -79,6 +85,24 @@ class ShowCache:
             else:
                 self.misses += 1
             return hit
+
+    def rendered(self, key: str) -> bytes | None:
+        """The entry's JSON from the KB's ``rendered`` table when that table is current (its stamp
+        is checked once per KB change); None otherwise. Called on worker threads: SQLite I/O on a
+        per-thread read-only connection, so the event loop's ``get`` never waits for it."""
+        import sqlite3
+
+        from secfoundry.kb import rendered
+
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, check_same_thread=False)
+            with self.lock:
+                self._conns.append(conn)
+        ok = self.rendered_ok
+        if ok is None:
+            ok = self.rendered_ok = rendered.is_current(conn)
+        return rendered.lookup(conn, key) if ok else None
 
     def put(self, key: str, value: tuple[int, bytes]) -> None:
         with self.lock:
@@ -96,6 +120,9 @@ class ShowCache:
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+            for c in self._conns:
+                c.close()
+            self._conns.clear()
 
 
 def show_cache(shared: Any) -> ShowCache:
@@ -112,26 +139,18 @@ def kb_show_bytes(ctx: Any, id: str) -> tuple[int, bytes]:
     hit = cache.get(id)
     if hit is not None:
         return hit
-    code, body = kb_show_obj(ctx, id)
-    out = (code, json.dumps(body, ensure_ascii=False, default=_plain).encode("utf-8"))
+    body = cache.rendered(id)  # materialised at sync time (kb/rendered.py): no build for a first look-up
+    if body is not None:
+        out = (200, body)
+    else:
+        code, obj = kb_show_obj(ctx, id)
+        out = (code, entry_json(obj))
     cache.put(id, out)
     return out
 
 
-def _plain(o: Any) -> Any:
-    """``json.dumps`` hook giving the bytes of ``json.dumps(dataclasses.asdict(entry), default=str)``
-    (what ``kb show --json`` prints) without asdict's recursive deep copy, which is most of the
-    CPU of rendering a busy entry: a dataclass becomes the dict of its fields in field order (the
-    encoder recurses into it), anything else JSON cannot encode its ``str``, as the CLI's
-    ``default=str``. Parity with the CLI is tested byte for byte."""
-    fields = getattr(type(o), "__dataclass_fields__", None)
-    if fields is not None and not isinstance(o, type):
-        return {name: getattr(o, name) for name, f in fields.items() if f._field_type is dataclasses._FIELD}  # type: ignore[attr-defined]
-    return str(o)
-
-
 def kb_show_obj(ctx: Any, id: str) -> tuple[int, Any]:
-    """(status, the Entry dataclass or the 404 body): encode with ``default=_plain``."""
+    """(status, the Entry dataclass or the 404 body): encode with ``kb.rendered.entry_json``."""
     entry = ctx.kb.show(id)
     if entry is None:
         from secfoundry.kb import ids as idmod
