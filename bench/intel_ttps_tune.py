@@ -1,7 +1,15 @@
 """Choose extract-ttps's kNN settings and confidence threshold on a development set that is not
 CTIBench: pseudo-documents built from ATT&CK software entries outside CTIBench-ATE.
 
-    .venv/bin/python bench/intel_ttps_tune.py [--n 150] [--out bench/results/intel_ttps_tune.json]
+    .venv/bin/python bench/intel_ttps_tune.py [--n 150] [--repr hybrid --embedder minilm]
+        [--extra descriptions] [--out bench/results/intel_ttps_tune.json]
+
+``--repr`` / ``--embedder`` pick the representation (default: the app's own, ``SECFOUNDRY_TTPS_*``):
+``tfidf``, ``dense`` (cosine of the embedder's vectors: ``minilm`` = the contextual sentence model,
+``minilm-static``) or ``hybrid`` (alpha x TF-IDF + (1 - alpha) x dense). ``--extra descriptions``
+adds each technique's name + the first sentence of its ATT&CK description as one more example.
+Similarities of a document's sentences are computed once per document and reused across the
+grid (only the kNN settings and thresholds change between grid points).
 
 A pseudo-document is one software entry's procedure examples joined into a text; its gold is the
 set of main techniques of those examples. While a document is scored, that software's own
@@ -15,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import re
 import sys
@@ -32,6 +41,45 @@ def f1(preds, golds):
     return (2 * pr * rc / (pr + rc) if pr + rc else 0.0), pr, rc
 
 
+def memo_similarities(model) -> None:
+    """Cache the (dense and TF-IDF) similarity matrices per list of sentences: the grid re-scores
+    the same documents many times with other kNN settings; alpha is applied on the cached parts."""
+    cache: dict = {}
+    orig = model.similarities
+
+    def sims(texts):
+        key = tuple(texts)
+        if model.hybrid:
+            if key not in cache:
+                lex = (model.embedder.tfidf.encode(texts) @ model.X.T).toarray()
+                cache[key] = (lex, model.embed(texts) @ model.Xd.T)
+            lex, dense = cache[key]
+            al = model.embedder.alpha
+            return al * lex + (1 - al) * dense
+        if key not in cache:
+            cache[key] = orig(texts)
+        return cache[key].copy()
+
+    model.similarities = sims
+
+
+def description_examples(rep: str) -> list[tuple[str, str]]:
+    """(name + first sentence of the description, technique id) for every current technique."""
+    import re as _re
+
+    from secfoundry.apps.intel.ttps_catalog import catalog_for
+    from secfoundry.kb.knowledge import KnowledgeBase
+
+    cat = catalog_for(KnowledgeBase.open())
+    out = []
+    for tid, t in sorted(cat.techniques.items()):
+        desc = _re.sub(r"\(Citation:[^)]*\)", "", t.description or "")
+        desc = _re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", desc)
+        first = _re.split(r"(?<=[.!?])\s+", desc.strip(), maxsplit=1)[0] if desc.strip() else ""
+        out.append((f"{t.full_name}. {first}".strip(), tid))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=150)
@@ -39,12 +87,35 @@ def main() -> int:
     ap.add_argument("--calibrated", action="store_true",
                     help="only the default settings, calibrated scores: choose the confidence threshold")
     ap.add_argument("--alpha", default="0.3,0.5,0.7", help="hybrid: TF-IDF weights of the similarity to try")
+    ap.add_argument("--repr", default=None, choices=["tfidf", "dense", "hybrid"])
+    ap.add_argument("--embedder", default=None, help="vectors.intel_embedder spec of the dense side (minilm, minilm-static)")
+    ap.add_argument("--extra", default="none", choices=["none", "descriptions"])
+    ap.add_argument("--min-sim", default=None, help="comma-separated min_sim grid (default: per representation)")
     ap.add_argument("--out", default="bench/results/intel_ttps_tune.json")
     a = ap.parse_args()
-    from secfoundry.apps.intel.ttps import ExtractOptions, get_extractor
+    from secfoundry.apps.intel.ttps import ExtractOptions, TTPExtractor, get_extractor
     from secfoundry.core.paths import benchmark_data_dir
 
-    ex = get_extractor()
+    t_load, c_load = time.time(), time.process_time()
+    if a.repr or a.embedder or a.extra != "none":
+        from secfoundry.apps.intel.ttps import _ttps_embedder
+        from secfoundry.apps.intel.vectors import intel_embedder
+
+        emb = None
+        if a.repr != "tfidf":
+            emb = intel_embedder(a.embedder) if a.embedder else _ttps_embedder()
+        rep = a.repr or "hybrid"
+        extra = description_examples(rep) if a.extra == "descriptions" else ()
+        if rep == "dense":
+            ex = TTPExtractor(embedder=emb, extra=extra)
+        elif rep == "hybrid":
+            ex = TTPExtractor(embedder=emb, representation="hybrid", extra=extra)
+        else:
+            ex = TTPExtractor(representation="tfidf", extra=extra)
+    else:
+        ex = get_extractor()
+    load_s, load_cpu = time.time() - t_load, time.process_time() - c_load
+    memo_similarities(ex.model)
     cat = ex.catalog
     ate = benchmark_data_dir() / "ctibench" / "cti-ate.tsv"
     ate_ids = {m.group(1) for r in csv.DictReader(ate.open(), delimiter="\t")
@@ -70,7 +141,9 @@ def main() -> int:
     elif ex.representation == "hybrid":
         grid = {"k": [8, 16], "min_sim": [0.2, 0.3, 0.4], "power": [2.0], "mode": ["share"]}
     else:
-        grid = {"k": [8, 16], "min_sim": [0.4, 0.5], "power": [2.0, 4.0], "mode": ["share", "max"]}
+        grid = {"k": [8, 16], "min_sim": [0.4, 0.5, 0.6], "power": [2.0, 4.0], "mode": ["share", "max"]}
+    if a.min_sim:
+        grid["min_sim"] = [float(x) for x in a.min_sim.split(",")]
     alphas = [float(x) for x in a.alpha.split(",")] if ex.representation == "hybrid" else [None]
     thresholds = [0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
     rows = []
@@ -96,7 +169,10 @@ def main() -> int:
                              key=lambda r: r["micro_f1"])), flush=True)
     ex.model.config = base
     best = max(rows, key=lambda r: r["micro_f1"])
-    out = {"representation": ex.representation, "documents": len(docs), "software": owners, "best": best, "seconds": round(time.time() - t0, 1),
+    out = {"representation": ex.representation, "embedder": getattr(ex.model.embedder, "name", None),
+           "extra": a.extra, "examples": len(ex.model.examples), "documents": len(docs), "software": owners,
+           "best": best, "seconds": round(time.time() - t0, 1), "load_s": round(load_s, 1),
+           "load_cpu_s": round(load_cpu, 1), "cpu_s": round(time.process_time(), 1), "loadavg": os.getloadavg(),
            "rows": sorted(rows, key=lambda r: -r["micro_f1"])}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))

@@ -20,10 +20,8 @@ ATT&CK software entry, whose own examples must not be looked up while scoring it
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -83,50 +81,20 @@ class SentenceScores:
     neighbours: list[tuple[str, float, int]] = field(default_factory=list)  # (technique, sim, example index)
 
 
-def _cache_path(kind: str, key: str) -> Path:
-    from secfoundry.core.paths import cache_dir
-
-    return cache_dir("intel", kind) / f"{key}.npy"
-
-
 def embed_cached(embedder, texts: Sequence[str], kind: str = "ttps") -> np.ndarray:
-    """Unit vectors for ``texts``, cached on disk by (embedder, texts). Embedding is saved chunk
-    by chunk, so a run that is killed resumes where it stopped (on 2 busy cores the ~17.7k
-    ATT&CK examples take many minutes)."""
-    h = hashlib.blake2b(embedder.name.encode(), digest_size=16)
-    for t in texts:
-        h.update(t.encode("utf-8", "replace"))
-        h.update(b"\x00")
-    path = _cache_path(kind, h.hexdigest())
-    if path.exists():
-        arr = np.load(path)
-        if arr.shape[0] == len(texts):
-            return arr.astype(np.float32)
-    parts_dir = path.with_suffix(".parts")
-    parts_dir.mkdir(exist_ok=True)
-    log.info("embedding %d training sentences with %s (cached afterwards)", len(texts), embedder.name)
-    chunk = 256
-    vecs = []
-    for n, i in enumerate(range(0, len(texts), chunk)):
-        part = parts_dir / f"{n:05d}.npy"
-        if part.exists():
-            v = np.load(part)
-            if v.shape[0] == len(texts[i:i + chunk]):
-                vecs.append(v.astype(np.float32))
-                continue
-        v = embedder.encode(list(texts[i:i + chunk])).astype(np.float16)  # stored and used as float16
-        tmp = part.with_name(part.stem + ".tmp.npy")
-        np.save(tmp, v)
-        tmp.replace(part)
-        vecs.append(v.astype(np.float32))
-    arr = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, embedder.dim), np.float32)
-    tmp = path.with_name(path.stem + ".tmp.npy")
-    np.save(tmp, arr.astype(np.float16))
-    tmp.replace(path)
-    import shutil
+    """Unit vectors for ``texts`` from the per-text store of ``vectors.VectorStore`` (keyed by a
+    hash of each text and the embedder, length-sorted batches, written shard by shard so a killed
+    run resumes; the CVE descriptions of map-cwe share the same store). ``kind`` is kept for
+    callers; the store is one per embedder."""
+    from secfoundry.apps.intel.vectors import VectorStore
 
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    return arr
+    if not len(texts):
+        return np.zeros((0, embedder.dim), np.float32)
+    store = VectorStore(embedder)
+    todo = len(texts) - sum(1 for t in set(texts) if store.has(t))
+    if todo > 0:
+        log.info("embedding %d %s sentences with %s (cached afterwards)", todo, kind, embedder.name)
+    return store.get(texts, persist=True, log=log.info)
 
 
 class TfidfEmbedder:

