@@ -77,13 +77,27 @@ def load_jsonl(path: Path):
     return docs
 
 
+def load_parquet(path: Path):
+    """Documents of a pipeline phase directory (e.g. the throughput bench's ``01-process`` output):
+    exactly what the run's dedup step reads, HTML pages already extracted, non-security pages
+    already filtered out by the process stage."""
+    import pyarrow.parquet as pq
+
+    from secfoundry.core.documents import Document
+
+    files = sorted((path / "data").glob("*.parquet")) if (path / "data").is_dir() else sorted(path.glob("*.parquet"))
+    return [Document.from_row(r) for f in files for r in pq.read_table(f).to_pylist()]
+
+
 def kept_by_group(before, kept) -> dict[str, tuple[int, int]]:
     kept_ids = {d.id for d in kept}
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for d in before:
         if d.id.startswith("plant:"):
             continue
-        g = "general" if d.source.startswith("general") else "security"
+        s = d.source.split(":", 1)[1] if d.source.startswith("web:") else d.source
+        g = ("general" if s.startswith("general") or d.source == "web:general"
+             else "security web" if d.source.startswith("web:") else "security")
         for key in (g, d.source):
             out[key][0] += 1
             out[key][1] += d.id in kept_ids
@@ -195,6 +209,7 @@ def evaluate(order: list[str], docs, pairs, groups, tmp: Path, step_options: dic
         kept, dropped, secs = run_step(build(name, step_options.get(name, {})), cur,
                                        tmp / name)
         loss = entities_lost(docs, kept)
+        twins = [t for t in loss.through_twin if not t[0].startswith("plant:")]  # planted copies are not twins
         red = redundancy(kept)
         ps = pair_stats(pairs, kept)
         kept_ids = {d.id for d in kept}
@@ -204,17 +219,19 @@ def evaluate(order: list[str], docs, pairs, groups, tmp: Path, step_options: dic
                      "redundant_by_source": {s: (r / t if t else 0.0) for s, (t, r) in red.by_source.items()},
                      "lost": loss.n_lost, "removed_entity_docs": loss.removed, "emptied": loss.emptied,
                      "lost_by_source": dict(loss.by_source), "lost_examples": loss.lost[:15],
+                     "through_twin": len(twins), "through_twin_by_source": dict(Counter(s for _, s, _ in twins)),
+                     "through_twin_examples": twins[:10],
                      "planted_both": ps.both_kept, "planted_median_jaccard": ps.median_jaccard,
                      "groups_multi": multi, "seconds": secs, "kept_by_group": kept_by_group(docs, kept)})
         print(f"  {name:16s} docs {len(kept):6d}  redundant {100 * red.fraction:5.2f}%  entities lost {loss.n_lost}"
-              f" (removed {loss.removed}, emptied {loss.emptied})  planted both kept {ps.both_kept}/{ps.pairs}"
+              f" (removed {loss.removed}, emptied {loss.emptied}; {len(twins)} removed kept only via an alias twin)  planted both kept {ps.both_kept}/{ps.pairs}"
               f" (J {ps.median_jaccard:.2f})  groups >1 kept {multi}/{len(groups)}  {secs:.1f}s", flush=True)
         cur = kept
     kg = rows[-1]["kept_by_group"]
     print("  kept after " + " -> ".join(order) + ": " + ", ".join(
-        f"{k} {v[1]}/{v[0]} = {100 * v[1] / v[0]:.1f}%" for k, v in kg.items() if k in ("security", "general")), flush=True)
+        f"{k} {v[1]}/{v[0]} = {100 * v[1] / v[0]:.1f}%" for k, v in kg.items() if k in ("security", "security web", "general")), flush=True)
     print("  per source: " + ", ".join(f"{k} {100 * v[1] / v[0]:.1f}%" for k, v in kg.items()
-                                       if k not in ("security", "general") and v[1] < v[0]), flush=True)
+                                       if k not in ("security", "security web", "general") and v[1] < v[0]), flush=True)
     return rows
 
 
@@ -228,12 +245,19 @@ def main() -> None:
     ap.add_argument("--options", default="{}", help='JSON: per-step options, e.g. {"minhash_dedup": {"threshold": 0.6}}')
     ap.add_argument("--input-jsonl", type=Path, default=None,
                     help="use this JSONL directory (the corpus throughput bench's input) instead of sampling the mirror")
+    ap.add_argument("--input-parquet", type=Path, default=None,
+                    help="use this phase directory's Parquet partitions (e.g. <run>/01-process) as the input")
     ap.add_argument("--work", type=Path, default=Path("/tmp/secfoundry-dedup-quality"))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
     print("loading documents ...", flush=True)
-    docs = load_jsonl(args.input_jsonl) if args.input_jsonl else load_documents(args.mirror, args.per_source, args.general)
+    if args.input_parquet:
+        docs = load_parquet(args.input_parquet)
+    elif args.input_jsonl:
+        docs = load_jsonl(args.input_jsonl)
+    else:
+        docs = load_documents(args.mirror, args.per_source, args.general)
     docs, pairs = plant(docs, args.planted)
     groups = real_groups(docs)
     print(f"{len(docs)} documents ({len(pairs)} planted near-duplicates); {len(groups)} real duplicate groups "

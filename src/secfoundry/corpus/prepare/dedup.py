@@ -11,7 +11,8 @@ n-grams from one tokenisation; the driver then decides, in plan order,
    ``dedup:near``. MinHash sees whole documents, before any paragraph is trimmed, so a mirrored
    copy with a date line and a few edited words is compared with its original as it is;
 3. repeated paragraphs in the survivors (Bloom pass of ``dedup_paragraph``, with its entity
-   guard) — trimmed, or ``dedup:paragraphs`` when too little remains.
+   guard) — trimmed, or ``dedup:paragraphs`` when nothing of the document's own is left (see
+   ``dedup_paragraph``: a record's own field lists are never another document's repeat).
 
 Reasons, ``duplicate_of`` and ``paragraphs_removed`` are the same as the single steps write.
 """
@@ -27,10 +28,10 @@ import xxhash
 
 from secfoundry.corpus.prepare.bloom import BloomFilter
 from secfoundry.corpus.prepare.dedup_minhash import MinHashDedup, MinHashDedupConfig, MinHasher
-from secfoundry.corpus.prepare.dedup_paragraph import (ParagraphDedupConfig, apply_paragraph_decisions, partition_pass,
-                                                      read_identity_columns, split_paragraphs)
+from secfoundry.corpus.prepare.dedup_paragraph import (ParagraphDedupConfig, apply_paragraph_decisions, paragraph_salt,
+                                                      partition_pass, read_identity_columns, split_paragraphs)
 from secfoundry.corpus.prepare.identity import document_key
-from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, normalize, words
+from secfoundry.corpus.prepare.text import entities, ngram_hashes, normalize, words
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.core.documents import Document
 
@@ -54,15 +55,17 @@ class DedupConfig:
     ngram: int = 13
     paragraph_threshold: float = 0.8
     min_words: int = 10
-    min_keep_chars: int = 200
+    min_own_words: int = 10
     error_rate: float = 1e-4
+    own_fields: bool = True
 
     def minhash(self) -> MinHashDedupConfig:
         return MinHashDedupConfig(self.shingle, self.num_perm, self.bands, self.threshold, self.entity_guard, self.seed)
 
     def paragraph(self) -> ParagraphDedupConfig:
-        return ParagraphDedupConfig(self.ngram, self.paragraph_threshold, self.min_words, self.min_keep_chars,
-                                    self.error_rate, self.entity_guard)
+        return ParagraphDedupConfig(ngram=self.ngram, threshold=self.paragraph_threshold, min_words=self.min_words,
+                                    min_own_words=self.min_own_words, error_rate=self.error_rate,
+                                    entity_guard=self.entity_guard, own_fields=self.own_fields)
 
 
 def partition_features(path: str, c: DedupConfig) -> dict:
@@ -90,7 +93,7 @@ def partition_features(path: str, c: DedupConfig) -> dict:
             doc_tokens += toks
             if c.paragraphs:
                 pe = entities(p) if doc_ents else frozenset()
-                h = ngram_hashes(toks, c.ngram, salt=entity_salt(pe | {key} if key else pe))
+                h = ngram_hashes(toks, c.ngram, salt=paragraph_salt(p, pe, key, ids[i], c.own_fields))
                 chunks.append(h)
                 hash_off.append(hash_off[-1] + len(h))
                 n_words.append(len(toks))

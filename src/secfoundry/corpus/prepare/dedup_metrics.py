@@ -6,8 +6,9 @@
   repeated lines are not cross-document redundancy), reported overall and per source.
 * **Distinct entities lost** (:func:`entities_lost`): documents about an entity (a CVE, CWE,
   ATT&CK technique, GHSA/OSV/RUSTSEC advisory, NIST control ...; see ``identity.py``) that a
-  dedup step removed, or *emptied* (kept with less than ``emptied_below`` of its words), while no
-  kept document is about that entity. Removing an OSV record whose GHSA mirror (same CVE) stays
+  dedup step removed, or *emptied* (kept with less than ``emptied_below`` of the words of its
+  distinct paragraphs: a page that repeats its own paragraphs is not emptied by keeping one copy
+  of each), while no kept document is about that entity. Removing an OSV record whose GHSA mirror (same CVE) stays
   loses nothing; removing CVE-2018-2711 because its paragraphs follow Oracle's template loses
   an entity. Target: 0.
 * **Pairs** (:func:`pair_stats`): for planted or known duplicate pairs, how many have both
@@ -72,12 +73,28 @@ class EntityLoss:
     entity_docs: int = 0  # input documents about an entity
     removed: int = 0  # of those, removed by the step(s)
     emptied: int = 0  # of those, kept with less than `emptied_below` of their words
+    # removed documents whose entity is kept only through another document about it (an alias twin)
+    through_twin: list[tuple[str, str, str]] = field(default_factory=list)  # (doc id, source, entity key)
     lost: list[tuple[str, str, str]] = field(default_factory=list)  # (doc id, entity key, how)
     by_source: Counter = field(default_factory=Counter)  # lost entities per source
 
     @property
     def n_lost(self) -> int:
         return len(self.lost)
+
+
+def distinct_words(text: str) -> int:
+    """Words of a text's distinct paragraphs (a paragraph repeated verbatim counts once)."""
+    from secfoundry.corpus.prepare.dedup_paragraph import split_paragraphs
+
+    seen: set[str] = set()
+    n = 0
+    for p in split_paragraphs(text):
+        k = " ".join(p.split())
+        if k not in seen:
+            seen.add(k)
+            n += len(words(p))
+    return n
 
 
 def entities_lost(before: Iterable[Document], after: Iterable[Document], emptied_below: float = 0.25) -> EntityLoss:
@@ -93,7 +110,7 @@ def entities_lost(before: Iterable[Document], after: Iterable[Document], emptied
         if a is None:
             how = "removed"
         else:
-            n0, n1 = len(words(d.text or "")), len(words(a.text or ""))
+            n0, n1 = distinct_words(d.text or ""), len(words(a.text or ""))
             how = "emptied" if n0 and n1 < emptied_below * n0 else ""
         if not how:
             keys_kept |= {key, document_key(a.text, a.title or "", a.id, a.source)}
@@ -108,7 +125,10 @@ def entities_lost(before: Iterable[Document], after: Iterable[Document], emptied
             out.removed += 1
         else:
             out.emptied += 1
-        if key not in keys_kept:
+        if key in keys_kept:
+            if how == "removed" and not key.startswith("record:"):
+                out.through_twin.append((d.id, d.source, key))
+        else:
             out.lost.append((d.id, key, how))
             out.by_source[d.source] += 1
             keys_kept.add(key)  # one entity counts once

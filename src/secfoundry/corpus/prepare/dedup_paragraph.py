@@ -12,6 +12,19 @@ Security-aware details:
   its paragraphs can only be repeats of paragraphs of documents about the *same* entity (an OSV
   record and its GHSA mirror, both keyed by their CVE). Oracle advisories and kernel CVEs whose
   paragraphs follow one template are never trimmed or emptied by other advisories' text;
+* **a record's own facts are its own**: in a document about an entity, a *field paragraph* (every
+  line a list item or a table row: aliases, affected packages and versions, references, mapping
+  tables) is also salted with the document's own id, so it is a repeat only of the same
+  document's earlier text. Alias twins (``PYSEC-2021-467`` for ``tensorflow-cpu`` and its
+  ``tensorflow``/``tensorflow-gpu``/GHSA siblings, all keyed ``CVE-2021-29539``) lose the shared
+  description but keep their own id, aliases, affected packages and references;
+* a document is dropped whole only when **nothing of its own is left**: fewer than
+  ``min_own_words`` (10, about one sentence) words in paragraphs that are not repeats — long or
+  short: an id heading, an alias line, a ``Detects: T1590.005`` stub and its own field lists
+  count; shared headings ("## References") and boilerplate stubs seen elsewhere do not. Otherwise
+  the repeated paragraphs are trimmed and the remainder stays (the old rule, "< 200 characters
+  left and < half the document", dropped the OSV alias twins whose shared description was most
+  of their text, and kept a 200-character remainder of pure boilerplate);
 * short paragraphs (headings, "## Related", list stubs) are never removed — removing shared
   boilerplate headings only breaks document structure;
 * fenced code blocks are one paragraph, never split at blank lines inside them.
@@ -33,6 +46,7 @@ from secfoundry.corpus.prepare.text import entities, entity_salt, ngram_hashes, 
 from secfoundry.core.documents import Document
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
+_FIELD_LINE = re.compile(r"^\s*(?:[-*+]\s|\d{1,3}[.)]\s|\|)")
 
 
 @dataclass
@@ -40,9 +54,10 @@ class ParagraphDedupConfig:
     ngram: int = 13
     threshold: float = 0.8  # fraction of a paragraph's n-grams already seen that makes it a repeat
     min_words: int = 10  # shorter paragraphs are never removed
-    min_keep_chars: int = 200  # a document left shorter than this (and < half its size) is dropped
+    min_own_words: int = 10  # dropped whole only when fewer words than this are in non-repeated paragraphs
     error_rate: float = 1e-4
     entity_guard: bool = True  # salt every paragraph of a document about an entity with its id
+    own_fields: bool = True  # field paragraphs (lists, tables) of an entity document repeat only its own text
 
 
 def split_paragraphs(text: str) -> list[str]:
@@ -62,6 +77,23 @@ def split_paragraphs(text: str) -> list[str]:
     if cur:
         blocks.append("\n".join(cur))
     return blocks
+
+
+def field_paragraph(p: str) -> bool:
+    """A record's facts: every non-empty line is a list item or a table row."""
+    lines = [ln for ln in p.split("\n") if ln.strip()]
+    return bool(lines) and all(_FIELD_LINE.match(ln) for ln in lines)
+
+
+def paragraph_salt(p: str, p_ents: frozenset[str], key: str, doc_id: str, own_fields: bool = True) -> int:
+    """The salt of a paragraph's n-grams: its own ids, the document's identity key (entity guard)
+    and, for a field paragraph of a document about an entity, the document's own id."""
+    if not key:
+        return entity_salt(p_ents)
+    s = p_ents | {key}
+    if own_fields and field_paragraph(p):
+        s = s | {"own:" + doc_id}
+    return entity_salt(s)
 
 
 def trim_paragraphs(doc, gone: list[int] | None) -> None:
@@ -98,7 +130,7 @@ def read_identity_columns(path: str) -> tuple[list, list, list, list]:
     return ids, table.column("text").to_pylist(), titles, srcs
 
 
-def paragraph_hashes(path: str, ngram: int, entity_guard: bool = True) -> dict:
+def paragraph_hashes(path: str, ngram: int, entity_guard: bool = True, own_fields: bool = True) -> dict:
     """Per paragraph of every document in one partition: its entity-salted n-gram hashes (one
     flat array with offsets, so a task returns a few numpy arrays, not 100k small objects),
     word count and length."""
@@ -111,8 +143,7 @@ def paragraph_hashes(path: str, ngram: int, entity_guard: bool = True) -> dict:
         key = document_key(text, title or "", doc_id, src or "") if entity_guard else ""
         for p in split_paragraphs(text):
             toks = words(p)
-            ents = entities(p)
-            h = ngram_hashes(toks, ngram, salt=entity_salt(ents | {key} if key else ents))
+            h = ngram_hashes(toks, ngram, salt=paragraph_salt(p, entities(p), key, doc_id, own_fields))
             chunks.append(h)
             hash_off.append(hash_off[-1] + len(h))
             n_words.append(len(toks))
@@ -149,16 +180,19 @@ def partition_pass(bloom: BloomFilter, part: dict, c: ParagraphDedupConfig) -> t
     counts = np.zeros(n_para, dtype=np.int64)
     if nonempty.any():
         counts[nonempty] = np.add.reduceat(seen.astype(np.int64), starts[nonempty])
-    gone = nonempty & (part["words"] >= c.min_words) & (counts >= c.threshold * np.maximum(lens, 1))
+    repeat = nonempty & (counts >= c.threshold * np.maximum(lens, 1))
+    gone = repeat & (part["words"] >= c.min_words)
     bloom.add(hashes[np.repeat(~gone, lens)])
 
     doc_of = np.repeat(np.arange(len(p_off) - 1), np.diff(p_off))
-    kept_chars = np.bincount(doc_of, weights=np.where(gone, 0, part["chars"]), minlength=len(p_off) - 1)
+    # a document's own text: its paragraphs, long or short, that are not repeats (an id heading,
+    # an alias line, its own field lists); shared headings and boilerplate stubs do not count
+    own_words = np.bincount(doc_of, weights=np.where(repeat, 0, part["words"]), minlength=len(p_off) - 1)
     removed: dict[str, list[int]] = {}
     drop: list[str] = []
     for d in np.unique(doc_of[gone]).tolist():
         idx = (np.flatnonzero(gone[p_off[d]:p_off[d + 1]])).tolist()
-        if kept_chars[d] < c.min_keep_chars and kept_chars[d] < part["text_len"][d] / 2:
+        if own_words[d] < c.min_own_words:  # nothing of its own left
             drop.append(part["ids"][d])
         else:
             removed[part["ids"][d]] = idx
@@ -185,7 +219,7 @@ class ParagraphDedup(GlobalStep):
         bloom = BloomFilter(capacity=max(1000, total_chars // 5), error_rate=c.error_rate)
         removed: dict[str, list[int]] = {}
         drop: list[str] = []
-        for part in ctx.map_partitions(paragraph_hashes, c.ngram, c.entity_guard):
+        for part in ctx.map_partitions(paragraph_hashes, c.ngram, c.entity_guard, c.own_fields):
             part_removed, part_drop = partition_pass(bloom, part, c)
             removed.update(part_removed)
             drop += part_drop

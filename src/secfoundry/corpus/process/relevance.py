@@ -219,6 +219,13 @@ class RelevanceConfig:
     # negatives reaches it; measured in BENCHMARKS.md). None disables the override.
     keyword_override_density: float | None = 5.0
     keyword_override_distinct: int = 5
+    # A document that names a security identifier of the keyword list's strongest class (weight
+    # >= 3: CVE, CWE, CAPEC, GHSA, PYSEC, RUSTSEC, CCE ids, CVSS vectors, defanged URLs) is
+    # security text whatever the model says. The model was trained on paragraphs where system
+    # configuration prose is a hard negative (man pages), so hardening rules ("The kernel
+    # parameter ... should be set to 0", ComplianceAsCode with CCE ids) scored 0.27-0.42.
+    id_override: bool = True
+    id_override_weight: float = 3.0
 
 
 class RelevanceStep(Step):
@@ -273,6 +280,15 @@ class RelevanceStep(Step):
             kw = {"density": s.density, "distinct": s.distinct}
         return kw["density"] >= c.keyword_override_density and kw.get("distinct", 0) >= c.keyword_override_distinct
 
+    def _id_override(self, doc: Document) -> bool:
+        if not self.config.id_override:
+            return False
+        from secfoundry.corpus.process.keywords import default_keywords
+
+        text = doc.text[:200_000]
+        return any(w >= self.config.id_override_weight and pat.findall(text)
+                   for pat, w, _ in default_keywords().patterns)
+
     def _score(self, docs: list[Document], idx: list[int]) -> dict[int, float]:
         texts: list[str] = []
         owner: list[int] = []
@@ -316,6 +332,9 @@ class RelevanceStep(Step):
                 kept.append(doc)
             elif self._keyword_override(doc):
                 doc.metadata["relevance_by"] = "keywords"
+                kept.append(doc)
+            elif self._id_override(doc):
+                doc.metadata["relevance_by"] = "identifier"
                 kept.append(doc)
             else:
                 dropped.append(Dropped(doc, self.name, f"relevance:{p:.2f}"))
