@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
-import xxhash
+
+from secfoundry.corpus.prepare.text import token_hashes
 
 CVE_RE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
 CVE_BENCHMARKS = ("ctibench-rcm", "ctibench-rcm-2021", "ctibench-vsp")
@@ -75,9 +76,12 @@ def tokens(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     return toks, spans
 
 
-def token_hashes(toks: list[str]) -> np.ndarray:
-    return np.fromiter((xxhash.xxh64_intdigest(t.encode("utf-8", "surrogatepass")) for t in toks),
-                       dtype=np.uint64, count=len(toks))
+def token_list(text: str) -> list[str]:
+    """The tokens of :func:`tokens` without their spans (one C-level ``findall``; lower-casing
+    ASCII text first gives the same tokens, since it changes neither lengths nor word characters)."""
+    if text.isascii():
+        return _TOKEN_RE.findall(text.lower())
+    return [unicodedata.normalize("NFKC", t).lower() for t in _TOKEN_RE.findall(text)]
 
 
 def window_hashes(th: np.ndarray, n: int) -> np.ndarray:
@@ -96,8 +100,54 @@ def window_hashes(th: np.ndarray, n: int) -> np.ndarray:
     return acc
 
 
+def window_hashes_at(th: np.ndarray, n: int, starts: np.ndarray) -> np.ndarray:
+    """``window_hashes(th, n)[starts]`` computed for those windows only (``starts`` <= len - n)."""
+    with np.errstate(over="ignore"):
+        acc = np.zeros(len(starts), dtype=np.uint64)
+        for k in range(n):
+            acc = acc * _MULT + th[starts + k]
+        acc ^= acc >> np.uint64(31)
+        acc *= np.uint64(0xBF58476D1CE4E5B9)
+        acc ^= acc >> np.uint64(29)
+        acc += np.uint64(n)
+    return acc
+
+
+def has_short_question(th: np.ndarray, short: dict[int, np.ndarray], first: np.ndarray) -> bool:
+    """Whether the token hashes ``th`` hold the whole of a short question verbatim: ``short`` maps
+    a question length to its sorted window hashes, ``first`` holds their first-token hashes
+    (only windows starting with one of those are hashed)."""
+    if not len(first) or not len(th):
+        return False
+    starts = np.flatnonzero(first[np.minimum(np.searchsorted(first, th), len(first) - 1)] == th)
+    for n, sh in short.items():
+        st = starts[starts <= len(th) - n]
+        if len(st) and len(in_sorted(window_hashes_at(th, n, st), sh)):
+            return True
+    return False
+
+
 def text_grams(text: str, n: int) -> np.ndarray:
-    return np.unique(window_hashes(token_hashes(tokens(text)[0]), n))
+    return uniq(window_hashes(token_hashes(token_list(text)), n))
+
+
+def uniq(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` of a 1-D array by sorting (numpy 2's hash-based unique costs ~10x more on the
+    short per-document arrays this module handles)."""
+    if len(a) < 2:
+        return a.copy()
+    a = np.sort(a)
+    keep = np.empty(len(a), dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
+def member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` for a sorted, unique ``sorted_set`` (binary search)."""
+    if not len(values) or not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    return sorted_set[np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)] == values
 
 
 def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -173,7 +223,7 @@ def load_benchmark_items(names: list[str] | None = None, data_dir: str | None = 
             q = str(it.question or "")
             opts = [str(v) for v in (it.options or {}).values() if v]
             extra = [it.gold] if isinstance(it.gold, str) and len(it.gold.split()) >= min_words and not opts else []
-            norm = " ".join(tokens(" ".join([q, *opts, *extra]))[0])
+            norm = " ".join(token_list(" ".join([q, *opts, *extra])))
             if not norm:
                 continue
             ref = f"{name}:{it.id}"
@@ -224,11 +274,16 @@ class ItemIndex:
         self.short: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # length -> (sorted hashes, item ids)
         self.stats: dict[str, Any] = {}
         self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (gram, item, in question)
+        self._bits: np.ndarray | None = None  # gram_bits(), built on first use
+        self._sizes: list[int] | None = None  # sizes, once the items are indexed
+        self.short_first = np.zeros(0, dtype=np.uint64)  # first-token hashes of short questions (build only)
 
     @property
     def sizes(self) -> list[int]:
         """The n-gram sizes in use (corpus text is windowed at each)."""
-        return sorted({int(n) for n in np.unique(self.item_n) if n > 0}) or [self.cfg.ngram]
+        if self._sizes is None:
+            self._sizes = sorted({int(n) for n in np.unique(self.item_n) if n > 0}) or [self.cfg.ngram]
+        return self._sizes
 
     # build -------------------------------------------------------------------------------------
     def build_items(self) -> np.ndarray:
@@ -238,8 +293,9 @@ class ItemIndex:
         gh, gi, gq = [], [], []
         sh_, sp_, si_ = [], [], []  # every window of every item, in order: hash, token position, item
         short_h: dict[int, list[tuple[int, int]]] = {}
+        short_first: list[int] = []  # first-token hash of every short question
         for i, it in enumerate(self.items):
-            units = [token_hashes(tokens(t)[0]) for t in it.units()]
+            units = [token_hashes(token_list(t)) for t in it.units()]
             n = c.ngram if len(units[0]) >= c.short_item_tokens else c.short_ngram
             self.item_n[i] = n
             base = 0
@@ -249,14 +305,16 @@ class ItemIndex:
                     sh_.append(w)
                     sp_.append(np.arange(len(w), dtype=np.int32) + base)
                     si_.append(np.full(len(w), i, dtype=np.int32))
-                    g = np.unique(w)
+                    g = uniq(w)
                     gh.append(g)
                     gi.append(np.full(len(g), i, dtype=np.int32))
                     gq.append(np.full(len(g), u == 0))
                 elif u == 0 and len(th) >= c.min_words:  # a short question: matched whole
                     short_h.setdefault(len(th), []).append((int(window_hashes(th, len(th))[0]), i))
+                    short_first.append(int(th[0]))
                 elif u == 0 and len(th) >= 3 and len(it.options) >= 2:  # "What does DEA stand for?"
                     short_h.setdefault(len(th), []).append((int(window_hashes(th, len(th))[0]), i))
+                    short_first.append(int(th[0]))
                     self.needs_opts[i] = True  # matched only with two of its options next to it
                 base += len(th) + n  # a gap: windows never bridge two units
         h = np.concatenate(gh) if gh else np.zeros(0, dtype=np.uint64)
@@ -283,8 +341,10 @@ class ItemIndex:
             order = np.argsort(arr[:, 0], kind="stable")
             self.short[n] = (arr[order, 0], arr[order, 1].astype(np.int32))
         self.stats["short_questions"] = sum(len(v[0]) for v in self.short.values())
+        self.short_first = np.unique(np.array(short_first, dtype=np.uint64))
+        self._sizes = None
         self._finish()
-        return np.unique(self._pairs[0])
+        return uniq(self._pairs[0])
 
     def apply_corpus_counts(self, grams: np.ndarray, doc_freq: np.ndarray) -> None:
         """Drop grams found in >= ``corpus_template_docs`` documents, except for items that are
@@ -295,7 +355,7 @@ class ItemIndex:
         if not len(common):
             self.stats.update(corpus_template_grams=0, items_common_in_corpus=0)
             return
-        is_common = np.isin(h, common)
+        is_common = member(h, common)
         per_item = np.bincount(o, minlength=len(self.items))
         common_item = np.bincount(o[is_common], minlength=len(self.items))
         mostly = common_item >= self.cfg.item_common_share * np.maximum(per_item, 1)
@@ -312,6 +372,7 @@ class ItemIndex:
         order = np.lexsort((o, h))
         h, o, q = h[order], o[order], q[order]
         self.gram, starts = np.unique(h, return_index=True)
+        self._bits = None
         self.ptr = np.append(starts, len(h)).astype(np.int64)
         self.owner, self.qflag = o, q
         self.total = np.bincount(o, minlength=len(self.items)).astype(np.int32)
@@ -321,8 +382,8 @@ class ItemIndex:
         seq_item = np.repeat(np.arange(len(self.items), dtype=np.int64), np.diff(self.seq_ptr))
         K = np.uint64(0x9E3779B97F4A7C15)
         with np.errstate(over="ignore"):
-            inf_keys = np.unique(h ^ (o.astype(np.uint64) * K))
-            self.seq_inf = np.isin(self.seq_h ^ (seq_item.astype(np.uint64) * K), inf_keys)
+            inf_keys = uniq(h ^ (o.astype(np.uint64) * K))
+            self.seq_inf = member(self.seq_h ^ (seq_item.astype(np.uint64) * K), inf_keys)
         self.cover = np.array([self._covered(i, self.seq_inf[self.seq_ptr[i]:self.seq_ptr[i + 1]])
                                for i in range(len(self.items))], dtype=np.int32)
         indexed = self.total > 0
@@ -336,7 +397,9 @@ class ItemIndex:
         if not len(pos):
             return 0
         n = int(self.item_n[i])
-        return int(len(np.unique((pos[:, None] + np.arange(n)[None, :]).ravel())))
+        words = np.zeros(int(pos.max()) + n, dtype=bool)
+        words[(pos[:, None] + np.arange(n)[None, :]).ravel()] = True
+        return int(words.sum())
 
     def coverage(self, i: int, matched: np.ndarray) -> float:
         """Share of item ``i``'s informative words covered by the informative windows found."""
@@ -371,26 +434,27 @@ class ItemIndex:
     # matching ----------------------------------------------------------------------------------
     def text_grams(self, text: str) -> np.ndarray:
         """Unique window hashes of ``text`` at every n-gram size in use (for corpus counting)."""
-        th = token_hashes(tokens(text)[0])
-        return np.unique(np.concatenate([window_hashes(th, n) for n in self.sizes]))
+        th = token_hashes(token_list(text))
+        return uniq(np.concatenate([window_hashes(th, n) for n in self.sizes]))
 
     def find(self, text: str) -> list[Match]:
         """Every item ``text`` contaminates, with the character spans to cut."""
         c = self.cfg
-        toks, spans = tokens(text)
+        toks = token_list(text)
         if len(toks) < c.min_words:
             return []
+        spans = _LazySpans(text)  # character spans are needed only where something matched
         th = token_hashes(toks)
         out: list[Match] = []
         wins = {n: window_hashes(th, n) for n in self.sizes}
         g = np.concatenate([wins[n] for n in self.sizes])
         gpos = np.concatenate([np.arange(len(wins[n])) for n in self.sizes])
         if len(g) and len(self.gram):
-            pos = np.searchsorted(self.gram, g)
-            pos = np.minimum(pos, len(self.gram) - 1)
-            hit = np.nonzero(self.gram[pos] == g)[0]
+            maybe = np.flatnonzero(self.gram_bits()[g & _BITS_MASK])  # cheap pre-test, then exact
+            pos = np.minimum(np.searchsorted(self.gram, g[maybe]), len(self.gram) - 1)
+            found = self.gram[pos] == g[maybe]
+            hit, gidx = maybe[found], pos[found]
             if len(hit):
-                gidx = pos[hit]
                 counts = self.ptr[gidx + 1] - self.ptr[gidx]
                 rep = np.repeat(hit, counts)
                 starts = np.repeat(self.ptr[gidx], counts)
@@ -398,21 +462,22 @@ class ItemIndex:
                 rows = starts + offs
                 items, inq = self.owner[rows], self.qflag[rows]
                 grams_of, tokpos = g[rep], gpos[rep]
-                for it in np.unique(items):
+                for it in uniq(items):
                     sel = items == it
                     n = int(self.item_n[it])
                     p = np.sort(tokpos[sel])
-                    share = len(np.unique(grams_of[sel])) / max(1, int(self.total[it]))
-                    qshare = (len(np.unique(grams_of[sel & inq])) / int(self.qtotal[it])) if self.qtotal[it] else 0.0
+                    found_grams = uniq(grams_of[sel])
+                    share = len(found_grams) / max(1, int(self.total[it]))
+                    qshare = (len(uniq(grams_of[sel & inq])) / int(self.qtotal[it])) if self.qtotal[it] else 0.0
                     run = _longest_run(p)
-                    if len(np.unique(grams_of[sel])) < min(c.min_hits, int(self.total[it])):
+                    if len(found_grams) < min(c.min_hits, int(self.total[it])):
                         continue  # one or two n-grams are not evidence of a whole item
                     if share >= c.min_share:
                         why = f"share {share:.2f} of {int(self.total[it])} informative {n}-grams"
                     elif qshare >= c.min_share:
                         why = f"question share {qshare:.2f} of {int(self.qtotal[it])} informative {n}-grams"
                         p = np.sort(tokpos[sel & inq])
-                    elif len(p) >= 2 and (cov := self.coverage(int(it), np.unique(grams_of[sel]))) >= c.min_coverage:
+                    elif len(p) >= 2 and (cov := self.coverage(int(it), found_grams)) >= c.min_coverage:
                         why = f"covers {cov:.2f} of the item's {int(self.cover[it])} informative words (edited copy)"
                     elif run >= c.min_run and self.total[it] >= 3 * c.min_run:  # a long quote of a long item
                         why = f"verbatim run of {run} informative {n}-grams"
@@ -443,6 +508,13 @@ class ItemIndex:
         for m in out:
             m.spans = _merge(m.spans + self._unit_spans(m, toks, spans, text))
         return out
+
+    def gram_bits(self) -> np.ndarray:
+        """A one-hash Bloom bitmap of ``gram`` (low bits of each hash): most corpus windows miss
+        it, so the binary search runs only on the few that may be in the index."""
+        if self._bits is None:
+            self._bits = gram_bitmap(self.gram)
+        return self._bits
 
     def _grow(self, i: int, p: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
         """The matched window positions ``p`` grown over every adjacent window of the item,
@@ -490,7 +562,7 @@ class ItemIndex:
         w = self.cfg.option_window
         out = []
         for u, opt in enumerate(it.units()):
-            ot = tokens(opt)[0]
+            ot = token_list(opt)
             lo, hi = max(0, first - w - len(ot)), min(len(toks), last + w + len(ot))
             if not ot:
                 continue
@@ -500,6 +572,38 @@ class ItemIndex:
                     out.append((u, _widen(text, spans[s][0], spans[s + len(ot) - 1][1])))
                     break
         return out
+
+
+_BITS_MASK = np.uint64((1 << 24) - 1)
+
+
+def gram_bitmap(grams: np.ndarray) -> np.ndarray:
+    bits = np.zeros(1 << 24, dtype=bool)
+    bits[grams & _BITS_MASK] = True
+    return bits
+
+
+class _LazySpans:
+    """The character spans of :func:`tokens`, computed on first use."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._spans: list[tuple[int, int]] | None = None
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        if self._spans is None:
+            self._spans = tokens(self.text)[1]
+        return self._spans
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        return self.spans[i]
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __iter__(self):
+        return iter(self.spans)
 
 
 def document_cves(doc_id: str, title: str, text: str, metadata: dict[str, Any]) -> set[str]:
@@ -530,7 +634,7 @@ def _token_at(spans: list[tuple[int, int]], char: int) -> int:
 def _longest_run(p: np.ndarray) -> int:
     if len(p) == 0:
         return 0
-    u = np.unique(p)
+    u = uniq(p)
     breaks = np.nonzero(np.diff(u) != 1)[0]
     edges = np.concatenate([[-1], breaks, [len(u) - 1]])
     return int(np.diff(edges).max())
@@ -538,7 +642,7 @@ def _longest_run(p: np.ndarray) -> int:
 
 def _run_positions(p: np.ndarray, min_run: int) -> np.ndarray:
     """Only the positions that belong to runs of at least ``min_run`` consecutive windows."""
-    u = np.unique(p)
+    u = uniq(p)
     out, start = [], 0
     for k in range(1, len(u) + 1):
         if k == len(u) or u[k] != u[k - 1] + 1:

@@ -65,20 +65,32 @@ class DecontaminateConfig:
                              corpus_template_docs=self.corpus_template_docs)
 
 
-def _count_partition(path: str, cand_path: str, sizes: list[int]) -> tuple[np.ndarray, int]:
+def _count_partition(path: str, cand_path: str, sizes: list[int]) -> dict[str, Any]:
     """Candidate grams present in each document of one partition (concatenated, unique per
-    document), and the number of documents: the corpus document frequency of benchmark grams."""
+    document; ``lens`` says how many per document): the corpus document frequency of benchmark
+    grams. Also, per document, whether it holds a short question verbatim (``short``): with the
+    grams that stay informative, that tells the apply pass which documents can match an item at
+    all, so it tokenises only those."""
     import pyarrow.parquet as pq
 
-    cand = np.load(cand_path)
-    out, n = [], 0
-    for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=2048):
-        for text in batch.column(0).to_pylist():
-            n += 1
-            th = C.token_hashes(C.tokens(text or "")[0])
-            g = np.unique(np.concatenate([C.window_hashes(th, n) for n in sizes]))
-            out.append(C.in_sorted(g, cand))
-    return (np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)), n
+    z = np.load(cand_path)
+    cand = z["cand"]
+    bits = C.gram_bitmap(cand)
+    short = {int(k[5:]): z[k] for k in z.files if k.startswith("short") and k[5:].isdigit()}
+    first = z["short_first"]
+    out, lens, ids, short_hit = [], [], [], []
+    for batch in pq.ParquetFile(path).iter_batches(columns=["id", "text"], batch_size=2048):
+        for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+            th = C.token_hashes(C.token_list(text or ""))
+            g = C.uniq(np.concatenate([C.window_hashes(th, n) for n in sizes]))
+            g = g[bits[g & C._BITS_MASK]]
+            h = C.in_sorted(g, cand)
+            out.append(h)
+            lens.append(len(h))
+            ids.append(doc_id)
+            short_hit.append(C.has_short_question(th, short, first))
+    return {"hits": np.concatenate(out) if out else np.zeros(0, dtype=np.uint64),
+            "lens": np.asarray(lens, dtype=np.int64), "ids": ids, "short": np.asarray(short_hit, dtype=bool)}
 
 
 class Decontaminate(GlobalStep):
@@ -91,6 +103,7 @@ class Decontaminate(GlobalStep):
         self.index: C.ItemIndex | None = None
         self.cve_owner: dict[str, list[int]] = {}
         self.info: dict[str, Any] = {}
+        self.may_match: set[str] | None = None  # documents the item matcher must see (None: all)
 
     # -- index ---------------------------------------------------------------------------------
     def build(self, ctx: GlobalContext | None = None) -> dict[str, Any]:
@@ -98,19 +111,26 @@ class Decontaminate(GlobalStep):
         items, info = C.load_benchmark_items(c.benchmarks or None, c.data_dir, c.min_words, c.download)
         self.index = C.ItemIndex(items, c.match_config())
         cand = self.index.build_items()
+        self.may_match = None
         if ctx is not None and len(cand):
-            cand_path = ctx.state_dir / "candidates.npy"
-            np.save(cand_path, cand)
-            hits, n_docs = [], 0
-            for h, n in ctx.map_partitions(_count_partition, str(cand_path), self.index.sizes):
-                hits.append(h)
-                n_docs += n
-            allh = np.concatenate(hits) if hits else np.zeros(0, dtype=np.uint64)
+            cand_path = ctx.state_dir / "candidates.npz"
+            np.savez(cand_path, cand=cand, short_first=self.index.short_first,
+                     **{f"short{n}": h for n, (h, _) in self.index.short.items()})
+            parts = list(ctx.map_partitions(_count_partition, str(cand_path), self.index.sizes))
+            allh = np.concatenate([p["hits"] for p in parts]) if parts else np.zeros(0, dtype=np.uint64)
             u, cnt = np.unique(allh, return_counts=True)
             freq = np.zeros(len(cand), dtype=np.int64)
             freq[np.searchsorted(cand, u)] = cnt
             self.index.apply_corpus_counts(cand, freq)
-            info["corpus_docs"] = n_docs
+            info["corpus_docs"] = sum(len(p["ids"]) for p in parts)
+            # the documents that hold an informative gram or a short question: the only ones
+            # ItemIndex.find can match (the rest get the CVE-id check only)
+            lens = np.concatenate([p["lens"] for p in parts] or [np.zeros(0, dtype=np.int64)])
+            flag = np.concatenate([p["short"] for p in parts] or [np.zeros(0, dtype=bool)])
+            flag[np.repeat(np.arange(len(lens)), lens)[C.member(allh, self.index.gram)]] = True
+            ids = [i for p in parts for i in p["ids"]]
+            self.may_match = {ids[k] for k in np.flatnonzero(flag)}
+            info["documents_to_match"] = len(self.may_match)
             cand_path.unlink(missing_ok=True)
         self._cves()
         self.info = {**info, **self.index.stats, "cves": len(self.cve_owner), "config": asdict(c)}
@@ -130,6 +150,8 @@ class Decontaminate(GlobalStep):
         np.savez(ctx.state_dir / "index.npz", **self.index.arrays())
         (ctx.state_dir / "items.json").write_text(json.dumps([it.to_dict() for it in self.index.items]))
         (ctx.state_dir / "index.json").write_text(json.dumps(info, default=str))
+        if self.may_match is not None:
+            (ctx.state_dir / "may_match.json").write_text(json.dumps(sorted(self.may_match)))
         (ctx.artifacts_dir / "decontamination-index.json").write_text(json.dumps(info, indent=1, default=str))
 
     def load(self, state_dir: Path) -> None:
@@ -139,6 +161,8 @@ class Decontaminate(GlobalStep):
             arrays = {k: z[k] for k in z.files}
         self.index = C.ItemIndex.from_arrays(items, self.config.match_config(), arrays, self.info)
         self._cves()
+        mm = Path(state_dir) / "may_match.json"
+        self.may_match = set(json.loads(mm.read_text())) if mm.exists() else None
 
     # -- apply ---------------------------------------------------------------------------------
     def _date_drop(self, doc: Document) -> str | None:
@@ -169,6 +193,8 @@ class Decontaminate(GlobalStep):
                     out.append({"item": it.key, "benchmarks": _benches(it), "why": f"cve {cve}" + (
                         " (the document is about it)" if about else " (mentioned)"), "spans": spans,
                         "whole": about})
+        if self.may_match is not None and doc.id not in self.may_match and text is doc.text:
+            return out  # no informative gram and no short question of any item (counted in fit)
         about = C.document_cves(doc.id, doc.title, text, doc.metadata)
         for m in self.index.find(text):
             it = self.index.items[m.item]
@@ -206,7 +232,7 @@ class Decontaminate(GlobalStep):
                     record_cut(d, self.name, f"decontam:{kind}:{e['benchmarks'][0]}", original[a:b],
                                {"item": e["item"], "benchmarks": e["benchmarks"], "why": e["why"], "start": a, "end": b})
             d.metadata["decontaminated"] = [{k: v for k, v in e.items() if k != "whole"} for e in ev[:20]]
-            if len(C.tokens(new)[0]) < min(c.min_keep_words, len(C.tokens(original)[0])) or not new.strip():
+            if len(C.token_list(new)) < min(c.min_keep_words, len(C.token_list(original))) or not new.strip():
                 dropped.append(Dropped(d, self.name, f"decontam:ngram:{ev[0]['benchmarks'][0]}"))
                 continue
             d.text = new
