@@ -33,6 +33,25 @@ def words(text: str) -> list[str]:
     return _WORD_RE.findall(unicodedata.normalize("NFKC", text).lower())
 
 
+# token -> xxh64: corpus text repeats a small vocabulary, so hashing through a per-process cache
+# (bounded; cleared when full) costs a dict look-up per token instead of an encode + hash.
+_HASHES: dict[str, int] = {}
+_HASHES_MAX = 1_000_000
+
+
+def token_hashes(tokens: list[str]) -> np.ndarray:
+    """xxh64 of each token (UTF-8), as uint64."""
+    get = _HASHES.__getitem__
+    try:
+        return np.fromiter(map(get, tokens), dtype=np.uint64, count=len(tokens))
+    except KeyError:
+        if len(_HASHES) > _HASHES_MAX:
+            _HASHES.clear()
+        for t in set(tokens).difference(_HASHES):
+            _HASHES[t] = xxhash.xxh64_intdigest(t.encode("utf-8", "surrogatepass"))
+        return np.fromiter(map(get, tokens), dtype=np.uint64, count=len(tokens))
+
+
 def ngram_hashes(tokens: list[str], n: int, salt: int = 0) -> np.ndarray:
     """64-bit hashes of every word n-gram (one hash of the whole text when it is shorter)."""
     if not tokens:
@@ -40,7 +59,7 @@ def ngram_hashes(tokens: list[str], n: int, salt: int = 0) -> np.ndarray:
     if len(tokens) < n:
         return np.array([xxhash.xxh64_intdigest(" ".join(tokens).encode("utf-8", "surrogatepass"), seed=salt & 0xFFFFFFFFFFFFFFFF)], dtype=np.uint64)
     # Hash each token once, then combine windows arithmetically: much faster than hashing strings.
-    th = np.array([xxhash.xxh64_intdigest(t.encode("utf-8", "surrogatepass")) for t in tokens], dtype=np.uint64)
+    th = token_hashes(tokens)
     with np.errstate(over="ignore"):
         acc = np.zeros(len(tokens) - n + 1, dtype=np.uint64)
         mult = np.uint64(0x9E3779B97F4A7C15)
