@@ -78,9 +78,15 @@ class Routing:
 
 def strip_non_prose(text: str) -> tuple[str, int]:
     """Remove fenced code and tables; returns (remaining text, chars of fenced code)."""
+    hit = _STRIP_CACHE.get(text)
+    if hit is not None:
+        return hit
     code_chars = sum(len(m.group(0)) for m in FENCE_RE.finditer(text))
     rest = FENCE_RE.sub("\n", text)
     rest = TABLE_LINE_RE.sub("", rest)
+    if len(_STRIP_CACHE) >= _PROSE_CACHE_MAX:
+        del _STRIP_CACHE[next(iter(_STRIP_CACHE))]  # oldest first
+    _STRIP_CACHE[text] = (rest, code_chars)
     return rest, code_chars
 
 
@@ -88,6 +94,10 @@ def strip_non_prose(text: str) -> tuple[str, int]:
 # keyed by the text itself (str caches its hash, so a hit costs no rehash) saves doing it twice.
 _PROSE_CACHE: dict[str, str] = {}
 _PROSE_CACHE_MAX = 4096
+# strip_non_prose is wanted by contenttype (twice: the prose part and the code share) and by
+# quality: the same kind of cache
+_STRIP_CACHE: dict[str, tuple[str, int]] = {}
+_ASCII_LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
 
 
 def prose_part(text: str) -> str:
@@ -112,10 +122,17 @@ def _prose_part(text: str) -> str:
     for ln in rest.split("\n"):
         s = ln.strip()
         # keep lines that read as natural language: enough letters, several words
-        letters = len(LETTER_RE.findall(s))
-        if len(s.split()) >= 3 and letters >= 0.6 * len(s):
+        if len(s.split()) >= 3 and _letters(s) >= 0.6 * len(s):
             lines.append(s)
     return re.sub(r"\s+", " ", " ".join(lines)).strip()
+
+
+def _letters(s: str) -> int:
+    """Letters in ``s`` (``LETTER_RE`` matches), counted in C for ASCII lines."""
+    if s.isascii():
+        b = s.encode("ascii")
+        return len(b) - len(b.translate(None, _ASCII_LETTERS))
+    return len(LETTER_RE.findall(s))
 
 
 def _line_share(lines: list[str], pattern: re.Pattern) -> float:

@@ -165,11 +165,20 @@ def score_text(text: str, kw: KeywordList | None = None, max_chars: int = 200_00
     kw = kw or default_keywords()
     text = text[:max_chars]
     toks = TOKEN_RE.findall(text)
-    low = [t.lower() for t in toks]
+    low = list(map(str.lower, toks))
     hits: dict[str, int] = {}
     weighted = 0.0
-    i, n = 0, len(toks)
-    while i < n:
+    n = len(toks)
+    # Only positions whose token starts some term can match: find those with set look-ups, then
+    # walk them in order, skipping the tokens a matched phrase covered (as a token-by-token scan would).
+    first_e = kw.exact.keys() & set(toks)
+    first_f = kw.folded.keys() & set(low)
+    starts = [i for i, (t, lt) in enumerate(zip(toks, low)) if t in first_e or lt in first_f] \
+        if first_e or first_f else []
+    nxt = 0
+    for i in starts:
+        if i < nxt:
+            continue
         matched = 0
         for table, seq in ((kw.exact, toks), (kw.folded, low)):
             for phrase, w, term in table.get(seq[i], ()):
@@ -179,7 +188,7 @@ def score_text(text: str, kw: KeywordList | None = None, max_chars: int = 200_00
                     weighted += w
                     matched = max(matched, k)
                     break
-        i += max(matched, 1)
+        nxt = i + max(matched, 1)
     id_hit = False
     for pat, w, term in kw.patterns:
         c = len(pat.findall(text))

@@ -240,6 +240,20 @@ class Replacement:
     text: str
 
 
+def _lower_variant(rx: re.Pattern) -> re.Pattern:
+    """``rx`` without IGNORECASE, for lower-cased ASCII text: the same spans (lower-casing ASCII
+    keeps every length and character class) at a fraction of the cost (SRE folds case per
+    character and cannot scan for a first character). Only for patterns without upper-case letters."""
+    if re.search(r"[A-Z]", re.sub(r"\\.|\(\?P<\w+>", "", rx.pattern)):
+        raise ValueError(f"pattern has upper-case letters: {rx.pattern[:60]}")
+    return re.compile(rx.pattern, rx.flags & ~re.I)
+
+
+SECRET_KEY_TRIGGER_LOW = _lower_variant(SECRET_KEY_TRIGGER)
+SECRET_KV_LOW = _lower_variant(SECRET_KV_RE)
+PHONE_CONTEXT_LOW = _lower_variant(PHONE_CONTEXT_RE)
+
+
 def _windowed(rx: re.Pattern, trigger: re.Pattern, text: str, before: int, after: int) -> list[re.Match]:
     """Matches of ``rx`` near the matches of a cheap ``trigger`` (deduplicated, in order)."""
     out: dict[tuple[int, int], re.Match] = {}
@@ -284,10 +298,16 @@ class PIIScrubber:
             if not any(pm.start() < e_ and s_ < pm.end() and pm.group(0)[:1] in "hfsw\\/"  # URLs and paths
                        for pm in PROTECT_RE.finditer(text, max(0, s_ - 300), min(len(text), e_ + 10))):
                 add(s_, e_, "SECRET")
-        for m in _windowed(SECRET_KV_RE, SECRET_KEY_TRIGGER, text, 80, 320):
-            if self._is_secret_value(m.group("val"), m.group("key")):
+        # case-insensitive patterns run on the lower-cased text when it is ASCII (same spans)
+        low = text.lower() if text.isascii() else None
+        if low is None:
+            kv = _windowed(SECRET_KV_RE, SECRET_KEY_TRIGGER, text, 80, 320)
+        else:
+            kv = _windowed(SECRET_KV_LOW, SECRET_KEY_TRIGGER_LOW, low, 80, 320)
+        for m in kv:
+            if self._is_secret_value(text[m.start("val"):m.end("val")], text[m.start("key"):m.end("key")]):
                 add(m.start("val"), m.end("val"), "SECRET")
-        if SECRET_KEY_TRIGGER.search(text):
+        if SECRET_KEY_TRIGGER.search(text) if low is None else SECRET_KEY_TRIGGER_LOW.search(low):
             for s_, e_ in password_prose_spans(text):
                 add(s_, e_, "SECRET")
         for m in _windowed(EMAIL_RE, EMAIL_TRIGGER, text, 80, 280):
@@ -317,8 +337,8 @@ class PIIScrubber:
         for m in IBAN_RE.finditer(text):
             if iban_ok(m.group(0)):
                 add(m.start(), m.end(), "IBAN")
-        for m in PHONE_CONTEXT_RE.finditer(text):
-            num = m.group("num").rstrip(" .-(")
+        for m in (PHONE_CONTEXT_RE.finditer(text) if low is None else PHONE_CONTEXT_LOW.finditer(low)):
+            num = text[m.start("num"):m.end("num")].rstrip(" .-(")
             digits = re.sub(r"\D", "", num)
             if 7 <= len(digits) <= 15:
                 add(m.start("num"), m.start("num") + len(num), "PHONE")

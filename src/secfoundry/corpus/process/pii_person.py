@@ -80,8 +80,10 @@ _UNIT = r"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|B
 _CITY_ZIP = r"(?:,?[ \t]*\n?[ \t]*[A-Z][a-zA-Z.'-]+(?:[ \t]+[A-Z][a-zA-Z.'-]+){0,3},?[ \t]+[A-Z]{2}\.?[ \t]+\d{5}(?:-\d{4})?)"
 _UK_POSTCODE = (r"(?:,?[ \t]*\n?[ \t]*(?:[A-Z][a-zA-Z'-]+(?:[ \t]+[A-Z][a-zA-Z'-]+){0,2}[ \t]*,?[ \t]*\n?[ \t]*)?"
                 r"[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}\b)")
+# "\d(?<![\w.:/-]\d)\d{0,5}" is "(?<![\w.:/-])\d{1,6}" with the look-behind after the first digit:
+# the same matches, but a pattern that starts with a digit lets SRE skip to the next digit
 US_ADDRESS_RE = re.compile(
-    rf"(?<![\w.:/-])\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?"
+    rf"\d(?<![\w.:/-]\d)\d{{0,5}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?"
     rf"(?:(?:[A-Z][a-zA-Z'-]+|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,4}}(?:{_SUFFIX})\b\.?"
     rf"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b\.?)?{_UNIT}?(?:{_CITY_ZIP}|{_UK_POSTCODE})?")
 EU_ADDRESS_RE = re.compile(
@@ -90,7 +92,7 @@ EU_ADDRESS_RE = re.compile(
     r"|\b\d{1,4},?\s+(?:rue|avenue|boulevard|place|chemin|allée|impasse|quai)\s+(?:d[eu']\s*|des\s+|la\s+|l')?"
     r"[A-ZÉ][\w'-]+(?:\s+[A-ZÉ][\w'-]+){0,3}(?:,?\s*\n?\s*\d{5}\s+[A-ZÉ][\w-]+)?")
 US_ADDRESS_STRICT_RE = re.compile(
-    rf"(?<![\w.:/-])\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?"
+    rf"\d(?<![\w.:/-]\d)\d{{0,5}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?"
     rf"(?:(?:[A-Z][a-zA-Z'-]+|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,4}}(?:{_SUFFIX_ALL})\b\.?"
     rf"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b\.?)?{_UNIT}?(?:{_CITY_ZIP}|{_UK_POSTCODE})")
 PO_BOX_RE = re.compile(rf"\bP\.?\s?O\.?\s+Box\s+\d{{1,6}}\b(?:{_CITY_ZIP})?", re.I)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import repeat
 from dataclasses import dataclass, field
 
 from secfoundry.corpus.step import Decision, Step
@@ -112,11 +113,11 @@ def _dup_lines(lines: list[str]) -> tuple[float, float]:
 def _top_ngram_frac(words: list[str], n: int = 3) -> float:
     if len(words) < n + 10:
         return 0.0
-    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    grams = Counter(zip(*(words[k:] for k in range(n))))  # the n-grams, in order
     gram, count = grams.most_common(1)[0]
     if count < 3:
         return 0.0
-    total = sum(len(w) for w in words) or 1
+    total = sum(map(len, words)) or 1
     return count * sum(len(w) for w in gram) / total
 
 
@@ -175,7 +176,7 @@ class QualityStep(Step):
         dl, dc = _dup_lines(plines)
         if len(plines) >= 5 and (dl > c.max_dup_line_frac or dc > c.max_dup_line_char_frac):
             failed.append("repetition_lines")
-        lw = [w.lower() for w in words]
+        lw = list(map(str.lower, words))
         if _top_ngram_frac(lw) > c.max_top_ngram_frac:
             failed.append("repetition_ngrams")
         n_chars = len("".join(prose.split()))  # non-space characters
@@ -185,10 +186,10 @@ class QualityStep(Step):
             if sym > c.max_symbol_ratio:
                 failed.append("symbol_ratio")
         if len(words) >= 20:
-            alpha = sum(1 for w in words if w.strip("0123456789_")) / len(words)
+            alpha = sum(map(bool, map(str.strip, words, repeat("0123456789_")))) / len(words)
             if alpha < c.min_alpha_word_frac:
                 failed.append("alpha_words")
-            mean = sum(len(w) for w in words) / len(words)
+            mean = sum(map(len, words)) / len(words)
             if not (c.min_mean_word_len <= mean <= c.max_mean_word_len):
                 failed.append("word_length")
         low, plow = text.lower(), prose.lower()
