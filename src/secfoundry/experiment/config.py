@@ -46,6 +46,11 @@ class ReplicateConfig(YamlConfig):
         "--option-limit", help="CTIBench-MCQ scored by option texts on this many questions; 0 = skip."))
     ppl_batches: int = field(default=16, metadata=flag(  # held-out batches of 8 rows per set; 0: every row
         "--ppl-batches", help="Held-out batches (8 rows each) per perplexity set; 0 = all."))
+    # Where the evaluations (perplexities and harness) run; training picks its device itself.
+    device: str = field(default="cpu", metadata=flag(
+        "--device", help="Evaluation device: cpu (default) or cuda (bf16 there)."))
+    eval_batch_size: int = field(default=16, metadata=flag(
+        "--eval-batch-size", min=1, help="Rows per forward pass in the evaluations."))
     train_overrides: list[str] = field(default_factory=list, metadata=flag(
         "--set", help="Training overrides, e.g. --set max_steps=200 (repeatable)."))
     # Append the report to this Markdown file (e.g. RESULTS.md); None: only the run directory.

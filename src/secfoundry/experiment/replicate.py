@@ -51,9 +51,11 @@ def general_heldout(recipe: Path, out: Path, seq_len: int, take: int = 60) -> Pa
 
 
 def heldout_perplexities(model_dir: str | Path, shards: Path, seq_len: int, batch: int = 8,
-                         max_batches: int = 0, general_shards: Path | None = None) -> dict[str, float]:
+                         max_batches: int = 0, general_shards: Path | None = None,
+                         device: str = "cpu") -> dict[str, float]:
     """Security (corpus test split) and general (held-out general text when given, else the
-    corpus test split's general:* sources) perplexity of an HF model directory."""
+    corpus test split's general:* sources) perplexity of an HF model directory (fp32 weights,
+    bf16 autocast), on ``device``."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -61,12 +63,14 @@ def heldout_perplexities(model_dir: str | Path, shards: Path, seq_len: int, batc
     from secfoundry.train.trainer import heldout_loss
 
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32)
-    model.eval()
+    model.to(device).eval()
+    # bf16 autocast on a GPU as on the CPU (heldout_loss's default autocast is the CPU's)
+    cuda_bf16 = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if str(device).startswith("cuda") else None
     out = {}
     sets = [("security", shards, lambda s: not is_general(s)),
             ("general", general_shards, None) if general_shards else ("general", shards, is_general)]
     for name, sh, sel in sets:
-        loss = heldout_loss(model, sh, "test", seq_len, batch, max_batches, sel)
+        loss = heldout_loss(model, sh, "test", seq_len, batch, max_batches, sel, device=device, autocast=cuda_bf16)
         if loss is not None:
             out[f"{name}_loss"] = loss
             out[f"{name}_ppl"] = math.exp(loss)
@@ -80,7 +84,8 @@ def _run_eval(model_dir: Path, cfg: ReplicateConfig, out: Path, benchmarks: list
 
     # absolute: a relative --out (the default runs/replicate) is not a valid local model spec
     rc = RunConfig(model=f"hf:{Path(model_dir).resolve()}", benchmarks=benchmarks, out=out, protocol="faith",
-                   mode="logprob", shots=cfg.shots, instruct=False, limit=limit, **extra)
+                   mode="logprob", shots=cfg.shots, instruct=False, limit=limit, batch_size=cfg.eval_batch_size,
+                   model_options={"device": cfg.device, "batch_size": cfg.eval_batch_size}, **extra)
     return run_eval(rc).results
 
 
@@ -108,7 +113,6 @@ def _rotation_check(model_dir: Path, cfg: ReplicateConfig, out: Path) -> dict[st
 
 
 def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
-    from secfoundry.corpus.pipeline import run_recipe
     from secfoundry.models.embedded import ensure_converted
     from secfoundry.train.config import TrainConfig
     from secfoundry.train.trainer import Trainer
@@ -124,6 +128,8 @@ def replicate(cfg: ReplicateConfig, say=print) -> dict[str, Any]:
             raise FileNotFoundError(f"{shards / 'manifest.json'} not found: --corpus must be a finished corpus run")
         say(f"[1/5] corpus: reusing {shards}")
     else:
+        from secfoundry.corpus.pipeline import run_recipe  # Ray: only when the corpus is built here
+
         say("[1/5] corpus (quickstart recipe)")
         run_recipe(cfg.corpus_recipe, out / "corpus", mirror=cfg.mirror)
         shards = out / "corpus" / "shards"
@@ -170,7 +176,7 @@ def _evaluate(model_dir: Path, tag: str, cfg: ReplicateConfig, out: Path, shards
     """Perplexities, benchmarks, rotation check and option scoring of one model ("base"/"cpt"),
     each cached or resumed under ``out``."""
     ppl = _cached(out / f"{tag}_ppl.json", lambda: heldout_perplexities(
-        model_dir, shards, seq_len, max_batches=cfg.ppl_batches, general_shards=general))
+        model_dir, shards, seq_len, max_batches=cfg.ppl_batches, general_shards=general, device=cfg.device))
     return {"ppl": ppl, "bench": _eval(model_dir, cfg, out / f"eval-{tag}"),
             "rotation": _rotation_check(model_dir, cfg, out / f"permute-{tag}"),
             "options": _option_scoring(model_dir, cfg, out / f"options-{tag}")}
