@@ -55,10 +55,74 @@ def throughput(texts: list[str], procs: int = 2, batch: int = 256) -> dict:
             "docs_per_s_2cores_from_cpu": round(2 * len(texts) / cpu, 1), "pool_wall_s_with_startup": round(wall, 1)}
 
 
+def _judge(texts: list[str], id_override: bool, sources: list[str] | None = None) -> list[bool]:
+    """Keyword prefilter then relevance step, as the process stage runs them (no high-value trust:
+    every text is judged)."""
+    from secfoundry.corpus.process.keywords import KeywordStep
+    from secfoundry.corpus.process.relevance import RelevanceConfig, RelevanceStep
+    from secfoundry.core.documents import Document
+
+    kw = KeywordStep()
+    rel = RelevanceStep(RelevanceConfig(id_override=id_override, trust_high_value=False))
+    docs = [Document(id=str(i), text=t, source=(sources[i] if sources else "crawl")) for i, t in enumerate(texts)]
+    passed = [kw.apply(d).doc for d in docs]
+    todo = [d for d in passed if d is not None]
+    kept = set()
+    for i in range(0, len(todo), 256):
+        k, _ = rel.run_batch(todo[i:i + 256])
+        kept |= {d.id for d in k}
+    return [str(i) in kept for i in range(len(texts))]
+
+
+def step_decisions(web_jsonl: Path | None) -> None:
+    """Precision/recall of what the process stage keeps (keywords, then the relevance step with its
+    keyword and identifier overrides), with the identifier override off (before) and on (after)."""
+    from secfoundry.corpus.process import relevance as R
+    from secfoundry.corpus.process import relevance_data as D
+
+    sets = D.eval_sets()
+    print("\n## Relevance step decisions (keywords -> classifier + overrides)\n")
+    print("| set | identifier override | n | precision | recall | F1 | FPR |\n|---|---|---:|---:|---:|---:|---:|")
+    for name in ("seed-test", "hard-negatives", "hard-negatives-all"):
+        ex = sets[name]
+        for on in (False, True):
+            m = R.metrics([e.label for e in ex], _judge([e.text for e in ex], on))
+            print(f"| {name} | {'on' if on else 'off'} | {m.n} | {m.precision:.4f} | {m.recall:.4f} | {m.f1:.4f} | {m.fpr:.4f} |")
+    gt = SHARED / "datasets" / "general-text"
+    general = {"python docs pages": [json.loads(x)["text"] for x in gzip.open(gt / "python-3.11-docs-rst.jsonl.gz", "rt")],
+               "wikitext articles": [json.loads(x)["text"] for x in open(gt / "wikitext2-valid-test.articles.jsonl")],
+               "us speeches": [json.loads(x)["text"] for x in open(gt / "us-presidential-speeches.jsonl")]}
+    pages: dict[str, list[str]] = {}
+    if web_jsonl is not None:
+        from secfoundry.corpus.process.extract import ExtractStep  # HTML pages -> Markdown first
+        from secfoundry.core.documents import Document
+
+        ext = ExtractStep()
+        for f in sorted(web_jsonl.glob("*.jsonl")):
+            for line in f.open(encoding="utf-8"):
+                d = json.loads(line)
+                if d["source"].startswith("web:"):
+                    kept, _ = ext.run_batch([Document(id=d["id"], text=d["text"], source=d["source"],
+                                                      metadata={"format": d.get("format")})])
+                    if kept:
+                        pages.setdefault(d["source"], []).append(kept[0].text)
+    print("\n| documents | n | kept, override off | kept, override on |\n|---|---:|---:|---:|")
+    for name, ts in list(general.items()) + sorted(pages.items()):
+        off, on = _judge(ts, False), _judge(ts, True)
+        print(f"| {name} | {len(ts)} | {sum(off) / len(ts):.4f} | {sum(on) / len(ts):.4f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=4000)
+    ap.add_argument("--step-only", action="store_true",
+                    help="only the relevance step's decisions (classifier + keyword/identifier overrides)")
+    ap.add_argument("--web-jsonl", type=Path, default=None,
+                    help="also judge these crawled pages (the corpus throughput bench's input JSONL dir)")
     args = ap.parse_args()
+    if args.step_only:
+        step_decisions(args.web_jsonl)
+        return
 
     from secfoundry.corpus.process import relevance as R
     from secfoundry.corpus.process import relevance_data as D

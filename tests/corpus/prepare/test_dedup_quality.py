@@ -121,9 +121,39 @@ def test_minhash_guard_compares_what_documents_are_about(tmp_path):
             D("si1", f"# SI-1: Policy and Procedures\n\n{body}", "nist80053"),
             D("osv", f"# PYSEC-2021-7: x\n\n- **Aliases**: CVE-2021-33203\n\n{body}", "osv"),
             D("ghsa", f"# GHSA-68w8-qjq3-2gfm: x\n\n- **Aliases**: CVE-2021-33203\n\n{body}", "osv")]
-    kept, dropped = fit_and_run(MinHashDedup(), docs, tmp_path)
+    from secfoundry.corpus.prepare.dedup_minhash import MinHashDedupConfig
+
+    # without the title guard the OSV record and its GHSA alias twin (same CVE) merge ...
+    kept, dropped = fit_and_run(MinHashDedup(MinHashDedupConfig(title_guard=False)), docs, tmp_path / "a")
     assert {(d.doc.id, d.doc.metadata["duplicate_of"]) for d in dropped} == {("ghsa", "osv")}
     assert entities_lost(docs, kept).n_lost == 0
+    # ... with it (the default) they stay — different records with their own ids and titles; the
+    # paragraph pass then trims the twin's shared text — while a crawled copy (same title) merges
+    docs.append(D("ghsa-copy", "Posted 2025-01-02\n\n" + docs[-1].text + "\n\nShare this page.", "web:blog"))
+    kept, dropped = fit_and_run(MinHashDedup(), docs, tmp_path / "b")
+    assert {(d.doc.id, d.doc.metadata["duplicate_of"]) for d in dropped} == {("ghsa-copy", "ghsa")}
+    assert entities_lost(docs, kept).n_lost == 0
+
+
+def test_minhash_title_guard_keeps_sibling_rules(tmp_path):
+    """One-template records whose texts are near-identical but whose titles differ are different
+    records (ComplianceAsCode ownership/permissions rules; a Sigma rule and a crawled page of a
+    sibling rule); their crawled copies, which keep the title heading, still merge."""
+    from secfoundry.corpus.prepare.dedup import Dedup
+
+    body = prose(31, 240)
+    docs = [D("own", f"# Verify ownership of log files\n\n- **Severity**: medium\n\n{body}", "complianceascode"),
+            D("perm", f"# Site news\n\nPosted by staff\n\n# Verify permissions of log files\n\n- **Severity**: medium\n\n{body}",
+              "web:complianceascode"),
+            D("own-copy", f"# Site news\n\nPosted by staff\n\n# Verify ownership of log files\n\n- **Severity**: medium\n\n{body}",
+              "web:complianceascode")]
+    # two rules with one title but different rule ids (ComplianceAsCode has such pairs)
+    docs += [D(f"web-{r}", f"# Verify ownership of log files\n\nPosted 2025-03-0{i}\n\n- **Rule**: `{r}`\n\n{body}",
+               "web:complianceascode") for i, r in enumerate(("file_ownerships_var_log", "file_groupownerships_var_log"))]
+    kept, dropped = fit_and_run(Dedup(), docs, tmp_path)
+    assert [(d.doc.id, d.reason, d.doc.metadata.get("duplicate_of")) for d in dropped] == [("own-copy", "dedup:near", "own")]
+    assert {d.id for d in kept} == {"own", "perm", "web-file_ownerships_var_log", "web-file_groupownerships_var_log"}
+    assert identity_key(identity(docs[-1].text)) == "RULE:file_groupownerships_var_log"
 
 
 def test_connector_records_without_ids_are_their_own_entities(tmp_path):

@@ -62,3 +62,26 @@ def test_cce_ids_pass_the_keyword_prefilter():
     long_page = CAC_PAGE + "\n" + " ".join(["The setting applies to every interface on the host."] * 12)
     d = KeywordStep().apply(Document(id="cac", source="web:complianceascode", text=long_page))
     assert d.doc is not None and any("CCE" in t for t in d.doc.metadata["keywords"]["top"])
+
+
+ATOMIC_PAGE = """# Python Startup Hook - atomic_hook.pth (Linux)
+
+Posted by staff · 16 March 2025 · 15 min read
+
+# Atomic test: Python Startup Hook - atomic_hook.pth (Linux)
+
+- **ATT&CK technique**: T1546.018 (Event Triggered Execution: Python Startup Hooks)
+- **Platforms**: linux
+- **Tactics**: privilege-escalation, persistence
+
+Executes code by creating atomic_hook.pth in the site-packages directory.
+"""
+
+
+def test_technique_id_in_a_record_field_counts_in_the_body_does_not():
+    step = RelevanceStep(RelevanceConfig(keyword_override_density=None), model=says_no())  # ids alone
+    body_only = "Release notes. Build T1546 of the firmware adds a faster boot loader and a new theme."
+    kept, dropped = step.run_batch([Document(id="atomic", source="web:atomic", text=ATOMIC_PAGE),
+                                    Document(id="notes", source="crawl", text=body_only)])
+    assert [d.id for d in kept] == ["atomic"] and kept[0].metadata["relevance_by"] == "identifier"
+    assert [d.doc.id for d in dropped] == ["notes"]

@@ -30,7 +30,7 @@ from secfoundry.corpus.prepare.bloom import BloomFilter
 from secfoundry.corpus.prepare.dedup_minhash import MinHashDedup, MinHashDedupConfig, MinHasher
 from secfoundry.corpus.prepare.dedup_paragraph import (ParagraphDedupConfig, apply_paragraph_decisions, paragraph_salt,
                                                       partition_pass, read_identity_columns, split_paragraphs)
-from secfoundry.corpus.prepare.identity import document_key
+from secfoundry.corpus.prepare.identity import document_key, title_headings
 from secfoundry.corpus.prepare.text import entities, ngram_hashes, normalize, words
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.core.documents import Document
@@ -59,8 +59,11 @@ class DedupConfig:
     error_rate: float = 1e-4
     own_fields: bool = True
 
+    title_guard: bool = True  # MinHash: documents with disjoint title headings never merge
+
     def minhash(self) -> MinHashDedupConfig:
-        return MinHashDedupConfig(self.shingle, self.num_perm, self.bands, self.threshold, self.entity_guard, self.seed)
+        return MinHashDedupConfig(self.shingle, self.num_perm, self.bands, self.threshold, self.entity_guard, self.seed,
+                                  self.title_guard)
 
     def paragraph(self) -> ParagraphDedupConfig:
         return ParagraphDedupConfig(ngram=self.ngram, threshold=self.paragraph_threshold, min_words=self.min_words,
@@ -76,6 +79,7 @@ def partition_features(path: str, c: DedupConfig) -> dict:
     sigs = np.empty((len(ids), c.num_perm), dtype=np.uint64)
     ents: list[frozenset[str]] = []
     about: list[str] = []
+    heads: list[frozenset[str]] = []
     text_len, n_words, n_chars, chunks = [], [], [], []
     para_off, hash_off = [0], [0]
     for i, (text, title, src) in enumerate(zip(texts, titles, srcs)):
@@ -87,6 +91,7 @@ def partition_features(path: str, c: DedupConfig) -> dict:
         ents.append(doc_ents if c.near else frozenset())
         key = document_key(text, title or "", ids[i], src or "") if c.entity_guard else ""
         about.append(key)
+        heads.append(title_headings(text) if c.near else frozenset())
         doc_tokens: list[str] = []
         for p in split_paragraphs(text):
             toks = words(p)
@@ -101,7 +106,7 @@ def partition_features(path: str, c: DedupConfig) -> dict:
         para_off.append(len(n_words))
         if c.near:
             sigs[i] = mh.signature(ngram_hashes(doc_tokens, c.shingle))
-    return {"ids": ids, "keys": keys, "sigs": sigs if c.near else None, "ents": ents, "about": about,
+    return {"ids": ids, "keys": keys, "sigs": sigs if c.near else None, "ents": ents, "about": about, "heads": heads,
             "text_len": text_len,
             "words": np.asarray(n_words, dtype=np.int64), "chars": np.asarray(n_chars, dtype=np.int64),
             "para_off": para_off, "hash_off": hash_off,
@@ -150,15 +155,16 @@ class Dedup(GlobalStep):
         # 2. near-duplicates among the documents exact dedup kept
         near_of: dict[str, str] = {}
         if c.near:
-            ids, sigs, ents, about = [], [], [], []
+            ids, sigs, ents, about, heads = [], [], [], [], []
             for part in parts:
                 keep = np.array([i not in exact_of for i in part["ids"]], dtype=bool)
                 ids += [i for i, k in zip(part["ids"], keep) if k]
                 sigs.append(part["sigs"][keep])
                 ents += [e for e, k in zip(part["ents"], keep) if k]
                 about += [a for a, k in zip(part["about"], keep) if k]
+                heads += [h for h, k in zip(part["heads"], keep) if k]
             allsigs = np.concatenate(sigs) if sigs else np.zeros((0, c.num_perm), dtype=np.uint64)
-            near_of = MinHashDedup(c.minhash()).cluster(ids, allsigs, ents, about)
+            near_of = MinHashDedup(c.minhash()).cluster(ids, allsigs, ents, about, heads)
         # 3. paragraphs of the survivors, in plan order
         removed: dict[str, list[int]] = {}
         drop: list[str] = []

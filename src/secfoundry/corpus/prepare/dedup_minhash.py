@@ -9,7 +9,12 @@ advisory and its GHSA mirror (different advisory ids, same CVE) merge. The guard
 what the documents are *about* (``identity.py``: ids in the title / first heading / aliases):
 two clusters whose documents are about different entities never merge, even when each page
 mentions the other's id (CWE-162 "ParentOf CWE-163" and CWE-163 "ChildOf CWE-162") or their ids
-are of different kinds (NIST ``AC-1`` and ``SI-1``, both "Policy and Procedures").
+are of different kinds (NIST ``AC-1`` and ``SI-1``, both "Policy and Procedures"). And it compares
+titles (``identity.title_headings``: the last ``# `` heading near the top): two clusters whose
+documents all have titles but share none are different pages — one-template records whose texts are near-identical
+("Verify ownership of log files" / "Verify permissions of log files"; a Sigma rule and a crawled
+page of a *sibling* rule; NIST SA-22 and its CTID mapping page "SA-22 mapped to ATT&CK") — while a
+crawled copy keeps its original's heading and still merges.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import xxhash
 
 from secfoundry.corpus.step import Dropped, GlobalContext, GlobalStep
 from secfoundry.corpus.prepare.dedup_exact import drop_marked
-from secfoundry.corpus.prepare.identity import document_key
+from secfoundry.corpus.prepare.identity import document_key, title_headings
 from secfoundry.corpus.prepare.text import entities, ngram_hashes, words
 from secfoundry.core.documents import Document
 
@@ -55,6 +60,7 @@ class MinHashDedupConfig:
     threshold: float = 0.75  # estimated Jaccard needed to call two documents near-duplicates
     entity_guard: bool = True
     seed: int = 1
+    title_guard: bool = True  # documents with disjoint title headings never merge
 
 
 class MinHasher:
@@ -82,21 +88,22 @@ class MinHasher:
 
 def signatures(texts: list[str], c: MinHashDedupConfig, titles: list[str] | None = None,
                ids: list[str] | None = None, sources: list[str] | None = None
-               ) -> tuple[np.ndarray, list[frozenset[str]], list[str]]:
+               ) -> tuple[np.ndarray, list[frozenset[str]], list[str], list[frozenset[str]]]:
     mh = MinHasher(c.num_perm, c.seed)
     sigs = np.empty((len(texts), c.num_perm), dtype=np.uint64)
     ents: list[frozenset[str]] = []
     keys: list[str] = []
+    heads = [title_headings(t or "") for t in texts]
     for i, text in enumerate(texts):
         sigs[i] = mh.signature(ngram_hashes(words(text or ""), c.shingle))
         e = entities(text or "") if c.entity_guard else frozenset()
         ents.append(e)
         keys.append(document_key(text or "", (titles[i] if titles else "") or "", ids[i] if ids else "",
                                  (sources[i] if sources else "") or "") if c.entity_guard else "")
-    return sigs, ents, keys
+    return sigs, ents, keys, heads
 
 
-def partition_signatures(path: str, c: MinHashDedupConfig) -> tuple[list[str], np.ndarray, list[frozenset[str]], list[str]]:
+def partition_signatures(path: str, c: MinHashDedupConfig):
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names
@@ -104,8 +111,9 @@ def partition_signatures(path: str, c: MinHashDedupConfig) -> tuple[list[str], n
     table = pq.read_table(path, columns=cols)
     titles = table.column("title").to_pylist() if "title" in cols else None
     sources = table.column("source").to_pylist() if "source" in cols else None
-    sigs, ents, keys = signatures(table.column("text").to_pylist(), c, titles, table.column("id").to_pylist(), sources)
-    return table.column("id").to_pylist(), sigs, ents, keys
+    sigs, ents, keys, heads = signatures(table.column("text").to_pylist(), c, titles, table.column("id").to_pylist(),
+                                         sources)
+    return table.column("id").to_pylist(), sigs, ents, keys, heads
 
 
 class MinHashDedup(GlobalStep):
@@ -116,14 +124,16 @@ class MinHashDedup(GlobalStep):
         self.duplicate_of: dict[str, str] = {}
 
     def cluster(self, ids: list[str], sigs: np.ndarray, ents: list[frozenset[str]],
-                keys: list[str] | None = None) -> dict[str, str]:
+                keys: list[str] | None = None, heads: list[frozenset[str]] | None = None) -> dict[str, str]:
         """LSH bucketing + verification over precomputed signatures (rows in priority order);
-        ``keys``: each document's identity key ('' when it is about no entity)."""
+        ``keys``: each document's identity key ('' when it is about no entity); ``heads``: its
+        title headings (``identity.title_headings``; none: no title guard)."""
         c = self.config
         rows = c.num_perm // c.bands
         items = ids
         ents = list(ents)
         about = [frozenset({k}) if k else frozenset() for k in (keys or [""] * len(ids))]
+        heads = list(heads) if heads is not None and c.title_guard else [frozenset()] * len(ids)
         parent = list(range(len(items)))
 
         def find(x: int) -> int:
@@ -154,10 +164,13 @@ class MinHashDedup(GlobalStep):
                         if c.entity_guard and (not entities_compatible(ents[ri], ents[rj])
                                                or (about[ri] and about[rj] and not about[ri] & about[rj])):
                             continue
+                        if heads[ri] and heads[rj] and not heads[ri] & heads[rj]:
+                            continue
                         lo, hi = min(ri, rj), max(ri, rj)
                         parent[hi] = lo  # the earlier document stays the root
                         ents[lo] = ents[lo] | ents[hi]
                         about[lo] = about[lo] | about[hi]
+                        heads[lo] = heads[lo] | heads[hi]
         out: dict[str, str] = {}
         for i in range(len(items)):
             r = find(i)
@@ -172,13 +185,16 @@ class MinHashDedup(GlobalStep):
         sigs: list[np.ndarray] = []
         ents: list[frozenset[str]] = []
         keys: list[str] = []
-        for part_ids, part_sigs, part_ents, part_keys in ctx.map_partitions(partition_signatures, self.config):
+        heads: list[frozenset[str]] = []
+        for part_ids, part_sigs, part_ents, part_keys, part_heads in ctx.map_partitions(partition_signatures,
+                                                                                      self.config):
             ids += part_ids
             sigs.append(part_sigs)
             ents += part_ents
             keys += part_keys
+            heads += part_heads
         allsigs = np.concatenate(sigs) if sigs else np.zeros((0, self.config.num_perm), dtype=np.uint64)
-        (ctx.state_dir / "near_duplicates.json").write_text(json.dumps(self.cluster(ids, allsigs, ents, keys)))
+        (ctx.state_dir / "near_duplicates.json").write_text(json.dumps(self.cluster(ids, allsigs, ents, keys, heads)))
 
     def load(self, state_dir: Path) -> None:
         self.duplicate_of = json.loads((Path(state_dir) / "near_duplicates.json").read_text())

@@ -7,7 +7,8 @@ template. A document's identity is the set of ids in its title, its first line w
 short (a title line), its first Markdown heading
 (the connectors render ``# CVE-2017-10262``, ``# Extra Window Memory Injection (T1055.011)``,
 ``# PYSEC-2020-342: ...``) and on an ``Aliases`` line near the top (OSV/GHSA mirrors name the
-CVE there). Ids merely *mentioned* in a body (a KEV list, references) do not make an identity.
+CVE there), plus a record-id field near the top (``- **Rule**: `file_ownerships_var_log```, as
+``RULE:<id>``: ComplianceAsCode rules of different ids can share one title). Ids merely *mentioned* in a body (a KEV list, references) do not make an identity.
 
 :func:`identity_key` picks one canonical id so that mirrors of one vulnerability agree: the
 lowest CVE id if there is one, else the lowest GHSA id, else the lowest id. An OSV record
@@ -24,6 +25,9 @@ from secfoundry.corpus.prepare.text import entities
 
 _HEAD_CHARS = 1500  # the first heading and alias line are looked for this far into the text
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+)$", re.M)
+# a record's own id declared as a field near the top: "- **Rule**: `package_firewalld_removed`"
+# (ComplianceAsCode renders its rule id so; different rules may share one title)
+_RECORD_FIELD = re.compile(r"^\s*[-*]\s+\*\*(?:rule|rule id|id)\*\*:\s*`?([A-Za-z0-9][\w.:/-]{2,120})`?\s*$", re.I | re.M)
 _ALIASES = re.compile(r"^\W*(?:aliases|also known as|cve ids?|related cves?)\W*[:|]\s*(.+)$", re.I | re.M)
 
 
@@ -40,7 +44,25 @@ def identity(text: str, title: str = "") -> frozenset[str]:
     a = _ALIASES.search(head)
     if a:
         parts.append(a.group(1))
-    return entities(" \n ".join(parts))
+    ids = entities(" \n ".join(parts))
+    r = _RECORD_FIELD.search(head)
+    return ids | {"RULE:" + r.group(1)} if r else ids
+
+
+_H1 = re.compile(r"^\s{0,3}#\s+(.+)$", re.M)
+
+
+def title_headings(text: str) -> frozenset[str]:
+    """The document's title: its last top-level (``# ``) heading near the top, normalised (case,
+    punctuation, spacing folded), as a one-element set (empty when it has none). A site's own
+    header comes first and the article's title last, so a crawled copy keeps its original's
+    title; two one-template pages about different things differ there ("Verify ownership of log
+    files" / "Verify permissions of log files", two Sigma rules for one technique)."""
+    last = ""
+    for m in _H1.finditer((text or "")[:_HEAD_CHARS]):
+        h = " ".join(re.findall(r"\w+", m.group(1).lower()))
+        last = h or last
+    return frozenset({last}) if last else frozenset()
 
 
 def identity_key(ids: frozenset[str]) -> str:

@@ -14,6 +14,7 @@ on first use into ``SECFOUNDRY_HOME/models/relevance/`` from
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from secfoundry.core.documents import Document
 from secfoundry.core.errors import InputError
 
 MODEL_FORMAT = "secfoundry-relevance-hashed-linear/1"
+_FIELD_LINE = re.compile(r"^\s*[-*]\s+\*\*[^*\n]{1,40}\*\*:?[^\n]*", re.M)  # "- **Field**: value" near the top
 
 
 @dataclass
@@ -224,8 +226,12 @@ class RelevanceConfig:
     # security text whatever the model says. The model was trained on paragraphs where system
     # configuration prose is a hard negative (man pages), so hardening rules ("The kernel
     # parameter ... should be set to 0", ComplianceAsCode with CCE ids) scored 0.27-0.42.
+    # Weaker ids (weight 2: ATT&CK technique/tactic, D3FEND, MS bulletin ids) count when a record
+    # *field* near the top declares them ("- **ATT&CK technique**: T1546.018"): Atomic test pages
+    # whose prose is about Python startup hooks scored 0.01-0.17.
     id_override: bool = True
     id_override_weight: float = 3.0
+    id_field_weight: float = 2.0
 
 
 class RelevanceStep(Step):
@@ -286,8 +292,11 @@ class RelevanceStep(Step):
         from secfoundry.corpus.process.keywords import default_keywords
 
         text = doc.text[:200_000]
-        return any(w >= self.config.id_override_weight and pat.findall(text)
-                   for pat, w, _ in default_keywords().patterns)
+        pats = default_keywords().patterns
+        if any(w >= self.config.id_override_weight and pat.findall(text) for pat, w, _ in pats):
+            return True
+        fields = "\n".join(_FIELD_LINE.findall(text[:1500]))
+        return bool(fields) and any(w >= self.config.id_field_weight and pat.findall(fields) for pat, w, _ in pats)
 
     def _score(self, docs: list[Document], idx: list[int]) -> dict[int, float]:
         texts: list[str] = []
