@@ -515,6 +515,8 @@ def main() -> None:
     ap.add_argument("--variant", choices=["full", "equivalent", "separate-dedup"], default="full",
                     help="equivalent: only the kinds of work the datatrove baseline does (with --only ours)")
     ap.add_argument("--render-only", action="store_true", help="re-render saved results (results-N.json)")
+    ap.add_argument("--settle", type=float, default=240.0,
+                    help="seconds to wait at most for the load average to settle before timing (0: start at once)")
     ap.add_argument("--no-profile", dest="profile", action="store_false",
                     help="skip the single-process per-step profile of our steps")
     args = ap.parse_args()
@@ -539,7 +541,7 @@ def main() -> None:
         return
     if args.variant == "equivalent":
         info = build_input(args.work, args.docs, args.mirror)
-        wait_for_quiet(args.cpus)
+        wait_for_quiet(args.cpus, args.settle)
         load = os.getloadavg()
         res = run_ours(info, args.work, args.cpus, "equivalent")
         res.update(load_before=load, load_after=os.getloadavg())
@@ -549,7 +551,7 @@ def main() -> None:
     print(f"building input ({args.docs} docs) ...", flush=True)
     info = build_input(args.work, args.docs, args.mirror)
     print(json.dumps({k: v for k, v in info.items() if k != "by_source"}), flush=True)
-    wait_for_quiet(args.cpus)
+    wait_for_quiet(args.cpus, args.settle)
     load = os.getloadavg()
     results: dict[str, Any] = {"input": info, "load_before": load, "concurrent": args.concurrent}
     dt_proc = None

@@ -60,7 +60,7 @@ def test_short_question_pretest_matches_hashing_every_window():
     for q in questions:
         short.setdefault(len(q), []).append(int(C.window_hashes(C.token_hashes(q), len(q))[0]))
     short_arr = {n: np.unique(np.array(v, dtype=np.uint64)) for n, v in short.items()}
-    first = np.unique(C.token_hashes([q[0] for q in questions]))
+    first = np.unique(np.array([C.head_hashes(C.token_hashes(q[:2]))[0] for q in questions], dtype=np.uint64))
     for _ in range(300):
         doc = [rng.choice(words) for _ in range(rng.randint(0, 40))]
         if rng.random() < 0.3:

@@ -35,13 +35,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from secfoundry.corpus.prepare.grams import (BITS_MASK, gram_bitmap, has_short_question, head_hashes,  # noqa: F401
+                                             in_sorted, member, uniq, window_hashes, window_hashes_at)
 from secfoundry.corpus.prepare.text import token_hashes
 
 CVE_RE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
 CVE_BENCHMARKS = ("ctibench-rcm", "ctibench-rcm-2021", "ctibench-vsp")
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 _TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+", re.UNICODE)
-_MULT = np.uint64(0x9E3779B97F4A7C15)
 # What may remain of a line around a cut span for the whole line to go: bullets, option letters,
 # "Question:", "Answer:", punctuation.
 _LINE_REST = re.compile(r"^[\s\W]*(?:(?:[A-Ea-e]|\d{1,3})[).:\]]|Q\d*[.:]|Question\s*\d*:?|Answer:?|Options?:?)?[\s\W]*$")
@@ -84,78 +85,8 @@ def token_list(text: str) -> list[str]:
     return [unicodedata.normalize("NFKC", t).lower() for t in _TOKEN_RE.findall(text)]
 
 
-def window_hashes(th: np.ndarray, n: int) -> np.ndarray:
-    """Hash of every window of ``n`` token hashes (position i = tokens i .. i+n-1)."""
-    m = len(th) - n + 1
-    if m <= 0:
-        return np.zeros(0, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        acc = np.zeros(m, dtype=np.uint64)
-        for k in range(n):
-            acc = acc * _MULT + th[k:k + m]
-        acc ^= acc >> np.uint64(31)
-        acc *= np.uint64(0xBF58476D1CE4E5B9)
-        acc ^= acc >> np.uint64(29)
-        acc += np.uint64(n)  # windows of different lengths never collide by construction
-    return acc
-
-
-def window_hashes_at(th: np.ndarray, n: int, starts: np.ndarray) -> np.ndarray:
-    """``window_hashes(th, n)[starts]`` computed for those windows only (``starts`` <= len - n)."""
-    with np.errstate(over="ignore"):
-        acc = np.zeros(len(starts), dtype=np.uint64)
-        for k in range(n):
-            acc = acc * _MULT + th[starts + k]
-        acc ^= acc >> np.uint64(31)
-        acc *= np.uint64(0xBF58476D1CE4E5B9)
-        acc ^= acc >> np.uint64(29)
-        acc += np.uint64(n)
-    return acc
-
-
-def has_short_question(th: np.ndarray, short: dict[int, np.ndarray], first: np.ndarray) -> bool:
-    """Whether the token hashes ``th`` hold the whole of a short question verbatim: ``short`` maps
-    a question length to its sorted window hashes, ``first`` holds their first-token hashes
-    (only windows starting with one of those are hashed)."""
-    if not len(first) or not len(th):
-        return False
-    starts = np.flatnonzero(first[np.minimum(np.searchsorted(first, th), len(first) - 1)] == th)
-    for n, sh in short.items():
-        st = starts[starts <= len(th) - n]
-        if len(st) and len(in_sorted(window_hashes_at(th, n, st), sh)):
-            return True
-    return False
-
-
 def text_grams(text: str, n: int) -> np.ndarray:
     return uniq(window_hashes(token_hashes(token_list(text)), n))
-
-
-def uniq(a: np.ndarray) -> np.ndarray:
-    """``np.unique`` of a 1-D array by sorting (numpy 2's hash-based unique costs ~10x more on the
-    short per-document arrays this module handles)."""
-    if len(a) < 2:
-        return a.copy()
-    a = np.sort(a)
-    keep = np.empty(len(a), dtype=bool)
-    keep[0] = True
-    np.not_equal(a[1:], a[:-1], out=keep[1:])
-    return a[keep]
-
-
-def member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """``np.isin(values, sorted_set)`` for a sorted, unique ``sorted_set`` (binary search)."""
-    if not len(values) or not len(sorted_set):
-        return np.zeros(len(values), dtype=bool)
-    return sorted_set[np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)] == values
-
-
-def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """``values`` that are in ``sorted_set`` (binary search: no sort of the big set per call)."""
-    if not len(values) or not len(sorted_set):
-        return values[:0]
-    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return values[sorted_set[pos] == values]
 
 
 # -- benchmark items --------------------------------------------------------------------------------
@@ -276,7 +207,7 @@ class ItemIndex:
         self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (gram, item, in question)
         self._bits: np.ndarray | None = None  # gram_bits(), built on first use
         self._sizes: list[int] | None = None  # sizes, once the items are indexed
-        self.short_first = np.zeros(0, dtype=np.uint64)  # first-token hashes of short questions (build only)
+        self.short_first = np.zeros(0, dtype=np.uint64)  # head_hashes of short questions' first two tokens (build only)
 
     @property
     def sizes(self) -> list[int]:
@@ -293,7 +224,7 @@ class ItemIndex:
         gh, gi, gq = [], [], []
         sh_, sp_, si_ = [], [], []  # every window of every item, in order: hash, token position, item
         short_h: dict[int, list[tuple[int, int]]] = {}
-        short_first: list[int] = []  # first-token hash of every short question
+        short_first: list[int] = []  # hash of the first two tokens of every short question
         for i, it in enumerate(self.items):
             units = [token_hashes(token_list(t)) for t in it.units()]
             n = c.ngram if len(units[0]) >= c.short_item_tokens else c.short_ngram
@@ -311,10 +242,10 @@ class ItemIndex:
                     gq.append(np.full(len(g), u == 0))
                 elif u == 0 and len(th) >= c.min_words:  # a short question: matched whole
                     short_h.setdefault(len(th), []).append((int(window_hashes(th, len(th))[0]), i))
-                    short_first.append(int(th[0]))
+                    short_first.append(int(head_hashes(th)[0]))
                 elif u == 0 and len(th) >= 3 and len(it.options) >= 2:  # "What does DEA stand for?"
                     short_h.setdefault(len(th), []).append((int(window_hashes(th, len(th))[0]), i))
-                    short_first.append(int(th[0]))
+                    short_first.append(int(head_hashes(th)[0]))
                     self.needs_opts[i] = True  # matched only with two of its options next to it
                 base += len(th) + n  # a gap: windows never bridge two units
         h = np.concatenate(gh) if gh else np.zeros(0, dtype=np.uint64)
@@ -450,7 +381,7 @@ class ItemIndex:
         g = np.concatenate([wins[n] for n in self.sizes])
         gpos = np.concatenate([np.arange(len(wins[n])) for n in self.sizes])
         if len(g) and len(self.gram):
-            maybe = np.flatnonzero(self.gram_bits()[g & _BITS_MASK])  # cheap pre-test, then exact
+            maybe = np.flatnonzero(self.gram_bits()[g & BITS_MASK])  # cheap pre-test, then exact
             pos = np.minimum(np.searchsorted(self.gram, g[maybe]), len(self.gram) - 1)
             found = self.gram[pos] == g[maybe]
             hit, gidx = maybe[found], pos[found]
@@ -572,15 +503,6 @@ class ItemIndex:
                     out.append((u, _widen(text, spans[s][0], spans[s + len(ot) - 1][1])))
                     break
         return out
-
-
-_BITS_MASK = np.uint64((1 << 24) - 1)
-
-
-def gram_bitmap(grams: np.ndarray) -> np.ndarray:
-    bits = np.zeros(1 << 24, dtype=bool)
-    bits[grams & _BITS_MASK] = True
-    return bits
 
 
 class _LazySpans:
