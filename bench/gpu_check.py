@@ -2,7 +2,11 @@
 
     python bench/gpu_check.py shards OUT_DIR --vocab 49152 --seq 512 --rows 4096
     python bench/gpu_check.py score MODEL_DIR --seq 512 --batch 32 --iters 20 --json OUT.json
-    python bench/gpu_check.py summary RESULTS --to OUT  # RESULTS/*/metrics.jsonl, plan-*.json, mem-*.csv, score-*.json
+    python bench/gpu_check.py summary RESULTS --to OUT [--replicate RUN]
+        # RESULTS/*/metrics.jsonl, plan-*.json, mem-*.csv, score-*.json, info-*.txt, failures.txt,
+        # conversion.json; RUN: bench/gpu_replicate.py's run directory (sizing.json, comparison.md,
+        # summary.json). Writes OUT/summary.json, OUT/summary.md and OUT/metrics.jsonl (every run's
+        # records with a "run" field: one file, the device returns at most 8).
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ def make_shards(out: Path, vocab: int, seq: int, rows: int, seed: int = 0) -> Pa
 
 
 def score(model_dir: Path, seq: int, batch: int, iters: int, warmup: int = 3) -> dict:
-    """Evaluation-style scoring throughput: bf16 forward passes with no gradient over full rows
+    """Evaluation-style scoring throughput: bf16 (fp32 on CPU) forward passes with no gradient over full rows
     (what perplexity and log-likelihood multiple-choice scoring do), tokens/s after warm-up."""
     import torch
     from transformers import AutoModelForCausalLM
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to(dev).eval()
+    dtype = torch.bfloat16 if dev == "cuda" else torch.float32  # bf16 is emulated (slow) on most CPUs
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(dev).eval()
     vocab = model.config.vocab_size
     x = torch.randint(0, vocab, (batch, seq), device=dev)
     times = []
@@ -65,9 +70,10 @@ def score(model_dir: Path, seq: int, batch: int, iters: int, warmup: int = 3) ->
             "batch": batch, "seq": seq, "iters": iters, "median_s": med, "tokens_per_s": batch * seq / med}
 
 
-def summary(out: Path) -> dict:
+def summary(out: Path, replicate: Path | None = None) -> dict:
     """Per run: median tokens/s and MFU over the logged intervals after the first (the first
-    includes torch.compile and warm-up), the final eval losses, the plan's prediction."""
+    includes torch.compile and warm-up), the final eval losses, the plan's prediction; then the
+    replication run's sizing, timings and comparison table when ``replicate`` is given."""
     res: dict = {"runs": {}}
     for m in sorted(out.glob("*/metrics.jsonl")):
         recs = [json.loads(line) for line in m.read_text().splitlines() if line.strip()]
@@ -80,6 +86,9 @@ def summary(out: Path) -> dict:
                "final_loss": steps[-1]["loss"] if steps else None,
                "evals": {k: v for r in recs if "tokens_per_s" not in r for k, v in r.items() if k != "step"}}
         name = m.parent.name
+        info = out / f"info-{name}.txt"
+        if info.exists():
+            run["model_data"] = info.read_text().strip()
         plan = out / f"plan-{name}.json"
         if plan.exists():
             p = json.loads(plan.read_text())
@@ -91,21 +100,76 @@ def summary(out: Path) -> dict:
         res["runs"][name] = run
     for s in sorted(out.glob("score-*.json")):
         res.setdefault("scoring", {})[s.stem[len("score-"):]] = json.loads(s.read_text())
+    if (out / "failures.txt").exists():
+        res["failures"] = [x for x in (out / "failures.txt").read_text().splitlines() if x.strip()]
+    conv = out / "conversion.json"
+    if conv.exists() and conv.read_text().strip():
+        c = json.loads(conv.read_text())
+        res["conversion"] = {k: c.get(k) for k in ("gguf_sha256", "weights_sha256", "transformers_version",
+                                                   "converted_seconds")}
+        res["conversion"]["canary_verified"] = (c.get("canary") or {}).get("verified_identical_to_gguf")
+    if replicate and replicate.is_dir():
+        rep: dict = {}
+        for name, key in (("sizing.json", "sizing"), ("summary.json", "experiment")):
+            if (replicate / name).exists():
+                rep[key] = json.loads((replicate / name).read_text())
+        for tag in ("base", "cpt"):  # per-item option picks: in replicate_summary.json, not here
+            opts = ((rep.get("experiment") or {}).get(tag) or {}).get("options")
+            if isinstance(opts, dict):
+                opts.pop("items", None)
+        if (replicate / "comparison.md").exists():
+            rep["comparison_md"] = (replicate / "comparison.md").read_text()
+        res["replication"] = rep
     return res
 
 
+def combined_metrics(out: Path, replicate: Path | None) -> str:
+    """Every run's metrics.jsonl records, each with its run name, as one JSONL text."""
+    files = [(m.parent.name, m) for m in sorted(out.glob("*/metrics.jsonl"))]
+    if replicate and (replicate / "train" / "metrics.jsonl").exists():
+        files.append(("replication", replicate / "train" / "metrics.jsonl"))
+    lines = []
+    for name, m in files:
+        for line in m.read_text().splitlines():
+            if line.strip():
+                lines.append(json.dumps({"run": name, **json.loads(line)}))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def markdown(res: dict) -> str:
-    lines = ["| run | steps | tokens | tokens/s | MFU | final loss | plan: per-GPU GiB | nvidia-smi peak GiB |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| run | model / data | steps | tokens | tokens/s | MFU | final loss | plan: tokens/s at 40% MFU | plan: per-GPU GiB | nvidia-smi peak GiB |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in res["runs"].items():
         tps = f"{r['tokens_per_s']:,.0f}" if r["tokens_per_s"] else "-"
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
         loss = f"{r['final_loss']:.3f}" if r["final_loss"] is not None else "-"
         plan = f"{r['plan']['per_gpu_total_gib']:.1f}" if "plan" in r else "-"
+        ptps = f"{r['plan']['tokens_per_s']:,.0f}" if "plan" in r and r["plan"].get("tokens_per_s") else "-"
         smi = f"{r['nvidia_smi_peak_gib']:.1f}" if "nvidia_smi_peak_gib" in r else "-"
-        lines.append(f"| {name} | {r['steps']} | {r['tokens']:,} | {tps} | {mfu} | {loss} | {plan} | {smi} |")
+        lines.append(f"| {name} | {r.get('model_data', '-')} | {r['steps']} | {r['tokens']:,} | {tps} | {mfu} | {loss} "
+                     f"| {ptps} | {plan} | {smi} |")
     for name, s in res.get("scoring", {}).items():
-        lines.append(f"| scoring {name} (bf16, no grad, {s['batch']}x{s['seq']}) | | | {s['tokens_per_s']:,.0f} | | | | |")
+        lines.append(f"| scoring {name} ({'bf16' if s['device'] != 'cpu' else 'fp32, CPU'}, no grad, {s['batch']}x{s['seq']}) | | | | {s['tokens_per_s']:,.0f} | | | | | |")
+    if "conversion" in res:
+        c = res["conversion"]
+        lines += ["", f"GGUF conversion on this machine (models/embedded.py): {c.get('converted_seconds')} s, "
+                      f"canary logits identical to the GGUF: {c.get('canary_verified')}, transformers "
+                      f"{c.get('transformers_version')}, weights sha256 {c.get('weights_sha256')}"]
+    rep = res.get("replication")
+    if rep:
+        sz = rep.get("sizing", {})
+        tr = (rep.get("experiment") or {}).get("train", {})
+        lines += ["", "## Replication at GPU scale", "",
+                  f"Device {sz.get('device')}; {sz.get('micro_batch')} x {sz.get('seq')} tokens per step; "
+                  f"planned {sz.get('steps')} steps = {sz.get('tokens', 0):,} tokens ({sz.get('epochs')} epochs of "
+                  f"the {sz.get('corpus_train_tokens', 0):,}-token corpus; target {sz.get('target_tokens', 0):,}"
+                  f"{', capped by the time left' if sz.get('capped_by_time') else ''}); trained "
+                  f"{tr.get('tokens', 0):,} tokens in {sz.get('train_s', '-')} s; base evaluation "
+                  f"{sz.get('base_eval_s')} s, continued {sz.get('eval_cpt_s', '-')} s.", ""]
+        if rep.get("comparison_md"):
+            lines.append(rep["comparison_md"].rstrip())
+    if res.get("failures"):
+        lines += ["", "Failures:", *[f"- {f}" for f in res["failures"]]]
     return "\n".join(lines)
 
 
@@ -125,7 +189,8 @@ def main() -> None:
     b.add_argument("--json", type=Path, required=True)
     c = sub.add_parser("summary")
     c.add_argument("src", type=Path, help="results folder: NAME/metrics.jsonl, plan-NAME.json, mem-NAME.csv, score-NAME.json")
-    c.add_argument("--to", type=Path, required=True, help="where summary.json and summary.md go")
+    c.add_argument("--to", type=Path, required=True, help="where summary.json, summary.md and metrics.jsonl go")
+    c.add_argument("--replicate", type=Path, help="bench/gpu_replicate.py's run directory")
     args = ap.parse_args()
     if args.cmd == "shards":
         print(make_shards(args.out, args.vocab, args.seq, args.rows))
@@ -134,9 +199,10 @@ def main() -> None:
         args.json.write_text(json.dumps(r, indent=2))
         print(json.dumps(r))
     else:
-        res = summary(args.src)
+        res = summary(args.src, args.replicate)
         args.to.mkdir(parents=True, exist_ok=True)
         (args.to / "summary.json").write_text(json.dumps(res, indent=2))
+        (args.to / "metrics.jsonl").write_text(combined_metrics(args.src, args.replicate))
         md = markdown(res)
         (args.to / "summary.md").write_text(md + "\n")
         print(md)

@@ -39,8 +39,11 @@ LIMIT = 64 * gb.MiB  # what one device call may send: repository + carried paths
 MARGIN = 3 * gb.MiB  # room for files the device session adds to the tree before its calls
 BENCHMARKS = ("ctibench-mcq", "cybermetric-500", "seceval")  # what `experiment replicate` evaluates
 # Imported on the device run's path but not in the device image ('cuda', KINDS.md's package list):
-# gguf (transformers' GGUF loader, for the conversion). Pinned to this venv's version.
-WHEELS = ("gguf",)
+# gguf (transformers' GGUF loader, for the conversion); and typer at the version the CLI is built
+# and tested with (the image's typer is of unknown version and, as it lists no pydantic, older than
+# ours) with the requirements the image lacks or may hold too old (typing-extensions >= 4.16).
+# Pinned to this venv's versions; ~3.5 MB.
+WHEELS = ("gguf", "typer", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions")
 PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
                  "manylinux2014_x86_64", "manylinux1_x86_64")
 
@@ -116,15 +119,16 @@ def download_wheels(dest: Path, cache: Path) -> list[str]:
 
 
 def device_calls(info: dict) -> dict:
-    """The two device calls (command strings, carry lists, timeouts) for the session that has a GPU."""
-    call1 = ("nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python3 -c "
-             "'import torch,transformers,lzma;print(torch.__version__,transformers.__version__,"
-             "torch.cuda.is_available())'; mkdir -p /tmp/sfgpu && cp .gpu/a/bundle.tar.part1 /tmp/sfgpu/ "
-             "&& python3 bench/gpu_bundle.py check .gpu/a /tmp/sfgpu; df -h /tmp | tail -1")
-    call2 = "PYTHON=python3 GPU_CHECK_BUDGET_S=530 bash bench/gpu_check.sh"
-    return {"call1": {"command": call1, "carry": [".gpu/a"], "timeout_s": 120},
-            "call2": {"command": call2, "carry": [".gpu/b"], "timeout_s": 580,
-                      "note": "issue it within 30 s of call 1's answer (the machine stays warm 30 s)"}}
+    """The two device calls (command strings, carry lists, timeouts) for the session that has a GPU.
+    Device time: a start (1-2 min) + call 1 (<= 3.5 min) + call 2 (<= 9.3 min) stays under 15 min."""
+    call1 = ("nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; mkdir -p /tmp/sfgpu && "
+             "cp .gpu/a/bundle.tar.part1 .gpu/a/bundle.json /tmp/sfgpu/ && python3 bench/gpu_bundle.py check "
+             "/tmp/sfgpu; df -h /tmp | tail -1; PYTHON=python3 GPU_CHECK_RUNS=llama-1b GPU_CHECK_REPLICATE=0 "
+             "timeout 150 bash bench/gpu_check.sh")
+    call2 = "PYTHON=python3 GPU_CHECK_RUNS=smollm2-135m GPU_CHECK_BUDGET_S=500 bash bench/gpu_check.sh"
+    return {"call1": {"command": call1, "carry": [".gpu/a"], "timeout_s": 200},
+            "call2": {"command": call2, "carry": [".gpu/b"], "timeout_s": 560,
+                      "note": "issue it as soon as call 1 answers: the machine stays warm 30 s"}}
 
 
 def main() -> None:

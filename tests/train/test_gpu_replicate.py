@@ -53,6 +53,17 @@ def test_calibration_reads_rate_and_startup(tmp_path):
     assert abs(cal["startup_s"] - (36.55 - 327_680 / 310_000)) < 1e-6
 
 
+def test_failed_calibration_falls_back_to_the_plan(tmp_path):
+    (tmp_path / "smollm2-135m").mkdir()
+    missing = tmp_path / "smollm2-135m" / "metrics.jsonl"
+    assert gr.calibration_or_plan(missing)["tokens_per_s"] == 100_000.0
+    (tmp_path / "plan-smollm2-135m.json").write_text(json.dumps({"tokens_per_s": 433_349.0}))
+    cal = gr.calibration_or_plan(missing)
+    assert abs(cal["tokens_per_s"] - 433_349.0 * 0.25 / 0.4) < 1e-6 and "fallback" in cal
+    missing.write_text(json.dumps({"step": 10, "tokens_per_s": 1.0, "tokens": 1, "elapsed_s": 1.0}) + "\n")
+    assert "fallback" in gr.calibration_or_plan(missing)  # one interval is not a calibration
+
+
 def test_plan_steps_fits_the_time_left_and_caps_at_the_target():
     cal = {"tokens_per_s": 300_000.0, "startup_s": 30.0}
     tps = 64 * 512
