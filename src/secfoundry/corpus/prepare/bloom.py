@@ -51,8 +51,13 @@ class BloomFilter:
                 self.add(hashes[i:i + self.CHUNK])
             return
         pos = self._positions(hashes).ravel()
-        np.bitwise_or.at(self.bits, (pos >> np.uint64(3)).astype(np.int64),
-                         (np.uint8(1) << (pos & np.uint64(7)).astype(np.uint8)))
+        byte = (pos >> np.uint64(3)).astype(np.int64)
+        bit = (pos & np.uint64(7)).astype(np.uint8)
+        # one pass per bit value instead of np.bitwise_or.at (~2x faster): within a pass every
+        # write is the same mask, so repeated byte indexes all store the same OR
+        for b in range(8):
+            idx = byte[bit == b]
+            self.bits[idx] |= np.uint8(1 << b)
 
     def save(self, path: Path) -> None:
         np.savez_compressed(path, bits=self.bits, k=self.k, n_bits=self.n_bits)
