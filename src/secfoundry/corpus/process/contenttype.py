@@ -33,6 +33,15 @@ NOISE_RE = re.compile(
     r"|\b[a-z]+[A-Z]\w*\b"  # camelCase
 )
 
+try:  # RE2 (a DFA engine) runs the two masks above ~6x faster than `re`; used on ASCII text only,
+    # where its ASCII \b and \w agree with `re`'s Unicode ones, so the matches are the same
+    import re2 as _re2
+
+    _URL_RE2 = _re2.compile("(?i)" + URL_RE.pattern)
+    _NOISE_RE2 = _re2.compile(NOISE_RE.pattern)
+except Exception:  # noqa: BLE001 - not installed / pattern not supported: `re` everywhere
+    _URL_RE2 = _NOISE_RE2 = None
+
 SIGMA_KEYS = ("title:", "logsource:", "detection:", "condition:")
 YARA_RE = re.compile(r"^\s*(?:(?:private|global)\s+)*rule\s+\w+(?:\s*:\s*[\w ]+)?\s*\{.*?\bcondition\s*:", re.M | re.S)
 SNORT_RE = re.compile(r"^\s*(?:alert|drop|reject|pass|log)\s+(?:tcp|udp|icmp|ip|http|dns|tls|smb)\s+\S+\s+\S+\s+(?:->|<>)\s+\S+\s+\S+\s*\(.*\bsid\s*:\s*\d+", re.M)
@@ -115,8 +124,10 @@ def prose_part(text: str) -> str:
 def _prose_part(text: str) -> str:
     rest, _ = strip_non_prose(text)
     rest = INLINE_CODE_RE.sub(" ", rest)
-    rest = URL_RE.sub(" ", rest)
-    rest = NOISE_RE.sub(" ", rest)
+    if _NOISE_RE2 is not None and rest.isascii():
+        rest = _NOISE_RE2.sub(" ", _URL_RE2.sub(" ", rest))
+    else:
+        rest = NOISE_RE.sub(" ", URL_RE.sub(" ", rest))
     rest = re.sub(r"[#*_>|`\[\]()]+", " ", rest)  # Markdown markup
     lines = []
     for ln in rest.split("\n"):
