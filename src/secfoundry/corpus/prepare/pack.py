@@ -276,24 +276,35 @@ class PackShards(GlobalStep):
         # since the 1% held-out split of a small source is shorter than a row in any single
         # partition and would be lost to per-partition tails.
         todo = [p for p in ctx.partitions if not (out / PARTS_DIR / f"{Path(p).stem}.json").exists()]
+        test = c.test_fraction > 0 and not (out / PARTS_DIR / "test-all.json").exists()
+        parts = [str(p) for p in ctx.partitions]
         if todo and ctx.num_cpus > 1 and ray.is_initialized() and len(todo) > 1:
-            remote = ray.remote(_pack_file)
-            ray.get([remote.remote(str(p), str(out), pcfg, None, "train") for p in todo])
+            # the test pass is one more task beside the train tasks, not a serial tail on the driver
+            refs = [ray.remote(_pack_file).remote(str(p), str(out), pcfg, None, "train") for p in todo]
+            if test:
+                refs.append(ray.remote(_pack_test).remote(parts, str(out), pcfg))
+            ray.get(refs)
         else:
             tok = load_tokenizer(c.tokenizer) if todo else None
             for p in todo:
                 _pack_file(str(p), str(out), pcfg, tok, "train")
-        if c.test_fraction > 0 and not (out / PARTS_DIR / "test-all.json").exists():
-            import pyarrow.parquet as pq
-
-            def all_rows():  # pack_partition keeps only the test split, before tokenizing
-                for p in ctx.partitions:
-                    for b in pq.ParquetFile(p).iter_batches(columns=["id", "text", "source", "license", "version"]):
-                        yield from b.to_pylist()
-
-            pack_partition(all_rows(), out, "test-all", pcfg, tokenizer=load_tokenizer(c.tokenizer), only_split="test")
+            if test:
+                _pack_test(parts, str(out), pcfg)
         man = write_manifest(out, pcfg, extra={"phase": ctx.phase_dir.name})
         (ctx.state_dir / "pack.json").write_text(json.dumps({"out": str(out), "tokens": man.tokens("train")}))
+
+
+def _pack_test(paths: list[str], out: str, cfg: PackConfig) -> dict[str, Any]:
+    """The held-out split of every partition, packed together: the 1% test split of a small source
+    is shorter than a row in any single partition and would be lost to per-partition tails."""
+    import pyarrow.parquet as pq
+
+    def all_rows():  # pack_partition keeps only the test split, before tokenizing
+        for p in paths:
+            for b in pq.ParquetFile(p).iter_batches(columns=["id", "text", "source", "license", "version"]):
+                yield from b.to_pylist()
+
+    return pack_partition(all_rows(), Path(out), "test-all", cfg, tokenizer=load_tokenizer(cfg.tokenizer), only_split="test")
 
 
 def _pack_file(path: str, out: str, cfg: PackConfig, tokenizer=None, only_split: str | None = None) -> dict[str, Any]:
