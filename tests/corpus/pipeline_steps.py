@@ -134,3 +134,55 @@ class CountOnly(GlobalStep):
     def fit(self, ctx: GlobalContext) -> None:
         n = sum(b.num_rows for b in ctx.iter_tables(columns=["id"]))
         (ctx.state_dir / "count.json").write_text(json.dumps({"docs": n}))
+
+
+def _rows(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+@dataclass
+class ParallelCountConfig:
+    pass
+
+
+class ParallelCount(GlobalStep):
+    """A global step whose fit has a parallel half (ctx.map_partitions) and a serial half."""
+
+    name = "parallel_count"
+
+    def __init__(self, config: ParallelCountConfig | None = None):
+        self.config = config or ParallelCountConfig()
+
+    def fit(self, ctx: GlobalContext) -> None:
+        n = sum(ctx.map_partitions(_rows))
+        (ctx.state_dir / "count.json").write_text(json.dumps({"docs": n}))
+
+
+@dataclass
+class PrebuiltIndexConfig:
+    value: int = 7
+
+
+class PrebuiltIndex(GlobalStep):
+    """A global step with a corpus-independent ``prebuild`` (like decontamination's benchmark index)."""
+
+    name = "prebuilt_index"
+
+    def __init__(self, config: PrebuiltIndexConfig | None = None):
+        self.config = config or PrebuiltIndexConfig()
+
+    def prebuild(self) -> dict:
+        import os
+
+        return {"value": self.config.value * 6, "pid": os.getpid()}
+
+    def fit(self, ctx: GlobalContext) -> None:
+        import os
+
+        pre = ctx.prebuilt
+        ahead = pre is not None
+        pre = pre or self.prebuild()
+        (ctx.state_dir / "index.json").write_text(json.dumps({"ahead": ahead, "value": pre["value"],
+                                                               "elsewhere": pre["pid"] != os.getpid()}))

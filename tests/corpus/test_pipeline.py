@@ -256,3 +256,20 @@ def test_pass_through_phase_commits_its_input_files(ray_local, tmp_path):
     marker = json.loads(next((out / last.phase / "markers").glob("*.json")).read_text())
     assert marker["chars_out"] > 0 and sum(marker["by_source"].values()) == marker["docs_out"]
     assert json.loads((out / last.phase / "_state" / "count.json").read_text()) == {"docs": 25}
+
+
+def test_next_global_step_is_prebuilt_beside_the_serial_half_of_a_fit(ray_local, tmp_path):
+    """A global step's corpus-independent set-up (``prebuild``) runs as a Ray task once the
+    previous phase's fit has finished its parallel tasks, and its fit gets it as ctx.prebuilt."""
+    p = tmp_path / "in.jsonl"
+    p.write_text("".join(json.dumps({"text": f"text number {i}", "src": f"s{i % 2}"}) + "\n" for i in range(25)))
+    d = {"inputs": [{"kind": "jsonl", "paths": [str(p)], "source_field": "src"}],
+         "stages": [{"name": "prepare", "steps": [{"step": "pipeline_steps:ParallelCount"},
+                                                  {"step": "pipeline_steps:PrebuiltIndex", "value": 7}]}],
+         "engine": {"num_cpus": 2, "partition_rows": 10, "runtime_env": worker_env()}}
+    out = tmp_path / "out"
+    s = run_recipe(Recipe.from_dict(d), out, progress=False)
+    assert [x.docs_out for x in s.phases] == [25, 25, 25]
+    assert json.loads((out / s.phases[1].phase / "_state" / "count.json").read_text()) == {"docs": 25}
+    st = json.loads((out / s.phases[2].phase / "_state" / "index.json").read_text())
+    assert st == {"ahead": True, "value": 42, "elsewhere": True}

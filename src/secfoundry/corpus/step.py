@@ -27,6 +27,10 @@ indexes, mixing weights, packing). They run in two phases::
                                                           # persist results under ctx.state_dir
         def load(self, state_dir: Path) -> None: ...     # on every worker, before run_batch
         def run_batch(self, docs) -> (kept, dropped)      # per partition, like a map step
+        def prebuild(self) -> Any: ...                   # optional: the part of fit that needs no
+                                                          # corpus (a benchmark index); the engine may
+                                                          # run it ahead, beside the previous phase's
+                                                          # serial work, and hands it over as ctx.prebuilt
 
 The engine splits a stage's step list into *phases* before every global step: phase = optional
 leading global step + the map steps after it, fused per partition. Each phase writes its own
@@ -126,6 +130,8 @@ class GlobalContext:
     phase_dir: Path  # the phase's output directory (artifacts may go under phase_dir/"artifacts")
     num_cpus: int = 1
     options: dict[str, Any] = field(default_factory=dict)
+    prebuilt: Any = None  # what the step's prebuild() returned when the engine ran it ahead (else None)
+    on_parallel_done: Callable[[], None] | None = None  # called once map_partitions' tasks are all done
 
     def dataset(self, columns: list[str] | None = None):
         """The stage input as a Ray Dataset (for cluster-scale passes: map_batches, groupby)."""
@@ -154,6 +160,7 @@ class GlobalContext:
         if self.num_cpus <= 1 or len(paths) <= 1 or not ray.is_initialized():
             for p in paths:
                 yield fn(p, *args)
+            self._parallel_done()
             return
         remote = ray.remote(num_cpus=1)(fn)
         window = 2 * self.num_cpus
@@ -164,7 +171,15 @@ class GlobalContext:
             if nxt < len(paths):
                 pending.append(remote.remote(paths[nxt], *args))
                 nxt += 1
-            yield ray.get(head)
+            result = ray.get(head)
+            if not pending:
+                self._parallel_done()  # the CPUs are free: the driver's serial half starts now
+            yield result
+
+    def _parallel_done(self) -> None:
+        cb, self.on_parallel_done = self.on_parallel_done, None
+        if cb is not None:
+            cb()
 
     def iter_documents(self) -> Iterator[Document]:
         for batch in self.iter_tables():

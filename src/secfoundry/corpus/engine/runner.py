@@ -82,6 +82,8 @@ class Runner:
         self.on_partition = on_partition
         self.retry_failed = retry_failed
         self.cpus = 1
+        self._phases: list[Phase] = []
+        self._prebuilt: dict[str, Any] = {}  # phase dirname -> Ray ref of its global step's prebuild()
 
     # ------------------------------------------------------------------ entry
     def run(self) -> RunSummary:
@@ -111,6 +113,7 @@ class Runner:
         self.cpus = init_ray(self.ray_address, num_cpus=eng.num_cpus, object_store_mb=eng.object_store_mb,
                              verbose=eng.verbose, runtime_env=eng.runtime_env)
         phases = plan_phases(self.recipe)
+        self._phases = phases
         if self.until and self.until not in {p.stage for p in phases}:
             raise InputError(f"--until {self.until!r}: no such stage (have {sorted({p.stage for p in phases})})")
         summaries: list[PhaseSummary] = []
@@ -239,11 +242,40 @@ class Runner:
             step.setup()
         inputs = [self.out / plan["inputs"][k] for k in plan["keys"]]
         ctx = GlobalContext(partitions=inputs, state_dir=store.state_dir, phase_dir=store.root,
-                            num_cpus=self.cpus, options=dict(spec.options))
+                            num_cpus=self.cpus, options=dict(spec.options), prebuilt=self._take_prebuilt(phase),
+                            on_parallel_done=lambda: self._prebuild_next(phase))
         self._say(f"{phase.dirname}: fitting global step [bold]{spec.step}[/] over {len(inputs)} partitions")
         t0 = time.time()
         step.fit(ctx)
         atomic_write_json(done, {"step": spec.step, "seconds": round(time.time() - t0, 3)})
+
+    def _prebuild_next(self, phase: Phase) -> None:
+        """When this phase's fit has finished its parallel tasks (its serial half leaves CPUs idle),
+        start the next phase's corpus-independent set-up (``prebuild``, e.g. the decontamination
+        benchmark index) as a Ray task; that fit picks it up instead of building it serially."""
+        import ray
+
+        nxt = self._phases[phase.index + 1] if phase.index + 1 < len(self._phases) else None
+        spec = nxt.global_step if nxt is not None else None
+        if spec is None or self.cpus <= 1 or not ray.is_initialized() or nxt.dirname in self._prebuilt:
+            return
+        if not callable(getattr(resolve_step_class(spec.step), "prebuild", None)):
+            return
+        if (PhaseStore(self.out / nxt.dirname).state_dir / "_SUCCESS").exists():
+            return  # already fitted
+        self._prebuilt[nxt.dirname] = ray.remote(num_cpus=1)(_run_prebuild).remote(spec.step, spec.options)
+
+    def _take_prebuilt(self, phase: Phase) -> Any:
+        ref = self._prebuilt.pop(phase.dirname, None)
+        if ref is None:
+            return None
+        import ray
+
+        try:
+            return ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - the fit then builds it itself
+            self._say(f"[yellow]{phase.dirname}: prebuild failed ({type(e).__name__}: {e}); building in the fit[/]")
+            return None
 
     def _execute(self, phase: Phase, store: PhaseStore, plan: dict[str, Any], pending: list[str]) -> dict[str, str]:
         import ray.data
@@ -296,6 +328,11 @@ class Runner:
     def _say(self, msg: str) -> None:
         if self.console is not None:
             self.console.print(msg)
+
+
+def _run_prebuild(name: str, options: dict[str, Any]) -> Any:
+    """A global step's corpus-independent set-up, in a Ray worker (see Runner._prebuild_next)."""
+    return build_step(name, options).prebuild()
 
 
 class PhaseFailed(RuntimeError):

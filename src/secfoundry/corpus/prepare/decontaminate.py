@@ -106,11 +106,18 @@ class Decontaminate(GlobalStep):
         self.may_match: set[str] | None = None  # documents the item matcher must see (None: all)
 
     # -- index ---------------------------------------------------------------------------------
-    def build(self, ctx: GlobalContext | None = None) -> dict[str, Any]:
+    def prebuild(self) -> dict[str, Any]:
+        """The benchmark items indexed (no corpus needed): the engine may run this ahead, beside the
+        previous phase's serial work, and pass it to ``fit`` as ``ctx.prebuilt``."""
         c = self.config
         items, info = C.load_benchmark_items(c.benchmarks or None, c.data_dir, c.min_words, c.download)
-        self.index = C.ItemIndex(items, c.match_config())
-        cand = self.index.build_items()
+        index = C.ItemIndex(items, c.match_config())
+        return {"index": index, "info": info, "cand": index.build_items()}
+
+    def build(self, ctx: GlobalContext | None = None) -> dict[str, Any]:
+        c = self.config
+        pre = (ctx.prebuilt if ctx is not None else None) or self.prebuild()
+        self.index, info, cand = pre["index"], dict(pre["info"]), pre["cand"]
         self.may_match = None
         if ctx is not None and len(cand):
             cand_path = ctx.state_dir / "candidates.npz"
