@@ -46,6 +46,11 @@ def memo_similarities(model) -> None:
     the same documents many times with other kNN settings; alpha is applied on the cached parts."""
     cache: dict = {}
     orig = model.similarities
+    if not model.sparse:  # the dev sentences' vectors are kept in the per-text store: later runs reuse them
+        from secfoundry.apps.intel.vectors import VectorStore
+
+        store = VectorStore(model.embedder.dense if model.hybrid else model.embedder)
+        model.embed = lambda texts: store.get(list(texts), persist=True)
 
     def sims(texts):
         key = tuple(texts)
@@ -145,6 +150,8 @@ def main() -> int:
     if a.min_sim:
         grid["min_sim"] = [float(x) for x in a.min_sim.split(",")]
     alphas = [float(x) for x in a.alpha.split(",")] if ex.representation == "hybrid" else [None]
+    if a.calibrated and ex.representation == "hybrid":
+        alphas = [ex.model.embedder.alpha]
     thresholds = [0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
     rows = []
     t0 = time.time()

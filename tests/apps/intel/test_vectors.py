@@ -60,3 +60,14 @@ def test_contextual_minilm_truncates_at_256_and_ignores_padding():
     assert together.shape == (3, 384)
     assert float(together[0] @ alone[0]) > 1 - 1e-4  # batching with long texts (padding) changes nothing
     assert float(together[1] @ together[2]) > 1 - 1e-4  # past 256 word pieces the text is cut
+
+
+def test_ttps_settings_follow_the_dense_side():
+    from secfoundry.apps.intel.ttps_model import default_knn, is_static
+    from secfoundry.apps.intel.vectors import StaticMiniLM
+
+    static, contextual = StaticMiniLM(), intel_embedder("minilm")  # neither loads a model here
+    assert is_static(static) and is_static(HashEmbedder()) and not is_static(contextual)
+    assert default_knn("hybrid", static).min_sim == 0.4  # the default: static MiniLM, alpha 0.5
+    assert default_knn("hybrid", contextual).min_sim == 0.65  # opt-in: contextual, alpha 0.2
+    assert default_knn("tfidf").min_sim == 0.25

@@ -26,7 +26,8 @@ from secfoundry.apps.intel.reports import ReportText, Sentence, load_report, sen
 from secfoundry.apps.intel.schemas_ttps import EntityHit, IgnoredSpan, Span, TechniqueHit, TTPResult
 from secfoundry.apps.intel.ttps_catalog import TECH_RE, AttackCatalog, catalog_for
 from secfoundry.apps.intel.ttps_lexicon import TechniqueNameMatcher
-from secfoundry.apps.intel.ttps_model import HybridEmbedder, KNNConfig, TechniqueModel, TfidfEmbedder, default_knn
+from secfoundry.apps.intel.ttps_model import (HybridEmbedder, KNNConfig, TechniqueModel, TfidfEmbedder, default_knn,
+                                              is_static)
 
 if TYPE_CHECKING:  # pragma: no cover
     from secfoundry.kb.knowledge import KnowledgeBase
@@ -34,7 +35,12 @@ if TYPE_CHECKING:  # pragma: no cover
 EXPLICIT_CONF = 0.92
 LEX_CUT = 0.35  # the cut EXPLICIT_CONF and the name strengths (ttps_lexicon) are expressed against
 MIN_WORDS = 4
-HYBRID_ALPHA = 0.5  # representation "hybrid": weight of the TF-IDF similarity (the rest: MiniLM)
+# representation "hybrid": weight of the TF-IDF similarity (the rest: MiniLM), chosen on the dev set
+# of bench/intel_ttps_tune.py per dense side: 0.5 with static MiniLM vectors (the default), 0.2 with
+# the contextual sentence model (SECFOUNDRY_TTPS_EMBEDDER=minilm: best on that dev set, but worse on
+# TRAM, the CTID summaries and CTIBench-ATE - see docs/intel.md)
+HYBRID_ALPHA = 0.5
+HYBRID_ALPHA_CONTEXTUAL = 0.2
 # Clause boundaries inside a sentence that lists several behaviours ("it downloads files, and
 # can take screenshots; ..."): each clause is also scored, a technique keeps its best score.
 _CLAUSE = re.compile(r";\s+|,\s+(?:and|while|as well as|which|then|also|before|after)\s+|"
@@ -124,17 +130,18 @@ class TTPExtractor:
         if rep == "tfidf" or getattr(embedder, "sparse", False):  # fitted per model: never share one
             rep, emb = "tfidf", TfidfEmbedder()
         elif rep == "hybrid":
-            alpha = float(os.environ.get("SECFOUNDRY_TTPS_ALPHA", HYBRID_ALPHA))
             if embedder is None:  # SECFOUNDRY_TTPS_EMBEDDER (vectors.intel_embedder specs), default static MiniLM
                 embedder = _ttps_embedder()
+            alpha = float(os.environ.get("SECFOUNDRY_TTPS_ALPHA", HYBRID_ALPHA if is_static(embedder) else HYBRID_ALPHA_CONTEXTUAL))
             emb = HybridEmbedder(embedder, alpha) if embedder is not None else None
             if emb is None:  # no model package: TF-IDF alone, as before
                 rep, emb = "tfidf", TfidfEmbedder()
         else:
             emb: Any = embedder if embedder is not None else self.kb.embedder
         self.representation = rep
+        dense = emb.dense if rep == "hybrid" else (emb if rep == "dense" else None)
         self.model = TechniqueModel(self.catalog, emb, extra=extra, use_procedures=use_procedures,
-                                    config=knn or default_knn(rep))
+                                    config=knn or default_knn(rep, dense))
         self.entities = self.model.entities
 
     # -- per sentence -------------------------------------------------------------------------------

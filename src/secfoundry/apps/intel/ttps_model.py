@@ -50,14 +50,28 @@ class KNNConfig:
     cut: float = 0.35           # raw document score reported as confidence 0.5 (the default threshold)
 
 
-def default_knn(representation: str) -> KNNConfig:
-    """Settings per representation (similarities live on different scales)."""
+def is_static(embedder: Any) -> bool:
+    """True for bag-of-subword vectors (``minilm-static``, ``hashing``), False for the contextual
+    sentence model: their cosines live on different scales, so they have their own settings."""
+    name = getattr(embedder, "name", "") or ""
+    return not name.startswith("all-MiniLM-L6-v2/")
+
+
+def default_knn(representation: str, dense: Any = None) -> KNNConfig:
+    """Settings per representation (similarities live on different scales), all chosen on
+    pseudo-documents of ATT&CK software outside CTIBench-ATE (bench/intel_ttps_tune.py);
+    ``dense``: the embedder of the dense / hybrid representation."""
     if representation == "tfidf":
-        # chosen on pseudo-documents of ATT&CK software outside CTIBench-ATE (bench/intel_ttps_tune.py)
-        return KNNConfig(k=8, min_sim=0.25, power=2.0, mode="share", cut=0.1)
+        return KNNConfig(k=8, min_sim=0.25, power=2.0, mode="share", cut=0.1)  # dev micro-F1 0.686
     if representation == "hybrid":
-        # same dev set, alpha 0.5 with static MiniLM vectors: micro-F1 0.715 vs 0.686 for TF-IDF alone
+        if dense is not None and not is_static(dense):
+            # alpha 0.2 with the contextual MiniLM sentence model: dev micro-F1 0.756, but on prose
+            # (TRAM, CTID summaries, CTIBench-ATE) below the static default: opt-in only
+            return KNNConfig(k=8, min_sim=0.65, power=2.0, mode="share", cut=0.15)
+        # alpha 0.5 with static MiniLM vectors (the default): dev micro-F1 0.715
         return KNNConfig(k=8, min_sim=0.4, power=2.0, mode="share", cut=0.15)
+    if dense is not None and not is_static(dense):
+        return KNNConfig(k=8, min_sim=0.6, power=4.0, mode="share", cut=0.25)  # contextual alone: dev 0.728
     return KNNConfig()
 
 
