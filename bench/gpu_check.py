@@ -162,8 +162,9 @@ def markdown(res: dict) -> str:
         lines += ["", "## Replication at GPU scale", "",
                   f"Device {sz.get('device')}; {sz.get('micro_batch')} x {sz.get('seq')} tokens per step; "
                   f"planned {sz.get('steps')} steps = {sz.get('tokens', 0):,} tokens ({sz.get('epochs')} epochs of "
-                  f"the {sz.get('corpus_train_tokens', 0):,}-token corpus; target {sz.get('target_tokens', 0):,}"
-                  f"{', capped by the time left' if sz.get('capped_by_time') else ''}); trained "
+                  f"the {sz.get('corpus_train_tokens', 0):,}-token corpus; "
+                  + (f"target {sz['target_tokens']:,}" if sz.get("target_tokens") else "fixed step count")
+                  + f"{', capped by the time left' if sz.get('capped_by_time') else ''}); trained "
                   f"{tr.get('tokens', 0):,} tokens in {sz.get('train_s', '-')} s; base evaluation "
                   f"{sz.get('base_eval_s')} s, continued {sz.get('eval_cpt_s', '-')} s.", ""]
         if rep.get("comparison_md"):

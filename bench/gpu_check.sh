@@ -100,7 +100,8 @@ if [ "${GPU_CHECK_REPLICATE:-auto}" != 0 ] && [ -f .gpu/b/bundle.json ]; then
     B=$WORK/bundle
     "$PYTHON" -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" "$B/data.tar.xz" "$B" \
       && rm -f "$B/data.tar.xz" || { fail "data.tar.xz"; REPL=0; }
-    WHL=${GPU_CHECK_WHEELS:-$B/whl}  # another folder only for bench/gpu_devsim.py (this CPU's Python)
+    WHL=${GPU_CHECK_WHEELS:-$B/whl}  # the bundle's are cp312 (the device's Python)
+    [ "$DRY" = 1 ] && [ -z "${GPU_CHECK_WHEELS:-}" ] && [ -d .gpu/whl-local ] && WHL=.gpu/whl-local  # this CPU's Python
     if ls "$WHL"/*.whl >/dev/null 2>&1; then
       "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" \
         "$WHL"/*.whl || { fail "wheels"; REPL=0; }

@@ -98,23 +98,6 @@ def device_site(dest: Path) -> list[str]:
     return sorted(linked)
 
 
-def local_wheels(dest: Path) -> Path:
-    """The bundle's wheels for this machine's Python: pure ones as they are, binary ones (cp312
-    for the device) fetched again for this interpreter at the same version."""
-    import json
-
-    names = json.loads((REPO / ".gpu" / "prepare.json").read_text())["info"]["wheels"]
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        if name.endswith("-none-any.whl"):
-            shutil.copy2(REPO / ".gpu" / "whl-cache" / name, dest / name)
-            continue
-        dist, ver = name.split("-")[:2]
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "-d", str(dest), f"{dist}=={ver}"], check=True)
-    return dest
-
-
 def scratch_repo(dest: Path) -> int:
     """What the device tool sends: tracked + untracked-not-ignored files, and the carried .gpu/a, .gpu/b."""
     names = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "-co", "--exclude-standard"],
@@ -156,7 +139,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
     env.update(PYTHON=str(py), PATH=f"{venv / 'bin'}:{env.get('PATH', '')}", GPU_CHECK_DRY="1",
                OUT=str(a.work / "out"), GPU_CHECK_WORK=str(a.work / "gpu_check"), HOME=str(a.work / "home"))
-    whl = local_wheels(a.work / "wheels")
+    whl = REPO / ".gpu" / "whl-local"  # the bundle's wheels for this Python (bench/gpu_prepare.py)
     env["GPU_CHECK_WHEELS"] = str(whl)
     if a.check_imports:
         wheels = sorted(whl.glob("*.whl"))

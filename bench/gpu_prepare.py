@@ -118,6 +118,21 @@ def download_wheels(dest: Path, cache: Path) -> list[str]:
     return got
 
 
+def local_wheels(names: list[str], cache: Path, dest: Path) -> Path:
+    """The same wheels for THIS machine's Python (for the CPU dry run and bench/gpu_devsim.py): pure
+    ones as they are, binary ones (cp312 for the device) fetched again at the same version."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if name.endswith("-none-any.whl"):
+            shutil.copy2(cache / name, dest / name)
+            continue
+        dist, ver = name.split("-")[:2]
+        if not list(dest.glob(f"{dist}-{ver}-*.whl")):
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                            "-d", str(dest), f"{dist}=={ver}"], check=True)
+    return dest
+
+
 def device_calls(info: dict) -> dict:
     """The two device calls (command strings, carry lists, timeouts) for the session that has a GPU.
     Device time: a start (1-2 min) + call 1 (<= 3.5 min) + call 2 (<= 9.3 min) stays under 15 min."""
@@ -167,6 +182,7 @@ def main() -> None:
         tar.add(data, arcname="data")
     print(f"data.tar.xz: {xz.stat().st_size / gb.MiB:.1f} MiB from {gb.folder_bytes(data) / gb.MiB:.1f} MiB")
     wheels = download_wheels(stage / "whl", a.out / "whl-cache")
+    local_wheels(wheels, a.out / "whl-cache", a.out / "whl-local")  # GPU_CHECK_DRY=1 installs these
     gguf = gguf_path()
     gguf_sha = gb.sha256_file(gguf)
     conv = embedded_dir() / "secfoundry-conversion.json"

@@ -98,7 +98,7 @@ def comparison(summary: dict, sizing: dict, corpus_tokens: int) -> str:
         if key == "rotation":
             return (ev.get("rotation") or {}).get("variant_mean")
         if key.startswith("options_"):
-            return (ev.get("options") or {}).get(key[len("options_"):])
+            return (ev.get("options") or {}).get({"options_acc": "accuracy", "options_acc_norm": "acc_norm"}[key])
         r = ev["bench"].get(key)
         return None if r is None else r["score"] * (100 if r["score"] <= 1 else 1)
 
@@ -106,8 +106,9 @@ def comparison(summary: dict, sizing: dict, corpus_tokens: int) -> str:
         return "-" if v is None else (f"{v:.3f}" if ppl else f"{v:.2f}")
 
     tok = summary.get("train", {}).get("tokens") or 0
-    lines = [f"| metric | CPU base | CPU continued ({CPU_RUN['tokens'] / 1e6:.2f} M tokens) | GPU base | "
-             f"GPU continued ({tok / 1e6:.1f} M tokens, {tok / max(corpus_tokens, 1):.1f} epochs) |",
+    run = "GPU" if sizing.get("device", "cuda") == "cuda" else f"this run ({sizing['device']})"
+    lines = [f"| metric | CPU base | CPU continued ({CPU_RUN['tokens'] / 1e6:.2f} M tokens) | {run} base | "
+             f"{run} continued ({tok / 1e6:.1f} M tokens, {tok / max(corpus_tokens, 1):.1f} epochs) |",
              "|---|---:|---:|---:|---:|"]
     labels = [("security_ppl", "held-out security perplexity"), ("general_ppl", "held-out general perplexity"),
               ("ctibench-mcq", "CTIBench-MCQ letters (5-shot)"), ("cybermetric-500", "CyberMetric-500 letters"),

@@ -87,6 +87,9 @@ def test_comparison_puts_the_gpu_run_beside_the_cpu_run():
     assert "| SecEval letters | 17.54 | 11.03 | - | - |" in md
     assert "| CTIBench-MCQ rotation-averaged (first 400) | 24.94 | 25.00 | 26.50 | 26.50 |" in md
     assert "| final train loss | | 1.7764 | | 1.2000 |" in md
+    assert "| CTIBench-MCQ option texts, accuracy (first 400) | 25.25 | 27.50 | 30.00 | 30.00 |" in md
+    assert "| CTIBench-MCQ option texts, acc_norm (first 400) | 38.25 | 38.25 | 40.00 | 40.00 |" in md
+    assert "| this run (cpu) base |" in gr.comparison(s, {"device": "cpu"}, 16_537_600)
     base_only = gr.comparison({"base": ev(13.5, 33.9), "train": {"tokens": 0}}, {}, 16_537_600)
     assert "| CTIBench-MCQ letters (5-shot) | 33.75 | 37.07 | 33.90 | - |" in base_only
 
