@@ -138,7 +138,7 @@ def device_calls(info: dict) -> dict:
     Device time: a start (1-2 min) + call 1 (<= 3.5 min) + call 2 (<= 9.3 min) stays under 15 min."""
     call1 = ("nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; mkdir -p /tmp/sfgpu && "
              "cp .gpu/a/bundle.tar.part1 .gpu/a/bundle.json /tmp/sfgpu/ && python3 bench/gpu_bundle.py check "
-             "/tmp/sfgpu; df -h /tmp | tail -1; PYTHON=python3 GPU_CHECK_RUNS=llama-1b GPU_CHECK_REPLICATE=0 "
+             "/tmp/sfgpu; df -h /tmp; PYTHON=python3 GPU_CHECK_RUNS=llama-1b GPU_CHECK_REPLICATE=0 "
              "timeout 150 bash bench/gpu_check.sh")
     call2 = "PYTHON=python3 GPU_CHECK_RUNS=smollm2-135m GPU_CHECK_BUDGET_S=500 bash bench/gpu_check.sh"
     return {"call1": {"command": call1, "carry": [".gpu/a"], "timeout_s": 200},
