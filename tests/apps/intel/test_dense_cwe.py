@@ -79,8 +79,8 @@ def test_store_resumes_and_skips_torn_shards(tmp_path):
 
 def test_signals_mixed_and_ranking(dense_model, cve_env):
     model, _, _ = dense_model
-    mp = CweMapper(model, cve_env["catalog"])
-    assert mp.dense is not None
+    mp = CweMapper(model, cve_env["catalog"], dense_config=DenseConfig(w_svm=0.6, w_lr=0.25, w_knn=0.15))
+    assert mp.dense is not None and CweMapper(model, cve_env["catalog"]).dense_config == DenseConfig()
     m = mp.map("A vulnerability was found in Acme Portal 3.2. The manipulation of the argument user in "
                "/login.php leads to sql injection.")
     assert m.cwe[0] == "CWE-89"
@@ -88,8 +88,8 @@ def test_signals_mixed_and_ranking(dense_model, cve_env):
     assert {"classifier", "dense_lr", "dense_knn"} <= set(sig) and sig["dense_knn"] > 0
     # weights from a config: all on the SVM gives the plain mapper's scores
     plain = CweMapper(model, cve_env["catalog"], dense=False).map(m.candidates[0].neighbours[0].text)
-    svm_only = CweMapper(model, cve_env["catalog"], dense_config=DenseConfig(w_svm=1.0, w_lr=0.0, w_knn=0.0)
-                         ).map(m.candidates[0].neighbours[0].text)
+    cfg = DenseConfig(w_svm=1.0, w_lr=0.0, w_knn=0.0, svm_temperature=0.0)
+    svm_only = CweMapper(model, cve_env["catalog"], dense_config=cfg).map(m.candidates[0].neighbours[0].text)
     assert [c.id for c in plain.candidates] == [c.id for c in svm_only.candidates]
     assert [c.score for c in plain.candidates] == [c.score for c in svm_only.candidates]
 
