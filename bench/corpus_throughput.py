@@ -285,6 +285,59 @@ def cpu_seconds() -> float:
     return total
 
 
+class TreeCPU:
+    """CPU seconds (user + system) of this process and every descendant, sampled every ``every``
+    seconds in a thread while the block runs. datatrove's worker pool is started through
+    multiprocessing's forkserver, so its workers are never waited for by this process (no
+    RUSAGE_CHILDREN) and are gone by the end: sampling counts each one up to its last sample
+    (under ``every`` seconds short per process). Processes in CPU_EXCLUDE are skipped."""
+
+    def __init__(self, every: float = 0.25):
+        self.every = every
+        self.base: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.seconds = 0.0
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        skip: set[int] = set()
+        for pid in CPU_EXCLUDE:
+            try:
+                skip |= {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
+            except psutil.Error:
+                pass
+        for p in [me, *me.children(recursive=True)]:
+            if p.pid in skip:
+                continue
+            try:
+                t = p.cpu_times()
+                self.last[p.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+
+    def __enter__(self) -> "TreeCPU":
+        import threading
+
+        self._sample()
+        self.base = dict(self.last)  # processes alive before the block: only their growth counts
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.seconds = sum(v - self.base.get(pid, 0.0) for pid, v in self.last.items())
+
+
 def warm_up(recipe: Any) -> None:
     """First-use work both pipelines would otherwise pay inside the timing: our relevance model is
     trained once and cached, the SmolLM2 tokenizer converted once."""
@@ -316,7 +369,8 @@ def run_ours(info: dict[str, Any], work: Path, cpus: int, variant: str = "full")
     init_ray(None, num_cpus=cpus, object_store_mb=256)
     ray_start = time.perf_counter() - t
     t, c0 = time.perf_counter(), cpu_seconds()
-    summary = run_recipe(recipe, out, progress=False)
+    with TreeCPU() as tc:
+        summary = run_recipe(recipe, out, progress=False)
     seconds = time.perf_counter() - t
     cpu = cpu_seconds() - c0
     write_report(out)
@@ -324,7 +378,7 @@ def run_ours(info: dict[str, Any], work: Path, cpus: int, variant: str = "full")
     phases = [{"phase": p.phase, "docs_in": p.docs_in, "docs_out": p.docs_out, "seconds": p.seconds,
                "docs_per_s": p.docs_in / p.seconds if p.seconds else 0.0} for p in summary.phases]
     rows = {r["source"]: r for r in source_table(rep)}
-    return {"seconds": seconds, "cpu_seconds": cpu, "ray_start": ray_start, "warmup": warm, "phases": phases,
+    return {"seconds": seconds, "cpu_seconds": cpu, "cpu_seconds_sampled": tc.seconds, "ray_start": ray_start, "warmup": warm, "phases": phases,
             "collected": rep.collected_by_source,
             "kept": {s: r.get("final_originals", 0) for s, r in rows.items()},
             "dropped": {s: r["dropped"] for s, r in rows.items()},
@@ -579,9 +633,9 @@ def main() -> None:
 
         print("datatrove pipeline ...", flush=True)
         tok = str(ensure_converted() / "tokenizer.json")
-        c0 = cpu_seconds()
-        results["datatrove"] = run_datatrove(Path(info["dir"]), args.work / "datatrove", tok, workers=args.cpus)
-        results["datatrove"]["cpu_seconds"] = cpu_seconds() - c0
+        with TreeCPU() as tc:
+            results["datatrove"] = run_datatrove(Path(info["dir"]), args.work / "datatrove", tok, workers=args.cpus)
+        results["datatrove"]["cpu_seconds"] = tc.seconds  # sampled: its forkserver workers are never waited for
         dt_file.write_text(json.dumps(results["datatrove"], default=str))
         print(json.dumps({k: results["datatrove"][k] for k in ("seconds", "walls", "tokens")}), flush=True)
     if "ours" in results and args.profile:
