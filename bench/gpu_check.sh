@@ -98,7 +98,8 @@ if [ "${GPU_CHECK_REPLICATE:-auto}" != 0 ] && [ -f .gpu/b/bundle.json ]; then
   if "$PYTHON" bench/gpu_bundle.py unpack --to "$WORK/bundle" .gpu/a .gpu/b /tmp/sfgpu; then
     REPL=1
     B=$WORK/bundle
-    "$PYTHON" -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" "$B/data.tar.xz" "$B" \
+    "$PYTHON" -c "import tarfile,sys; kw = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}; \
+tarfile.open(sys.argv[1]).extractall(sys.argv[2], **kw)" "$B/data.tar.xz" "$B" \
       && rm -f "$B/data.tar.xz" || { fail "data.tar.xz"; REPL=0; }
     WHL=${GPU_CHECK_WHEELS:-$B/whl}  # the bundle's are cp312 (the device's Python)
     [ "$DRY" = 1 ] && [ -z "${GPU_CHECK_WHEELS:-}" ] && [ -d .gpu/whl-local ] && WHL=.gpu/whl-local  # this CPU's Python
