@@ -18,7 +18,7 @@
 # two calls -- the exact commands are in BENCHMARKS.md ("GPU check") and .gpu/prepare.json:
 #   here:    python bench/gpu_prepare.py        # writes .gpu/a (call 1) and .gpu/b (call 2)
 #   call 1:  carry .gpu/a: sanity, part 1 -> /tmp/sfgpu, GPU_CHECK_RUNS=llama-1b GPU_CHECK_REPLICATE=0
-#   call 2:  carry .gpu/b: GPU_CHECK_RUNS=smollm2-135m GPU_CHECK_BUDGET_S=500 (replication)
+#   call 2:  carry .gpu/b: GPU_CHECK_RUNS=smollm2-135m GPU_CHECK_BUDGET_S=480 (replication)
 #
 # Results under $OUT (the device tool's output folder; default runs/gpu_check), at most 8 files:
 # env.txt, gpu_check.log, summary.md, summary.json, metrics.jsonl (every run's records, "run"
