@@ -71,10 +71,12 @@ def calibration_or_plan(metrics: Path | None) -> dict:
 
 
 def plan_steps(now: float, deadline: float, base_eval_s: float, cal: dict, tokens_per_step: int,
-               target_tokens: int, fixed_s: float = 45.0) -> dict:
+               target_tokens: int, fixed_s: float = 30.0) -> dict:
     """Steps that fit: the time left minus the continued model's evaluation (as long as the
     base's took, +10%), the trainer's start-up (calibrated) and ``fixed_s`` (held-out evals during
-    training, final checkpoint + export, report), at 95% of the calibrated tokens/s."""
+    training, final checkpoint + export, report: ~20 s for 135M on a GPU), at 95% of the calibrated
+    tokens/s. With the call-2 budget (480 s) 100 M tokens fit at ~40% MFU if each evaluation takes
+    <= ~30 s; otherwise fewer are trained, and sizing.json / summary.md say so."""
     reserve = base_eval_s * 1.1 + cal["startup_s"] + fixed_s
     train_s = deadline - now - reserve
     fit = max(0, int(train_s * cal["tokens_per_s"] * 0.95 // tokens_per_step))
