@@ -5,12 +5,12 @@
 1. Where KEV's ``cwes`` come from: for the KEV CVEs that are also in
    ``datasets/cve-records.jsonl.gz``, KEV's CWE set is compared with the record's CNA labels and
    CISA-ADP labels (equal / overlapping / disjoint / one side empty).
-2. map-cwe top-1 / top-3 against KEV's labels, at ``--level cna`` and ``--level nvd``, on
-   (a) the KEV CVEs in the records (their CVE description) and (b) every KEV entry with a CWE
-   (CISA's ``shortDescription``). CTIBench CVE ids are left out. Leakage: the model is fitted
-   without any KEV CVE (a separate cached fit: every KEV id and the descriptions of (a) excluded,
-   besides CTIBench), and each item's own id / description is also excluded from the neighbour
-   indexes while it is scored.
+2. map-cwe top-1 / top-3 against KEV's labels, at ``--level cna`` and ``--level nvd``, on every
+   KEV entry with a CWE whose CVE is **not** among the records the model is fitted on (so neither
+   the SVM nor the neighbour indexes have seen it; text: CISA's ``shortDescription``), CTIBench CVE
+   ids left out. Each item's own id / description is also excluded from the neighbour indexes
+   while it is scored (the count is reported). The KEV CVEs inside the records are only used
+   for (1): scoring them would need a refit without them.
 """
 
 from __future__ import annotations
@@ -76,20 +76,17 @@ def main() -> int:
             return "equal" if k == x else ("overlap" if k & x else "disjoint")
         prov[f"vs CNA: {rel(cna)}; vs ADP: {rel(adp)}"] += 1
 
-    # 2. map-cwe on KEV labels
-    rec_items = [(cid, by_id[cid].description, list(v["cwes"])) for cid, v in sorted(kev.items())
-                 if cid in by_id and v.get("cwes") and by_id[cid].description and cid not in cti.ids]
+    # 2. map-cwe on KEV labels, for KEV CVEs the model never saw
     short_items = [(cid, v.get("shortDescription") or "", list(v["cwes"])) for cid, v in sorted(kev.items())
-                   if v.get("cwes") and (v.get("shortDescription") or "").strip() and cid not in cti.ids]
-    excl = Exclusion.union([(cid, None) for cid in kev] + [(cid, d) for cid, d, _ in rec_items])
-    model = IntelModel.get(catalog=catalog, exclude=excl, dense=True if a.dense else False, embedder=a.embedder,
-                           log=log)
+                   if v.get("cwes") and (v.get("shortDescription") or "").strip() and cid not in cti.ids
+                   and cid not in by_id]
+    model = IntelModel.get(catalog=catalog, dense=True if a.dense else False, embedder=a.embedder, log=log)
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "loadavg_start": os.getloadavg(),
                  "kev_catalog": kev_doc.get("catalogVersion"), "kev_entries": len(kev),
                  "kev_in_records": sum(1 for c in kev if c in by_id), "provenance": dict(prov.most_common()),
                  "model": {k: v for k, v in model.manifest.items() if not isinstance(v, (list, dict))},
                  "dense": model.manifest.get("dense"), "results": []}
-    for set_name, items in (("kev-in-records (CVE description)", rec_items), ("kev-all (KEV shortDescription)", short_items)):
+    for set_name, items in (("KEV entries outside the records (shortDescription)", short_items),):
         inputs = [CveInput(id=cid, description=d) for cid, d, _ in items]
         excls = [Exclusion.for_item(cid, d) for cid, d, _ in items]
         for dense in ([False, True] if a.dense else [False]):
