@@ -46,6 +46,8 @@ def test_array_helpers_match_numpy():
         assert np.array_equal(C.uniq(a), np.unique(a))
         assert np.array_equal(C.member(a, s), np.isin(a, s))
         th = rng.integers(0, 2**63, size=n, dtype=np.uint64)
+        multi = C.window_hashes_multi(th, [8, 13, 3])
+        assert all(np.array_equal(m, C.window_hashes(th, w)) for m, w in zip(multi, [8, 13, 3]))
         for w in (3, 8, 13):
             full = C.window_hashes(th, w)
             starts = np.arange(len(full))[::3]

@@ -36,7 +36,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from secfoundry.corpus.prepare.grams import (BITS_MASK, gram_bitmap, has_short_question, head_hashes,  # noqa: F401
-                                             in_sorted, member, uniq, window_hashes, window_hashes_at)
+                                             in_sorted, member, uniq, window_hashes, window_hashes_at,
+                                             window_hashes_multi)
 from secfoundry.corpus.prepare.text import token_hashes
 
 CVE_RE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
@@ -366,7 +367,7 @@ class ItemIndex:
     def text_grams(self, text: str) -> np.ndarray:
         """Unique window hashes of ``text`` at every n-gram size in use (for corpus counting)."""
         th = token_hashes(token_list(text))
-        return uniq(np.concatenate([window_hashes(th, n) for n in self.sizes]))
+        return uniq(np.concatenate(window_hashes_multi(th, self.sizes)))
 
     def find(self, text: str) -> list[Match]:
         """Every item ``text`` contaminates, with the character spans to cut."""
@@ -377,7 +378,7 @@ class ItemIndex:
         spans = _LazySpans(text)  # character spans are needed only where something matched
         th = token_hashes(toks)
         out: list[Match] = []
-        wins = {n: window_hashes(th, n) for n in self.sizes}
+        wins = dict(zip(self.sizes, window_hashes_multi(th, self.sizes)))
         g = np.concatenate([wins[n] for n in self.sizes])
         gpos = np.concatenate([np.arange(len(wins[n])) for n in self.sizes])
         if len(g) and len(self.gram):

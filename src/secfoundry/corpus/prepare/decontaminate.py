@@ -82,7 +82,7 @@ def _count_partition(path: str, cand_path: str, sizes: list[int]) -> dict[str, A
     for batch in pq.ParquetFile(path).iter_batches(columns=["id", "text"], batch_size=2048):
         for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
             th = C.token_hashes(C.token_list(text or ""))
-            g = C.uniq(np.concatenate([C.window_hashes(th, n) for n in sizes]))
+            g = C.uniq(np.concatenate(C.window_hashes_multi(th, sizes)))
             g = g[bits[g & C.BITS_MASK]]
             h = C.in_sorted(g, cand)
             out.append(h)

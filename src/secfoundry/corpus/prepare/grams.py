@@ -29,6 +29,49 @@ def window_hashes(th: np.ndarray, n: int) -> np.ndarray:
     return acc
 
 
+_MINV = np.uint64(pow(0x9E3779B97F4A7C15, -1, 1 << 64))  # _MULT's inverse modulo 2**64 (_MULT is odd)
+_POW: dict[str, np.ndarray] = {"m": np.ones(1, dtype=np.uint64), "inv": np.ones(1, dtype=np.uint64)}
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """_MULT**k and _MINV**k (mod 2**64) for k < n, grown by doubling and kept per process."""
+    if len(_POW["m"]) < n:
+        size = max(n, 2 * len(_POW["m"]))
+        with np.errstate(over="ignore"):
+            for key, base in (("m", _MULT), ("inv", _MINV)):
+                f = np.full(size, base, dtype=np.uint64)
+                f[0] = 1
+                _POW[key] = np.cumprod(f, dtype=np.uint64)
+    return _POW["m"], _POW["inv"]
+
+
+def window_hashes_multi(th: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """``[window_hashes(th, n) for n in sizes]`` from one prefix sum: the window sum
+    sum_k th[i+k] * M**(n-1-k) is M**(n-1+i) * (P[i+n] - P[i]) with P[j] = sum_{t<j} th[t] * M**-t
+    (all mod 2**64), so each size costs a few array operations instead of n."""
+    length = len(th)
+    if not length or all(length < n for n in sizes):
+        return [window_hashes(th, n) for n in sizes]
+    m, inv = _powers(length + max(sizes))
+    with np.errstate(over="ignore"):
+        pre = np.empty(length + 1, dtype=np.uint64)
+        pre[0] = 0
+        np.cumsum(th * inv[:length], dtype=np.uint64, out=pre[1:])
+        out = []
+        for n in sizes:
+            k = length - n + 1
+            if k <= 0:
+                out.append(np.zeros(0, dtype=np.uint64))
+                continue
+            acc = (pre[n:n + k] - pre[:k]) * m[n - 1:n - 1 + k]
+            acc ^= acc >> np.uint64(31)
+            acc *= np.uint64(0xBF58476D1CE4E5B9)
+            acc ^= acc >> np.uint64(29)
+            acc += np.uint64(n)
+            out.append(acc)
+    return out
+
+
 def window_hashes_at(th: np.ndarray, n: int, starts: np.ndarray) -> np.ndarray:
     """``window_hashes(th, n)[starts]`` computed for those windows only (``starts`` <= len - n)."""
     with np.errstate(over="ignore"):
