@@ -45,6 +45,18 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _POW["m"], _POW["inv"]
 
 
+def window_sums(th: np.ndarray, n: int) -> np.ndarray:
+    """sum_k th[i+k] * M**(n-1-k) (mod 2**64) for every window i of ``n`` tokens (``len(th) >= n``),
+    from a prefix sum: see window_hashes_multi."""
+    length, k = len(th), len(th) - n + 1
+    m, inv = _powers(length + n)
+    with np.errstate(over="ignore"):
+        pre = np.empty(length + 1, dtype=np.uint64)
+        pre[0] = 0
+        np.cumsum(th * inv[:length], dtype=np.uint64, out=pre[1:])
+        return (pre[n:n + k] - pre[:k]) * m[n - 1:n - 1 + k]
+
+
 def window_hashes_multi(th: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
     """``[window_hashes(th, n) for n in sizes]`` from one prefix sum: the window sum
     sum_k th[i+k] * M**(n-1-k) is M**(n-1+i) * (P[i+n] - P[i]) with P[j] = sum_{t<j} th[t] * M**-t

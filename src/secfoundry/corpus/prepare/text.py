@@ -8,6 +8,8 @@ import unicodedata
 import numpy as np
 import xxhash
 
+from secfoundry.corpus.prepare.grams import window_sums
+
 # Identifiers that make two otherwise identical template pages *different* documents.
 ENTITY_RE = re.compile(
     r"\b(?:(?i:CVE-\d{4}-\d{4,}|CWE-\d+|CAPEC-\d+|GHSA(?:-[23456789cfghjmpqrvwx]{4}){3}|"
@@ -59,12 +61,10 @@ def ngram_hashes(tokens: list[str], n: int, salt: int = 0) -> np.ndarray:
     if len(tokens) < n:
         return np.array([xxhash.xxh64_intdigest(" ".join(tokens).encode("utf-8", "surrogatepass"), seed=salt & 0xFFFFFFFFFFFFFFFF)], dtype=np.uint64)
     # Hash each token once, then combine windows arithmetically: much faster than hashing strings.
+    # (window_sums: the same polynomial as acc = acc * 0x9E3779B97F4A7C15 + th[k+i] over k, from one prefix sum)
     th = token_hashes(tokens)
+    acc = window_sums(th, n)
     with np.errstate(over="ignore"):
-        acc = np.zeros(len(tokens) - n + 1, dtype=np.uint64)
-        mult = np.uint64(0x9E3779B97F4A7C15)
-        for k in range(n):
-            acc = acc * mult + th[k:len(tokens) - n + 1 + k]
         acc ^= np.uint64(salt)
         acc ^= acc >> np.uint64(31)
         acc *= np.uint64(0xBF58476D1CE4E5B9)
