@@ -124,10 +124,7 @@ def prose_part(text: str) -> str:
 def _prose_part(text: str) -> str:
     rest, _ = strip_non_prose(text)
     rest = INLINE_CODE_RE.sub(" ", rest)
-    if _NOISE_RE2 is not None and rest.isascii():
-        rest = _NOISE_RE2.sub(" ", _URL_RE2.sub(" ", rest))
-    else:
-        rest = NOISE_RE.sub(" ", URL_RE.sub(" ", rest))
+    rest = _mask_ids(rest)
     rest = re.sub(r"[#*_>|`\[\]()]+", " ", rest)  # Markdown markup
     lines = []
     for ln in rest.split("\n"):
@@ -144,6 +141,18 @@ def _letters(s: str) -> int:
         b = s.encode("ascii")
         return len(b) - len(b.translate(None, _ASCII_LETTERS))
     return len(LETTER_RE.findall(s))
+
+
+def _mask_ids(text: str) -> str:
+    """URL_RE and NOISE_RE matches replaced by a space. Neither pattern can match a newline and
+    their only assertion, ``\b``, sees a newline as it sees the end of the text, so the text can
+    be masked line by line: RE2 on ASCII lines, ``re`` on the others (same matches)."""
+    if _NOISE_RE2 is None:
+        return NOISE_RE.sub(" ", URL_RE.sub(" ", text))
+    if text.isascii():
+        return _NOISE_RE2.sub(" ", _URL_RE2.sub(" ", text))
+    return "\n".join(_NOISE_RE2.sub(" ", _URL_RE2.sub(" ", ln)) if ln.isascii() else NOISE_RE.sub(" ", URL_RE.sub(" ", ln))
+                     for ln in text.split("\n"))
 
 
 def _line_share(lines: list[str], pattern: re.Pattern) -> float:
