@@ -5,7 +5,7 @@ of edges and 20-90 ms of one core, and the service's first look-up of such an id
 while holding the GIL. After a sync the KB renders every record id once (the full KB: 23.9k ids,
 ~11 CPU-s, 28 MB zlib-compressed) into the ``rendered`` table, keyed by canonical id, and stamps it
 with what it was rendered from (``stamp``): the sources' content hashes and sync runs, the store
-schema, and the code of ``show.py`` and this module. A look-up whose stamp no longer matches (a
+schema, and the code that decides the bytes (``show.py`` and the encoder here). A look-up whose stamp no longer matches (a
 sync not followed by a render, a newer secfoundry) is simply built again, so a stale body is never
 served. The bytes are exactly ``json.dumps(dataclasses.asdict(entry), ensure_ascii=False,
 default=str)``, i.e. what ``kb show --json`` prints (a test checks every id of a test KB).
@@ -14,6 +14,7 @@ default=str)``, i.e. what ``kb show --json`` prints (a test checks every id of a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import sqlite3
@@ -44,12 +45,16 @@ def entry_json(entry: Any) -> bytes:
     return json.dumps(entry, ensure_ascii=False, default=_plain).encode("utf-8")
 
 
+@functools.lru_cache(maxsize=1)
 def _code_hash() -> str:
+    """The code that decides the bytes: ``show.py`` (the entry) and the encoder below."""
+    import inspect
+
     from secfoundry.kb import show
 
-    h = hashlib.sha256()
-    for mod_file in (show.__file__, __file__):
-        h.update(Path(mod_file).read_bytes())
+    h = hashlib.sha256(Path(show.__file__).read_bytes())
+    for fn in (_plain, entry_json):
+        h.update(inspect.getsource(fn).encode())
     return h.hexdigest()[:16]
 
 

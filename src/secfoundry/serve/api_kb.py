@@ -88,8 +88,9 @@ class ShowCache:
 
     def rendered(self, key: str) -> bytes | None:
         """The entry's JSON from the KB's ``rendered`` table when that table is current (its stamp
-        is checked once per KB change); None otherwise. Called on worker threads: SQLite I/O on a
-        per-thread read-only connection, so the event loop's ``get`` never waits for it."""
+        is checked once per KB change); None otherwise. Called by the route's worker threads and by
+        ``FastLookup`` on the event loop, each on its own read-only connection (one indexed read,
+        no lock held), so ``get`` never waits for it."""
         import sqlite3
 
         from secfoundry.kb import rendered

@@ -1,11 +1,12 @@
 """``FastLookup``: ``GET /kb/{id}`` answered from the rendered-entry cache at the ASGI layer.
 
 A KB lookup is the service's hottest and cheapest call: once an entry is rendered (``ShowCache``)
-answering it is a dictionary hit, and FastAPI's routing and dependency resolution cost several
+answering it is a dictionary hit (or, the first time, one read of the entry ``kb sync``
+materialised, ``kb/rendered.py``), and FastAPI's routing and dependency resolution cost several
 times that. This middleware (inside ``Guard``: body limits, security headers and the audit line
 apply as to every request) answers only the happy path itself: a valid Bearer key, a cached
 entry, a token from the key's rate bucket. Everything else (no key, a wrong or revoked key, over
-the rate, an entry not rendered yet, a query string) goes on to the FastAPI route, which is the
+the rate, an id ``kb sync`` did not render under that spelling, a query string) goes on to the FastAPI route, which is the
 one implementation of the errors and of rendering, and which then fills the cache. The bytes
 sent are those the route sends for the same id (tested). The rate bucket is consulted only on a
 hit, so a request falling through is counted once, by the route.
@@ -58,6 +59,13 @@ class FastLookup:
         if verdict.key is None:
             return None
         hit = cache.get(ident)
+        if hit is None:
+            # A first look-up of a canonical id: the body ``kb sync`` materialised (one indexed read
+            # on this thread's own read-only connection, no routing, no thread hop).
+            body = cache.rendered(ident)
+            if body is not None:
+                hit = (200, body)
+                cache.put(ident, hit)
         if hit is None or svc.limiter.check(f"key:{verdict.key.id}") > 0:
             return None  # the route renders it / answers 429 with Retry-After
         key = verdict.key
