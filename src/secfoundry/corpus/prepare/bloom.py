@@ -50,14 +50,14 @@ class BloomFilter:
             for i in range(0, len(hashes), self.CHUNK):
                 self.add(hashes[i:i + self.CHUNK])
             return
-        pos = self._positions(hashes).ravel()
+        # Sorted bit positions (sequential memory access into a filter of tens of MB), the masks
+        # of each byte OR-ed together, one write per distinct byte: the bits np.bitwise_or.at
+        # would set, ~4x faster.
+        pos = np.sort(self._positions(hashes).ravel())
         byte = (pos >> np.uint64(3)).astype(np.int64)
-        bit = (pos & np.uint64(7)).astype(np.uint8)
-        # one pass per bit value instead of np.bitwise_or.at (~2x faster): within a pass every
-        # write is the same mask, so repeated byte indexes all store the same OR
-        for b in range(8):
-            idx = byte[bit == b]
-            self.bits[idx] |= np.uint8(1 << b)
+        mask = np.left_shift(np.uint8(1), (pos & np.uint64(7)).astype(np.uint8))
+        first = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
+        self.bits[byte[first]] |= np.bitwise_or.reduceat(mask, first)
 
     def save(self, path: Path) -> None:
         np.savez_compressed(path, bits=self.bits, k=self.k, n_bits=self.n_bits)
