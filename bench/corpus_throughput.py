@@ -268,12 +268,7 @@ def cpu_seconds() -> float:
     total = t.user + t.system
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
     total += ch.ru_utime + ch.ru_stime
-    skip: set[int] = set()
-    for pid in CPU_EXCLUDE:
-        try:
-            skip |= {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
-        except psutil.Error:
-            pass
+    skip = _excluded_pids()
     for p in me.children(recursive=True):
         if p.pid in skip:
             continue
@@ -283,6 +278,19 @@ def cpu_seconds() -> float:
         except psutil.Error:
             pass
     return total
+
+
+def _excluded_pids() -> set[int]:
+    """The processes in CPU_EXCLUDE and all their descendants."""
+    import psutil
+
+    skip: set[int] = set()
+    for pid in CPU_EXCLUDE:
+        try:
+            skip |= {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
+        except psutil.Error:
+            pass
+    return skip
 
 
 class TreeCPU:
@@ -302,12 +310,7 @@ class TreeCPU:
         import psutil
 
         me = psutil.Process()
-        skip: set[int] = set()
-        for pid in CPU_EXCLUDE:
-            try:
-                skip |= {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
-            except psutil.Error:
-                pass
+        skip = _excluded_pids()
         for p in [me, *me.children(recursive=True)]:
             if p.pid in skip:
                 continue
