@@ -48,3 +48,15 @@ def keyword_matrix(norm_texts: list[str], terms: dict, index: dict[str, int], n_
                     if j is not None:
                         kw[i, j] = 1.0
     return kw
+
+
+def top1(score: np.ndarray, rows: list, emit: list[str | None]) -> float:
+    """Share of ``rows`` whose gold CWEs hold the best-scored emittable class (``emittable``)."""
+    order = np.argsort(-score, axis=1)[:, :10]
+    hit = 0
+    for i, r in enumerate(rows):
+        for j in order[i]:
+            if emit[j] is not None:
+                hit += emit[j] in r.cwe
+                break
+    return hit / len(rows)

@@ -33,7 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _intel_split import emittable, keyword_matrix, temporal_split  # noqa: E402
+from _intel_split import emittable, keyword_matrix, temporal_split, top1  # noqa: E402
 
 
 def main() -> int:
@@ -121,16 +121,6 @@ def main() -> int:
         dense.config = old
         return out
 
-    def top1(score, rows):
-        order = np.argsort(-score, axis=1)[:, :10]
-        hit = 0
-        for i, r in enumerate(rows):
-            for j in order[i]:
-                if emit[j] is not None:
-                    hit += emit[j] in r.cwe
-                    break
-        return hit / len(rows)
-
     comp = {}
     for name in ("dev", "test"):
         log(f"components of the {name} half")
@@ -153,7 +143,7 @@ def main() -> int:
             e = np.exp(d - d.max(axis=1, keepdims=True))
             p = e / e.sum(axis=1, keepdims=True)
             score = w_svm * p + w_lr * lrp[C] + w_knn * knn_cache[(name, k, pw)] + W_KEYWORD * kw
-            res[name] = round(top1(score, split[name]), 4)
+            res[name] = round(top1(score, split[name], emit), 4)
         rows_out.append(res)
     baseline = next(r for r in rows_out if r["T"] == 6.0 and r["w_lr"] == 0 and r["w_knn"] == 0)
     best = max(rows_out, key=lambda r: (r["dev"], -r["w_lr"] - r["w_knn"]))

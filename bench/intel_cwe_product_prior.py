@@ -26,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _intel_split import emittable, temporal_split  # noqa: E402
+from _intel_split import emittable, temporal_split, top1  # noqa: E402
 
 
 def main() -> int:
@@ -98,23 +98,13 @@ def main() -> int:
                         prior[i, j] = v / (tot + 2.0)  # smoothed: a name seen 3 times weighs less
         return p, kw, prior, matched
 
-    def top1(score, rows):
-        order = np.argsort(-score, axis=1)[:, :10]
-        hit = 0
-        for i, r in enumerate(rows):
-            for j in order[i]:
-                if emit[j] is not None:
-                    hit += emit[j] in r.cwe
-                    break
-        return hit / len(rows)
-
     comp = {k: components(v) for k, v in split.items()}
     rows = []
     for w in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5):
         res = {"w_prior": w}
         for k in ("dev", "test"):
             p, kw, prior, _ = comp[k]
-            res[k] = round(top1(p + w * prior + W_KEYWORD * kw, split[k]), 4)
+            res[k] = round(top1(p + w * prior + W_KEYWORD * kw, split[k], emit), 4)
         rows.append(res)
         print(res, file=sys.stderr, flush=True)
     best = max(rows, key=lambda r: (r["dev"], -r["w_prior"]))
