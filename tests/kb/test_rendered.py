@@ -60,3 +60,13 @@ def test_store_from_before_the_table(tmp_path: Path) -> None:
     conn.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)")
     assert not rendered.is_current(conn)
     assert rendered.lookup(conn, "T1003") is None
+
+
+def test_cli_render_refuses_a_kb_never_synced(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from secfoundry.cli import app
+
+    r = CliRunner().invoke(app, ["kb", "render", "--db", str(tmp_path / "nokb")])
+    assert r.exit_code == 2 and "kb sync" in r.output
+    assert not (tmp_path / "nokb" / "kb.sqlite").exists()

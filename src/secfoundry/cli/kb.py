@@ -142,6 +142,9 @@ def render(db: Optional[Path] = DbOpt,
 
     kb = _kb(db)
     console = _console()
+    if not kb.paths.db.exists() or not kb.store.sources():
+        console.print(f"[red]error:[/red] no synced knowledge base at {kb.paths.db}: run `secfoundry kb sync` first")
+        raise typer.Exit(2)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as prog:
         r = kb.render(force=force, progress=_RichProgress(prog).render)
